@@ -1,0 +1,102 @@
+/*
+ * cfg: the daemon's configuration, parsed once at start-up.
+ *
+ * Sources, highest precedence first: -o key=value on the command line, the
+ * standard AWS environment variables, the [imgfs] section of the INI file
+ * named by --config (or -o config=FILE), then built-in defaults.
+ *
+ * One sub-struct per module; each module is handed only its part. Strings
+ * are owned by the struct cfg and freed by cfg_release(). After cfg_parse()
+ * returns 0, every field is set and validated.
+ */
+#ifndef IMGFS_CFG_H
+#define IMGFS_CFG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+enum s3_addressing { S3_ADDR_AUTO, S3_ADDR_PATH, S3_ADDR_VIRTUAL };
+
+struct s3_conf {
+	char *bucket;             /* bucket name */
+	char *endpoint;           /* scheme://host[:port], no trailing slash */
+	char *region;             /* signing region */
+	enum s3_addressing addressing; /* never AUTO after cfg_parse() */
+	char *ca_file;            /* CA bundle, NULL for the system's */
+	int insecure;             /* 1: do not verify TLS (logged loudly) */
+	unsigned max_connections; /* concurrent requests to S3 */
+	unsigned retries;         /* attempts after the first */
+	unsigned connect_timeout; /* seconds */
+	unsigned request_timeout; /* seconds without progress before giving up */
+	char *sse;                /* NULL, "AES256" or "aws:kms" */
+	char *sse_kms_key_id;     /* with sse=aws:kms, or NULL */
+};
+
+struct creds_conf {
+	char *profile;            /* profile name in the shared files */
+	char *credentials_file;   /* AWS_SHARED_CREDENTIALS_FILE or ~/.aws/credentials */
+	char *config_file;        /* AWS_CONFIG_FILE or ~/.aws/config */
+};
+
+struct cache_conf {
+	char *dir;                /* cache directory (spools, SQLite database) */
+	uint64_t max_bytes;       /* thumbnail cache bound */
+};
+
+enum thumb_crop { THUMB_CROP_NONE, THUMB_CROP_ATTENTION, THUMB_CROP_CENTRE };
+
+struct thumb_conf {
+	unsigned size;            /* bounding box edge in pixels */
+	enum thumb_crop crop;     /* none: fit inside; else fill the box exactly */
+	uint64_t max_pixels;      /* refuse sources larger than this */
+	unsigned concurrency;     /* decodes at once */
+};
+
+struct link_conf {
+	unsigned expiry;          /* seconds, 1..604800 */
+	int attachment;           /* 1: add response-content-disposition=attachment */
+};
+
+struct fs_conf {
+	char *uploads_prefix;     /* S3 prefix for uploads/, ends with '/' */
+	char *thumbs_prefix;      /* S3 prefix for thumbnails/, ends with '/' */
+	uint64_t part_size;       /* multipart part size in bytes */
+	unsigned parts_in_flight; /* per file being written */
+	double metadata_ttl;      /* seconds listings and attributes are cached */
+	int foreground;           /* -f */
+	int debug;                /* -d: libfuse debug output */
+	char *mountpoint;         /* absolute path */
+};
+
+struct cfg {
+	struct s3_conf s3;
+	struct creds_conf creds;
+	struct cache_conf cache;
+	struct thumb_conf thumb;
+	struct link_conf link;
+	struct fs_conf fs;
+	int log_level;            /* enum log_level */
+	char *config_file;        /* the INI file read, or NULL */
+	char **fuse_opts;         /* NULL-terminated "-o" options passed to FUSE */
+};
+
+enum cfg_result {
+	CFG_OK,      /* parsed: mount */
+	CFG_EXIT_OK, /* -h or -V was handled: exit 0 */
+	CFG_ERROR,   /* a one-line error was written to err: exit non-zero */
+};
+
+/*
+ * Parse argv (imgfs [options] BUCKET MOUNTPOINT) and the environment envp
+ * (NULL-terminated, "NAME=value"). On CFG_ERROR, err holds a one-line message
+ * naming the bad option; on CFG_EXIT_OK, out holds the help or version text.
+ * In every case call cfg_release() afterwards.
+ */
+enum cfg_result cfg_parse(struct cfg *c, int argc, char **argv, char **envp,
+			  char *err, size_t errlen, char **out);
+void cfg_release(struct cfg *c);
+
+/* Parse sizes like "128", "8M", "1G" (binary units). 0 or EINVAL/ERANGE. */
+int cfg_parse_size(const char *s, uint64_t *out);
+
+#endif

@@ -1,0 +1,69 @@
+/*
+ * upload: one file being written into the bucket.
+ *
+ * Sequential writes stream: bytes collect in part-sized buffers; once the
+ * file outgrows one part a multipart upload starts and full parts go up in
+ * the background, at most conf->parts_in_flight at a time, so memory stays
+ * bounded by a few parts whatever the file's size. The first part is held
+ * until commit, so a writer that seeks back to patch a header still works.
+ * Any other non-sequential write (or a truncate, or a read of the data)
+ * switches the file to a spool in the cache directory, which is uploaded at
+ * commit. Nothing is visible in the bucket before upload_commit() returns 0;
+ * a failed commit aborts the multipart upload, so no partial object exists.
+ *
+ * Not thread-safe per object: the caller serialises calls on one upload
+ * (the FUSE layer holds a lock per open file). Different uploads may be
+ * used from different threads at once.
+ */
+#ifndef IMGFS_UPLOAD_H
+#define IMGFS_UPLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "metrics.h"
+#include "s3.h"
+
+struct upload_conf {
+	uint64_t part_size;       /* bytes per multipart part (>= 5 MiB) */
+	unsigned parts_in_flight; /* parts uploading at once for this file */
+	const char *spool_dir;    /* where spool files are made (unlinked at once) */
+};
+
+struct upload;
+
+/*
+ * Start writing key. With existing = 1 the current object is the starting
+ * content (loaded into the spool on the first write that needs it, e.g.
+ * O_APPEND or a write without O_TRUNC); with 0 the file starts empty
+ * (create or O_TRUNC). NULL with errno set. conf and s3 must outlive it.
+ */
+struct upload *upload_create(struct s3_client *s3, struct metrics *m,
+			     const struct upload_conf *conf, const char *key,
+			     int existing, uint64_t existing_size);
+
+/* Write len bytes at off. 0 or errno (ENOSPC, EIO for a part that failed). */
+int upload_write(struct upload *u, const void *data, size_t len, uint64_t off);
+/* Read back written data (switches to the spool). *got = bytes read. */
+int upload_read(struct upload *u, void *data, size_t len, uint64_t off,
+		size_t *got);
+/* Set the size (extending with zeros). 0 or errno. */
+int upload_truncate(struct upload *u, uint64_t size);
+/* The file's current size. */
+uint64_t upload_size(const struct upload *u);
+/* Has anything changed since create or the last successful commit? */
+int upload_dirty(const struct upload *u);
+
+/*
+ * Make the object in the bucket equal to what was written: a single PUT for
+ * a small file, completion of the multipart upload for a large one. The
+ * Content-Type is sniffed from the first bytes. Afterwards the upload may
+ * be written again (a later commit uploads the whole file again).
+ * 0, or EIO (after retries; nothing partial is left in the bucket).
+ */
+int upload_commit(struct upload *u, char etag_out[S3_ETAG_MAX]);
+
+/* Abort any multipart upload in progress and free everything. */
+void upload_destroy(struct upload *u);
+
+#endif
