@@ -94,3 +94,15 @@ format:
 
 clean:
 	rm -rf $(BUILD)
+
+# Small programs the tests drive (tests/tools/NAME.c -> build/tools/NAME).
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+TOOL_BIN := $(TOOL_SRC:tests/tools/%.c=$(BUILD)/tools/%)
+all: $(TOOL_BIN)
+$(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libimgfs.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libimgfs.a $(LDFLAGS) $(LDLIBS)
+
+# libFuzzer targets, each run for a bounded time on its committed corpus.
+fuzz:
+	tests/fuzz/run.sh
