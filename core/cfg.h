@@ -55,6 +55,7 @@ struct thumb_conf {
 struct link_conf {
 	unsigned expiry;          /* seconds, 1..604800 */
 	int attachment;           /* 1: add response-content-disposition=attachment */
+	const char *bucket;       /* alias of s3.bucket (not owned), for the gallery's title; may be NULL */
 };
 
 struct fs_conf {

@@ -45,7 +45,42 @@ int links_thumb(struct links *l, const char *src_key, const char *src_etag,
  * captioned with its escaped path. Thumbnails are not generated here: their
  * URLs point at the thumbnail keys, made on first request by imgfs only
  * through thumbnails/ or .links/thumbnails/ -- so the page first ensures
- * each thumbnail is stored. Appends to out. 0 or errno. */
+ * each thumbnail is stored. Appends to out. 0 or errno.
+ *
+ * Cost: one paginated listing of the uploads prefix and one of the
+ * thumbnails prefix (1 request per 1000 keys each), no HEAD per image.
+ * A thumbnail object that is missing, or older than its source, is made
+ * with thumbs_ensure_stored() by LINKS_GALLERY_WORKERS threads at once;
+ * an image that cannot be thumbnailed appears without a preview. So the
+ * first open after many new uploads is as slow as generating their
+ * thumbnails; later opens cost the two listings and the signing. */
 int links_gallery(struct links *l, time_t now, struct buf *out);
+
+#define LINKS_GALLERY_WORKERS 4
+
+/* ---- pure helpers, exposed for the unit tests ------------------------ */
+
+/* The expiry to sign for: want, cut to what is left of credentials that
+ * expire at creds_expiry (0: never). 0 when they have already expired. */
+unsigned links_expiry_cap(unsigned want, time_t now, time_t creds_expiry);
+
+/* Append s HTML-escaped (& < > " ' become entities), fit for text and for
+ * quoted attribute values. 0 or ENOMEM. */
+int links_html_escape(const char *s, struct buf *out);
+
+/* Append a Content-Disposition value "attachment; filename=..." for a file
+ * name: an ASCII fallback (quoted-string; other bytes become '_') and,
+ * when the name is not plain printable ASCII, an RFC 6266/8187
+ * filename*=UTF-8''... with every other byte percent-encoded. 0 or ENOMEM. */
+int links_disposition(const char *name, struct buf *out);
+
+/* The gallery page in three pieces, so it streams: the head (title with
+ * bucket, which may be NULL; count of images; the time links expire), one
+ * figure per image (thumb_url NULL: no preview), then the tail. */
+int links_page_head(const char *bucket, size_t count, time_t expires_at,
+		    struct buf *out);
+int links_page_figure(const char *path, const char *href,
+		      const char *thumb_url, struct buf *out);
+int links_page_tail(size_t count, struct buf *out);
 
 #endif
