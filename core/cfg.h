@@ -15,6 +15,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#ifndef IMGFS_VERSION
+#define IMGFS_VERSION "0.1.0"
+#endif
+
 enum s3_addressing { S3_ADDR_AUTO, S3_ADDR_PATH, S3_ADDR_VIRTUAL };
 
 struct s3_conf {
@@ -92,6 +96,10 @@ enum cfg_result {
  * (NULL-terminated, "NAME=value"). On CFG_ERROR, err holds a one-line message
  * naming the bad option; on CFG_EXIT_OK, out holds the help or version text.
  * In every case call cfg_release() afterwards.
+ * err messages start with "imgfs: " and have no trailing newline; *out
+ * (when out is not NULL) is allocated, ends with a newline, and the caller
+ * frees it. Not thread-safe with respect to c; reads no global state but
+ * envp (and the euid, for root's cache directory).
  */
 enum cfg_result cfg_parse(struct cfg *c, int argc, char **argv, char **envp,
 			  char *err, size_t errlen, char **out);
@@ -99,5 +107,9 @@ void cfg_release(struct cfg *c);
 
 /* Parse sizes like "128", "8M", "1G" (binary units). 0 or EINVAL/ERANGE. */
 int cfg_parse_size(const char *s, uint64_t *out);
+
+/* The value of NAME in envp ("NAME=value" strings), or NULL when unset or
+ * empty. The result points into envp. */
+const char *cfg_getenv(char **envp, const char *name);
 
 #endif
