@@ -294,7 +294,7 @@ static int query_collect(const char *q, struct qparam *params, size_t n,
 {
 	const char *p = q;
 	size_t i = 0;
-	int err = 0;
+	int err = buf_reserve(store, strlen(q)); /* data is never NULL below */
 
 	while (*p && i < n && !err) {
 		size_t len = strcspn(p, "&");
