@@ -56,7 +56,8 @@ build_target() {
 	name=$1
 	objs=
 	for src in $(sources_of "tests/fuzz/fuzz_$name.c"); do
-		objs="$objs $(build_obj "$src")"
+		obj=$(build_obj "$src") || return 1
+		objs="$objs $obj"
 	done
 	$CC $CFLAGS $SAN -fsanitize=fuzzer -o "$OUT/fuzz_$name" \
 		"tests/fuzz/fuzz_$name.c" $objs $LIBS
