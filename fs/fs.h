@@ -1,0 +1,24 @@
+/*
+ * fs: the FUSE layer. The only place that includes the FUSE headers and
+ * the only place where an errno becomes negative.
+ */
+#ifndef IMGFS_FS_H
+#define IMGFS_FS_H
+
+#define FUSE_USE_VERSION 314
+#include <fuse.h>
+
+#include "core/cfg.h"
+#include "core/ns.h"
+
+/* What the FUSE callbacks find in fuse_get_context()->private_data. */
+struct fs_state {
+	const struct cfg *cfg;
+	struct ns *ns;
+	int start_error; /* ns_start() failed in init: the mount stops */
+};
+
+/* The operations table. */
+const struct fuse_operations *fs_operations(void);
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * imgfs: mount an S3 bucket as an image workspace.
+ *
+ * Start-up order: parse the configuration, resolve credentials and check
+ * the bucket while errors can still reach the terminal; then mount,
+ * daemonise, and start the services in the FUSE init callback.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "core/buf.h"
+#include "core/creds.h"
+#include "core/log.h"
+
+extern char **environ;
+
+/* mkdir -p with mode for each folder made. 0 or errno. */
+static int make_dirs(const char *path, mode_t mode)
+{
+	struct buf b = BUF_INIT;
+	int rc = buf_adds(&b, path);
+
+	for (char *p = b.data ? b.data + 1 : NULL; !rc && p && *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(b.data, mode) && errno != EEXIST)
+			rc = errno;
+		*p = '/';
+	}
+	if (!rc && mkdir(b.data, mode) && errno != EEXIST)
+		rc = errno;
+	buf_release(&b);
+	return rc;
+}
+
+/* The arguments libfuse sees: -f (we daemonise ourselves), -d, -o opts. */
+static int fuse_arguments(const struct cfg *c, struct fuse_args *args)
+{
+	struct buf fsname = BUF_INIT;
+	int rc = fuse_opt_add_arg(args, "imgfs");
+
+	if (!rc && c->fs.debug)
+		rc = fuse_opt_add_arg(args, "-d");
+	if (!rc && buf_addf(&fsname, "-ofsname=%s,subtype=imgfs", c->s3.bucket))
+		rc = -1;
+	if (!rc)
+		rc = fuse_opt_add_arg(args, fsname.data);
+	for (char **o = c->fuse_opts; !rc && o && *o; o++) {
+		rc = fuse_opt_add_arg(args, "-o");
+		if (!rc)
+			rc = fuse_opt_add_arg(args, *o);
+	}
+	buf_release(&fsname);
+	return rc ? ENOMEM : 0;
+}
+
+/* Mount, daemonise, serve until unmounted or signalled. */
+static int serve(struct fs_state *st, struct fuse_args *args)
+{
+	struct fuse *fuse = fuse_new(args, fs_operations(),
+				     sizeof(*fs_operations()), st);
+	struct fuse_loop_config *loop;
+	int rc = 1;
+
+	if (!fuse)
+		return 1;
+	if (fuse_mount(fuse, st->cfg->fs.mountpoint))
+		goto out_destroy;
+	if (fuse_daemonize(st->cfg->fs.foreground))
+		goto out_unmount;
+	if (!st->cfg->fs.foreground)
+		log_setup(st->cfg->log_level, 1);
+	if (fuse_set_signal_handlers(fuse_get_session(fuse)))
+		goto out_unmount;
+	loop = fuse_loop_cfg_create();
+	if (loop) {
+		fuse_loop_cfg_set_max_threads(loop, 64);
+		fuse_loop_cfg_set_idle_threads(loop, 16);
+		rc = fuse_loop_mt(fuse, loop) || st->start_error ? 1 : 0;
+		fuse_loop_cfg_destroy(loop);
+	}
+	fuse_remove_signal_handlers(fuse_get_session(fuse));
+out_unmount:
+	fuse_unmount(fuse);
+out_destroy:
+	fuse_destroy(fuse);
+	return rc;
+}
+
+static int run(struct cfg *c)
+{
+	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fs_state st = {c, NULL, 0};
+	struct creds *creds;
+	char err[512];
+	int rc = 1;
+
+	log_setup(c->log_level, 0);
+	creds = creds_create(&c->creds, environ, err, sizeof(err));
+	if (!creds) {
+		fprintf(stderr, "imgfs: %s\n", err);
+		return 1;
+	}
+	st.ns = ns_new(c, creds);
+	if (!st.ns) {
+		fprintf(stderr, "imgfs: %s\n", strerror(errno));
+		goto out_creds;
+	}
+	if (make_dirs(c->cache.dir, 0700)) {
+		fprintf(stderr, "imgfs: cannot create cache_dir %s: %s\n",
+			c->cache.dir, strerror(errno));
+		goto out_ns;
+	}
+	if (ns_check(st.ns, err, sizeof(err))) {
+		fprintf(stderr, "imgfs: %s\n", err);
+		goto out_ns;
+	}
+	if (fuse_arguments(c, &args) == 0)
+		rc = serve(&st, &args);
+	fuse_opt_free_args(&args);
+out_ns:
+	ns_free(st.ns);
+out_creds:
+	creds_destroy(creds);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	struct cfg c;
+	char err[512], *out = NULL;
+	int rc;
+
+	memset(&c, 0, sizeof(c));
+	switch (cfg_parse(&c, argc, argv, environ, err, sizeof(err), &out)) {
+	case CFG_OK:
+		rc = run(&c);
+		break;
+	case CFG_EXIT_OK:
+		fputs(out ? out : "", stdout);
+		rc = 0;
+		break;
+	default:
+		fprintf(stderr, "%s\n", err);
+		rc = 2;
+		break;
+	}
+	free(out);
+	cfg_release(&c);
+	return rc;
+}

@@ -1,0 +1,267 @@
+/*
+ * ops: FUSE callbacks, each a thin translation onto core/ns.h.
+ */
+#include "fs.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/log.h"
+
+#define FS_BLKSIZE (1u << 20) /* st_blksize: invites large writes */
+
+static struct fs_state *state(void)
+{
+	return fuse_get_context()->private_data;
+}
+
+static struct ns *ns(void)
+{
+	return state()->ns;
+}
+
+static struct ns_file *file_of(const struct fuse_file_info *fi)
+{
+	return (struct ns_file *)(uintptr_t)fi->fh;
+}
+
+static void fill_stat(struct stat *st, const struct ns_attr *a)
+{
+	memset(st, 0, sizeof(*st));
+	if (a->is_dir) {
+		st->st_mode = S_IFDIR | (a->writable ? 0755 : 0555);
+		st->st_nlink = 2;
+	} else {
+		st->st_mode = S_IFREG | (a->writable ? 0644 : 0444);
+		st->st_nlink = 1;
+	}
+	st->st_uid = getuid();
+	st->st_gid = getgid();
+	st->st_size = (off_t)a->size;
+	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
+	st->st_blksize = FS_BLKSIZE;
+	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = a->mtime;
+}
+
+static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *fc)
+{
+	struct fs_state *s = state();
+	double ttl = s->cfg->fs.metadata_ttl;
+
+	fc->attr_timeout = ttl;
+	fc->entry_timeout = ttl;
+	fc->negative_timeout = ttl < 1 ? ttl : 1;
+	fc->hard_remove = 1;
+	fc->use_ino = 0;
+	conn->max_write = FS_BLKSIZE;
+	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
+		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	s->start_error = ns_start(s->ns);
+	if (s->start_error) {
+		log_error("cannot start: %s", strerror(s->start_error));
+		fuse_exit(fuse_get_context()->fuse);
+	}
+	return s;
+}
+
+static int fs_getattr(const char *path, struct stat *st,
+		      struct fuse_file_info *fi)
+{
+	struct ns_attr a;
+	int rc;
+
+	if (!path)
+		return -ESTALE;
+	rc = ns_getattr(ns(), path, &a);
+	if (rc)
+		return -rc;
+	fill_stat(st, &a);
+	return 0;
+}
+
+struct fill_ctx {
+	void *buf;
+	fuse_fill_dir_t filler;
+	enum fuse_fill_dir_flags flags;
+};
+
+static int fill_one(void *arg, const char *name, const struct ns_attr *a)
+{
+	struct fill_ctx *c = arg;
+	struct stat st;
+
+	fill_stat(&st, a);
+	return c->filler(c->buf, name, &st, 0, c->flags);
+}
+
+static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
+		      off_t off, struct fuse_file_info *fi,
+		      enum fuse_readdir_flags flags)
+{
+	struct fill_ctx c = {buf, filler, 0};
+
+	if (flags & FUSE_READDIR_PLUS)
+		c.flags = FUSE_FILL_DIR_PLUS;
+	filler(buf, ".", NULL, 0, 0);
+	filler(buf, "..", NULL, 0, 0);
+	return -ns_readdir(ns(), path, fill_one, &c);
+}
+
+/* After open learnt a file's size, drop the kernel's cached attributes. */
+static void opened(const char *path, struct ns_file *f,
+		   struct fuse_file_info *fi)
+{
+	fi->fh = (uint64_t)(uintptr_t)f;
+	fi->direct_io = ns_file_direct_io(f);
+	fi->keep_cache = 0;
+	if (ns_file_size_changed(f))
+		fuse_invalidate_path(fuse_get_context()->fuse, path);
+}
+
+static int fs_open(const char *path, struct fuse_file_info *fi)
+{
+	struct ns_file *f;
+	int rc = ns_open(ns(), path, fi->flags, &f);
+
+	if (rc)
+		return -rc;
+	opened(path, f, fi);
+	return 0;
+}
+
+static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	struct ns_file *f;
+	int rc = ns_create(ns(), path, fi->flags, &f);
+
+	if (rc)
+		return -rc;
+	opened(path, f, fi);
+	return 0;
+}
+
+static int fs_read(const char *path, char *buf, size_t len, off_t off,
+		   struct fuse_file_info *fi)
+{
+	size_t got;
+	int rc = ns_read(file_of(fi), buf, len, (uint64_t)off, &got);
+
+	return rc ? -rc : (int)got;
+}
+
+static int fs_write(const char *path, const char *buf, size_t len, off_t off,
+		    struct fuse_file_info *fi)
+{
+	int rc = ns_write(file_of(fi), buf, len, (uint64_t)off);
+
+	return rc ? -rc : (int)len;
+}
+
+static int fs_flush(const char *path, struct fuse_file_info *fi)
+{
+	return -ns_flush(file_of(fi));
+}
+
+static int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
+{
+	return -ns_flush(file_of(fi));
+}
+
+static int fs_release(const char *path, struct fuse_file_info *fi)
+{
+	ns_release(file_of(fi));
+	return 0;
+}
+
+static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
+{
+	return -ns_truncate(ns(), path, fi ? file_of(fi) : NULL, (uint64_t)size);
+}
+
+static int fs_unlink(const char *path)
+{
+	return -ns_unlink(ns(), path);
+}
+
+static int fs_mkdir(const char *path, mode_t mode)
+{
+	return -ns_mkdir(ns(), path);
+}
+
+static int fs_rmdir(const char *path)
+{
+	return -ns_rmdir(ns(), path);
+}
+
+static int fs_rename(const char *from, const char *to, unsigned int flags)
+{
+	return -ns_rename(ns(), from, to, flags);
+}
+
+static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
+{
+	return path ? -ns_setattr(ns(), path) : 0;
+}
+
+static int fs_chown(const char *path, uid_t uid, gid_t gid,
+		    struct fuse_file_info *fi)
+{
+	return path ? -ns_setattr(ns(), path) : 0;
+}
+
+static int fs_utimens(const char *path, const struct timespec tv[2],
+		      struct fuse_file_info *fi)
+{
+	return path ? -ns_setattr(ns(), path) : 0;
+}
+
+static int fs_access(const char *path, int mask)
+{
+	struct ns_attr a;
+	int rc = ns_getattr(ns(), path, &a);
+
+	if (rc)
+		return -rc;
+	return (mask & W_OK) && !a.writable ? -EROFS : 0;
+}
+
+static int fs_statfs(const char *path, struct statvfs *st)
+{
+	memset(st, 0, sizeof(*st));
+	st->f_bsize = st->f_frsize = 4096;
+	st->f_blocks = st->f_bfree = st->f_bavail = 1ULL << 40;
+	st->f_files = st->f_ffree = st->f_favail = 1ULL << 32;
+	st->f_namemax = 255;
+	return 0;
+}
+
+static const struct fuse_operations operations = {
+	.init = fs_init,
+	.getattr = fs_getattr,
+	.readdir = fs_readdir,
+	.open = fs_open,
+	.create = fs_create,
+	.read = fs_read,
+	.write = fs_write,
+	.flush = fs_flush,
+	.fsync = fs_fsync,
+	.release = fs_release,
+	.truncate = fs_truncate,
+	.unlink = fs_unlink,
+	.mkdir = fs_mkdir,
+	.rmdir = fs_rmdir,
+	.rename = fs_rename,
+	.chmod = fs_chmod,
+	.chown = fs_chown,
+	.utimens = fs_utimens,
+	.access = fs_access,
+	.statfs = fs_statfs,
+};
+
+const struct fuse_operations *fs_operations(void)
+{
+	return &operations;
+}
