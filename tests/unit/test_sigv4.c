@@ -290,48 +290,52 @@ static int wire_path(const struct http_req *r, struct buf *out)
 
 /* ---- aws4_testsuite ----------------------------------------------------- */
 
+/* The expected files of aws4_testsuite case name: .req .creq .sts .authz. */
+static int aws4_read(const char *dir, const char *name, struct buf files[4])
+{
+	static const char *const ext[4] = {"req", "creq", "sts", "authz"};
+	char file[NAME_MAX + 8];
+	int i, err = 0;
+
+	for (i = 0; i < 4 && !err; i++) {
+		err = fmt(file, sizeof(file), "%s.%s", name, ext[i]);
+		if (!err)
+			err = read_expected(dir, file, &files[i]);
+	}
+	return err;
+}
+
 static void aws4_case(const char *dir, const char *name, const char *label)
 {
-	struct buf text = BUF_INIT, creq = BUF_INIT, sts = BUF_INIT,
-		   authz = BUF_INIT, path = BUF_INIT;
+	struct buf f[4] = {BUF_INIT, BUF_INIT, BUF_INIT, BUF_INIT},
+		   path = BUF_INIT;
 	struct http_req r = {0};
 	struct sigv4_header hdrs[MAX_HDRS];
 	struct sigv4_header token = {"X-Amz-Security-Token", SUITE_TOKEN};
-	int with_token = strcmp(name, SUITE_TOKEN_CASE) == 0;
+	int i, with_token = strcmp(name, SUITE_TOKEN_CASE) == 0;
 	struct sigv4_signer s = {SUITE_AK, SUITE_SK, NULL, "us-east-1",
 				 "service", SUITE_DATE};
-	char file[NAME_MAX + 8], hash[65];
-	int err;
+	char hash[65];
+	int err = aws4_read(dir, name, f);
 
-	(void)fmt(file, sizeof(file), "%s.req", name);
-	err = read_expected(dir, file, &text);
-	if (!err)
-		err = parse_http(text.data, &r);
-	(void)fmt(file, sizeof(file), "%s.creq", name);
-	err = err ? err : read_expected(dir, file, &creq);
-	(void)fmt(file, sizeof(file), "%s.sts", name);
-	err = err ? err : read_expected(dir, file, &sts);
-	(void)fmt(file, sizeof(file), "%s.authz", name);
-	err = err ? err : read_expected(dir, file, &authz);
+	err = err ? err : parse_http(f[0].data, &r);
 	err = err ? err : wire_path(&r, &path);
 	CHECK_INT(err, 0);
 	if (!err && path_needs_normalising(r.path.data)) {
-		skip_case(label, "expects generic-service "
-			  "path normalisation; S3 signs the path as sent");
+		skip_case(label, "expects generic-service path normalisation; "
+			  "S3 signs the path as sent");
 	} else if (!err) {
 		struct sigv4_request req = {r.method, path.data, r.query.data,
 					    hdrs, 0, hash};
-		struct expect want = {creq.data, sts.data, NULL, authz.data};
+		struct expect want = {f[1].data, f[2].data, NULL, f[3].data};
 
 		req.nheaders = collect_headers(&r, &token, with_token, hdrs);
 		sigv4_sha256_hex(r.body.data, r.body.len, hash);
 		check_signing(label, &s, &req, &want);
 	}
 	http_req_release(&r);
-	buf_release(&text);
-	buf_release(&creq);
-	buf_release(&sts);
-	buf_release(&authz);
+	for (i = 0; i < 4; i++)
+		buf_release(&f[i]);
 	buf_release(&path);
 }
 
