@@ -29,7 +29,7 @@ struct links {
 	struct s3_client *s3;
 	struct creds *creds;
 	struct thumbs *thumbs;
-	struct metrics *m;
+	struct metrics *m;      /* link reads are counted by the caller */
 	atomic_int cap_warned;  /* 1 once the credential cap was logged */
 };
 
@@ -356,10 +356,8 @@ static int link_file(struct links *l, const char *key, time_t now,
 		out->len = mark;
 		if (out->data)
 			out->data[mark] = '\0';
-		return err;
 	}
-	metrics_add(l->m, MC_LINK_READS, 1);
-	return 0;
+	return err;
 }
 
 int links_object(struct links *l, const char *key, time_t now,
@@ -655,8 +653,6 @@ int links_gallery(struct links *l, time_t now, struct buf *out)
 		out->len = mark;
 		if (out->data)
 			out->data[mark] = '\0';
-	} else {
-		metrics_add(l->m, MC_LINK_READS, 1);
 	}
 	thumb_index_release(&t);
 	gallery_list_release(&g);

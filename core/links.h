@@ -7,6 +7,9 @@
  * addressing style. An original's link costs no network request; a
  * thumbnail's link first makes sure the thumbnail object is in the bucket.
  *
+ * Nothing here counts MC_LINK_READS: a stat computes a link too, so the
+ * caller counts the opens.
+ *
  * Thread-safe.
  */
 #ifndef IMGFS_LINKS_H
