@@ -18,6 +18,7 @@ import shutil
 import subprocess
 import threading
 import time
+import types
 import urllib.parse
 from unittest import mock
 
@@ -203,8 +204,8 @@ def test_url_matches_botocore_presigner(rgw, bucket, mount, tmp_path):
         url = read_link(m.links / "uploads" / rel)
         q = query(url)
         when = datetime.datetime.strptime(q["X-Amz-Date"], "%Y%m%dT%H%M%SZ")
-        with mock.patch.object(botocore.auth.datetime, "datetime", wraps=datetime.datetime) as dt:
-            dt.utcnow.return_value = when
+        fixed = type("FixedDatetime", (datetime.datetime,), {"utcnow": classmethod(lambda cls: when)})
+        with mock.patch.object(botocore.auth, "datetime", types.SimpleNamespace(datetime=fixed)):
             ref = s3.generate_presigned_url(
                 "get_object", Params={"Bucket": bucket, "Key": f"uploads/{rel}"}, ExpiresIn=3600
             )
