@@ -1,0 +1,110 @@
+/* Unit tests: hash map and metadata cache (core/hmap.h, core/meta.h). */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "core/hmap.h"
+#include "core/meta.h"
+
+static int count_entry(void *arg, const char *key, void *value)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_hmap(void)
+{
+	struct hmap *h = hmap_create();
+	char key[32];
+	void *old;
+	int n = 0, failed = 0;
+
+	for (long i = 0; i < 5000; i++) {
+		snprintf(key, sizeof(key), "k%ld", i);
+		failed += hmap_put(h, key, (void *)(i + 1), NULL) != 0;
+	}
+	CHECK_INT(failed, 0);
+	CHECK_INT(hmap_count(h), 5000);
+	CHECK(hmap_get(h, "k4999") == (void *)5000);
+	CHECK(hmap_get(h, "nope") == NULL);
+	CHECK_INT(hmap_put(h, "k1", (void *)99, &old), 0);
+	CHECK(old == (void *)2);
+	CHECK(hmap_remove(h, "k1") == (void *)99);
+	CHECK(hmap_get(h, "k1") == NULL);
+	hmap_each(h, count_entry, &n);
+	CHECK_INT(n, 4999);
+	hmap_destroy(h, NULL);
+}
+
+static int count_attr(void *arg, const char *name, const struct meta_attr *a)
+{
+	(*(int *)arg)++;
+	return 0;
+}
+
+static void test_listing(void)
+{
+	struct meta *m = meta_create(60);
+	struct meta_listing *l = meta_listing_new();
+	struct meta_attr a = {0, 10, 0, "\"e\""}, out;
+	int n = 0;
+
+	CHECK_INT(meta_lookup(m, "uploads/", "a.jpg", &out), META_MISS);
+	CHECK_INT(meta_dir_each(m, "uploads/", count_attr, &n), ENOENT);
+	meta_listing_add(l, "a.jpg", &a);
+	a.is_dir = 1;
+	meta_listing_add(l, "sub", &a);
+	meta_dir_store(m, "uploads/", l);
+	CHECK_INT(meta_lookup(m, "uploads/", "a.jpg", &out), META_FOUND);
+	CHECK_INT(out.size, 10);
+	CHECK_INT(meta_lookup(m, "uploads/", "sub", &out), META_FOUND);
+	CHECK(out.is_dir);
+	CHECK_INT(meta_lookup(m, "uploads/", "b.jpg", &out), META_ABSENT);
+	CHECK_INT(meta_dir_each(m, "uploads/", count_attr, &n), 0);
+	CHECK_INT(n, 2);
+	meta_destroy(m);
+}
+
+static void test_own_writes(void)
+{
+	struct meta *m = meta_create(60);
+	struct meta_listing *l = meta_listing_new();
+	struct meta_attr a = {0, 5, 0, ""}, out;
+	int n = 0;
+
+	meta_dir_store(m, "uploads/", l);
+	meta_set(m, "uploads/", "new.png", &a);
+	CHECK_INT(meta_lookup(m, "uploads/", "new.png", &out), META_FOUND);
+	meta_dir_each(m, "uploads/", count_attr, &n);
+	CHECK_INT(n, 1); /* the cached listing learnt it too */
+	meta_set_absent(m, "uploads/", "new.png");
+	CHECK_INT(meta_lookup(m, "uploads/", "new.png", &out), META_ABSENT);
+	meta_set(m, "uploads/d/", "x", &a);
+	meta_forget_dir(m, "uploads/d/");
+	CHECK_INT(meta_lookup(m, "uploads/d/", "x", &out), META_MISS);
+	meta_destroy(m);
+}
+
+static void test_expiry(void)
+{
+	struct meta *m = meta_create(0.05);
+	struct meta_attr a = {0, 1, 0, ""}, out;
+
+	meta_set(m, "uploads/", "x", &a);
+	CHECK_INT(meta_lookup(m, "uploads/", "x", &out), META_FOUND);
+	usleep(100000);
+	CHECK_INT(meta_lookup(m, "uploads/", "x", &out), META_MISS);
+	meta_destroy(m);
+}
+
+int main(void)
+{
+	test_hmap();
+	test_listing();
+	test_own_writes();
+	test_expiry();
+	return check_done("test_meta");
+}
