@@ -784,20 +784,33 @@ static long margin_from_env(char **envp)
 }
 
 /* Try the container, then the instance metadata provider. */
-static int from_http(struct creds *c, char **envp, char *err, size_t errlen)
+/* When to try again after a refresh at now: a quarter of the remaining
+ * lifetime, between 1 and 30 seconds. Caller holds the lock (or owns c). */
+static void schedule_retry(struct creds *c, time_t now)
 {
-	char why[512];
+	time_t left = (c->cur.expiry - now) / 4;
+
+	c->next_attempt = now + (left > 30 ? 30 : left < 1 ? 1 : left);
+}
+
+/* The container or instance metadata provider. ENOENT when neither is
+ * configured; *quiet set when IMDS was only tried by default. */
+static int from_http(struct creds *c, char **envp, char *why, size_t whylen,
+		     int *quiet)
+{
 	int rc;
 
-	rc = creds_http_setup(&c->http, envp, why, sizeof(why));
-	if (rc == ENOENT)
-		return ENOENT;
+	*quiet = 0;
+	rc = creds_http_setup(&c->http, envp, why, whylen);
 	if (rc)
-		return say(err, errlen, "%s", why);
+		return rc;
 	c->kind = c->http.container ? CREDS_CONTAINER : CREDS_IMDS;
-	rc = fetch(c, &c->cur, why, sizeof(why));
+	*quiet = !c->http.container &&
+		 !cfg_getenv(envp, "AWS_EC2_METADATA_SERVICE_ENDPOINT");
+	rc = fetch(c, &c->cur, why, whylen);
 	if (rc)
-		return say(err, errlen, "%s", why);
+		return rc;
+	schedule_retry(c, time(NULL));
 	if (c->kind == CREDS_CONTAINER)
 		snprintf(c->source, sizeof(c->source), "container credentials");
 	else
@@ -809,7 +822,8 @@ static int from_http(struct creds *c, char **envp, char *err, size_t errlen)
 static int resolve_chain(struct creds *c, const struct creds_conf *conf,
 			 char **envp, char *err, size_t errlen)
 {
-	int rc;
+	char why[512] = "";
+	int rc, quiet;
 
 	rc = from_env(envp, &c->cur, err, errlen);
 	if (rc == 0)
@@ -819,13 +833,18 @@ static int resolve_chain(struct creds *c, const struct creds_conf *conf,
 	rc = from_files(c, conf, err, errlen);
 	if (rc != ENOENT)
 		return rc;
-	rc = from_http(c, envp, err, errlen);
-	if (rc != ENOENT)
-		return rc;
+	rc = from_http(c, envp, why, sizeof(why), &quiet);
+	if (rc == 0)
+		return 0;
+	if (rc != ENOENT && !quiet)
+		return say(err, errlen, "%s credentials: %s",
+			   c->http.container ? "container" : "instance metadata",
+			   why);
 	return say(err, errlen, "no AWS credentials: set AWS_ACCESS_KEY_ID "
 		   "and AWS_SECRET_ACCESS_KEY, or add profile '%s' to %s, or "
-		   "run with container or instance credentials", conf->profile,
-		   conf->credentials_file);
+		   "run with container or instance credentials%s%s%s",
+		   conf->profile, conf->credentials_file,
+		   *why ? " (instance metadata: " : "", why, *why ? ")" : "");
 }
 
 struct creds *creds_create(const struct creds_conf *conf, char **envp,
@@ -876,7 +895,7 @@ static void refresh_locked(struct creds *c)
 {
 	struct aws_creds fresh;
 	char why[512];
-	time_t now, left;
+	time_t now;
 	int rc;
 
 	pthread_mutex_unlock(&c->lock);
@@ -894,10 +913,9 @@ static void refresh_locked(struct creds *c)
 			 "expire in %llds", c->source, why,
 			 (long long)(c->cur.expiry - now));
 	}
-	/* Pause before the next attempt (also when the new credentials are
-	 * already inside the margin), shorter as expiry nears. */
-	left = c->cur.expiry - now;
-	c->next_attempt = now + (left / 4 > 30 ? 30 : left / 4 < 1 ? 1 : left / 4);
+	/* Pause before the next attempt, also when the new credentials are
+	 * already inside the margin. */
+	schedule_retry(c, now);
 	explicit_bzero(&fresh, sizeof(fresh));
 }
 
