@@ -28,7 +28,7 @@ import botocore.config
 import pytest
 
 import gallery_check
-from helpers import REPO, image_kind
+from helpers import REPO, image_kind, put_many
 
 ARTIFACTS = pathlib.Path(os.environ.get("IMGFS_ARTIFACTS", REPO / "build" / "artifacts"))
 
@@ -543,3 +543,31 @@ def test_gallery_is_rebuilt_on_each_open(rgw, bucket, mount, tmp_path):
     copy_in(m, make_png(tmp_path / "2.png", seed=2), "two.png")
     second = page.read_text()
     assert second.count("<figure>") == 2
+
+
+@pytest.mark.deadline(600)
+def test_gallery_of_thousands(rgw, bucket, mount, tmp_path):
+    """2,000 images whose thumbnails are already in the bucket: opening the
+    gallery costs the two listings (no HEAD, GET or PUT per image), and
+    Chromium loads every thumbnail."""
+    n = 2000
+    src = make_png(tmp_path / "s.png", 64, 48).read_bytes()
+    thumb = make_png(tmp_path / "t.png", 32, 24, seed=3).read_bytes()
+    rels = [f"batch{i // 500}/img{i:05d}.png" for i in range(n)]
+    put_many(rgw.s3, bucket, {f"uploads/{r}": src for r in rels})
+    put_many(rgw.s3, bucket, {f"thumbnails/{r}": thumb for r in rels})
+    m = mount(bucket)
+    page = m.links / "index.html"
+    mark = rgw.log_mark()
+    t0 = time.monotonic()
+    html = page.read_text()
+    elapsed = time.monotonic() - t0
+    reqs = rgw.requests(since=mark, bucket=bucket)
+    assert reqs and all(r.method == "GET" and "list-type=2" in r.query for r in reqs), \
+        sorted({(r.method, r.query.split("&")[0]) for r in reqs})
+    assert len(reqs) <= 2 * (n // 1000 + 1)
+    assert html.count("<figure>") == n
+    print(f"gallery of {n} images: {len(html)} bytes in {elapsed:.2f} s, {len(reqs)} requests")
+    report = gallery_check.check(str(page), str(ARTIFACTS / "gallery-2000.png"))
+    assert report["figures"] == n
+    assert [i["naturalWidth"] for i in report["images"]] == [32] * n
