@@ -7,9 +7,8 @@
  * and fail_on=truncated for the loader, converting through the embedded
  * ICC profile to sRGB when there is one (libvips converts CMYK itself; an
  * sRGB transform of an untagged image would shift its colours); normalise
- * to 8 bits
- * sRGB (or grey), flatten alpha on white for JPEG; encode with metadata
- * stripped.
+ * to 8 bits sRGB (or grey), flatten alpha on white for JPEG; encode with
+ * metadata stripped.
  *
  * The only process-wide state is libvips' own initialisation and the set
  * of formats it can write, both computed once (pthread_once) and never
