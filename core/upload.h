@@ -14,6 +14,32 @@
  * Not thread-safe per object: the caller serialises calls on one upload
  * (the FUSE layer holds a lock per open file). Different uploads may be
  * used from different threads at once.
+ *
+ * Threads: each upload that goes multipart runs its own parts_in_flight
+ * worker threads (signals blocked), started with the multipart upload and
+ * joined when it completes or is aborted; an upload_write() that hands over
+ * a full part blocks while that many parts are queued or in flight. Memory
+ * per file is at most parts_in_flight + 2 parts. The Content-Type of a
+ * multipart upload is sniffed from part 1 as it is when part 2 is handed
+ * out (later patches of part 1 do not change it).
+ *
+ * Seeking back: writes, truncates and reads within part 1 or the part
+ * being filled stay in memory (while the file fits in part 1, everything
+ * does). Anything else moves the file to the spool. Parts 2..n already
+ * handed to S3 are no longer in memory: with conf->tee_spool each part is
+ * written to the spool file as it is handed out, so any later seek still
+ * works (disk writes equal to the file's size, mostly absorbed by the page
+ * cache). Without it (or once a spool write fails, e.g. ENOSPC, which is
+ * logged) a write or truncate that needs those bytes returns EIO, is
+ * logged, and the upload is broken: every later call and the commit return
+ * EIO and the multipart upload is aborted, so the bucket never gets a file
+ * that misses a write. A read that needs them returns EIO without breaking
+ * the upload. A truncate to 0 always starts afresh.
+ *
+ * Limits: a streamed file has at most 10,000 parts (part_size * 10,000
+ * bytes; a write past that returns EFBIG); a spooled file is sent with
+ * parts grown to fit. existing = 1 content is loaded with one GET the first
+ * time it is needed (a missing object counts as empty).
  */
 #ifndef IMGFS_UPLOAD_H
 #define IMGFS_UPLOAD_H
@@ -24,10 +50,17 @@
 #include "metrics.h"
 #include "s3.h"
 
+struct mime;
+
 struct upload_conf {
 	uint64_t part_size;       /* bytes per multipart part (>= 5 MiB) */
 	unsigned parts_in_flight; /* parts uploading at once for this file */
 	const char *spool_dir;    /* where spool files are made (unlinked at once) */
+	struct mime *mime;        /* Content-Type sniffer (core/mime.h), or NULL:
+				   * the key's extension alone decides */
+	int tee_spool;            /* 1: parts streamed are also written to a spool
+				   * file, so a later seek back into them works
+				   * (see "Seeking back" below) */
 };
 
 struct upload;
@@ -60,6 +93,9 @@ int upload_dirty(const struct upload *u);
  * Content-Type is sniffed from the first bytes. Afterwards the upload may
  * be written again (a later commit uploads the whole file again).
  * 0, or EIO (after retries; nothing partial is left in the bucket).
+ * etag_out (may be NULL) gets the new ETag; when nothing had changed no
+ * request is made and it gets the last commit's ETag, or "" if none.
+ * Counts MC_UPLOADS or MC_UPLOAD_ERRORS (not for a commit with nothing to do).
  */
 int upload_commit(struct upload *u, char etag_out[S3_ETAG_MAX]);
 
