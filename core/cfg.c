@@ -170,6 +170,7 @@ struct parse_ctx {
 	FILE *ini_fp;
 	int ini_line, ini_next_line;
 	int ini_err_line;                   /* first handler error, or 0 */
+	char ini_msg[256];                  /* and its message */
 	int in_imgfs;                       /* current section is [imgfs] */
 };
 
@@ -663,16 +664,14 @@ static char *read_line(char *str, int num, void *stream)
 __attribute__((format(printf, 2, 3)))
 static int ini_error(struct parse_ctx *p, const char *fmt, ...)
 {
-	char msg[256];
 	va_list ap;
 
 	if (p->ini_err_line)
 		return 0;
 	p->ini_err_line = p->ini_line;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	vsnprintf(p->ini_msg, sizeof(p->ini_msg), fmt, ap);
 	va_end(ap);
-	fail(p, "%s:%d: %s", p->ini_path, p->ini_line, msg);
 	return 0;
 }
 
@@ -714,9 +713,12 @@ static int read_config(struct parse_ctx *p)
 	p->ini_fp = NULL;
 	if (p->failed)
 		return EINVAL;
+	if (p->ini_err_line && (rc <= 0 || p->ini_err_line <= rc))
+		return fail(p, "%s:%d: %s", p->config_path, p->ini_err_line,
+			    p->ini_msg);
 	if (rc > 0)
-		return fail(p, "%s:%d: syntax error (expected key = value)",
-			    p->config_path, rc);
+		return fail(p, "%s:%d: syntax error (expected [imgfs] or "
+			    "key = value)", p->config_path, rc);
 	if (rc < 0)
 		return fail(p, "cannot parse config file %s", p->config_path);
 	p->c->config_file = strdup(p->config_path);
