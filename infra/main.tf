@@ -2,11 +2,12 @@
 #
 # imgfs reads and writes only under two prefixes: uploads/ (the originals) and
 # thumbnails/ (generated copies). The IAM policy below grants exactly the S3
-# calls the daemon makes under those prefixes and nothing at the bucket root.
+# calls the daemon makes under those prefixes and nothing at the bucket root;
+# the generated config names the same prefixes.
 
 locals {
-  uploads_prefix    = "uploads/"
-  thumbnails_prefix = "thumbnails/"
+  uploads_prefix    = var.uploads_prefix
+  thumbnails_prefix = var.thumbnails_prefix
 
   use_kms        = var.kms_key_arn != ""
   sse_algorithm  = local.use_kms ? "aws:kms" : "AES256"

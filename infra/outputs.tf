@@ -43,5 +43,7 @@ output "imgfs_config" {
     link_expiry      = var.link_expiry
     sse              = local.sse_algorithm
     sse_kms_key_id   = var.kms_key_arn
+    uploads_prefix   = local.uploads_prefix
+    thumbs_prefix    = local.thumbnails_prefix
   })
 }

@@ -14,6 +14,28 @@ variable "bucket_name" {
   }
 }
 
+variable "uploads_prefix" {
+  description = "S3 prefix of the originals (imgfs uploads_prefix)."
+  type        = string
+  default     = "uploads/"
+
+  validation {
+    condition     = can(regex("^[^/*?][^*?]*/$", var.uploads_prefix))
+    error_message = "uploads_prefix must end with \"/\", not start with \"/\" and hold no \"*\" or \"?\"."
+  }
+}
+
+variable "thumbnails_prefix" {
+  description = "S3 prefix of the thumbnails (imgfs thumbs_prefix)."
+  type        = string
+  default     = "thumbnails/"
+
+  validation {
+    condition     = can(regex("^[^/*?][^*?]*/$", var.thumbnails_prefix))
+    error_message = "thumbnails_prefix must end with \"/\", not start with \"/\" and hold no \"*\" or \"?\"."
+  }
+}
+
 variable "name" {
   description = "Prefix for the names of the IAM role, policy, instance profile, user and log group."
   type        = string

@@ -26,7 +26,7 @@ IMGFS_KEYS = {
     "endpoint", "region", "addressing", "profile", "ca_file", "cache_dir",
     "cache_max", "thumb_size", "thumb_crop", "max_pixels", "link_expiry",
     "link_disposition", "part_size", "max_connections", "metadata_ttl",
-    "log_level", "sse", "sse_kms_key_id",
+    "log_level", "sse", "sse_kms_key_id", "uploads_prefix", "thumbs_prefix",
 }
 
 BUCKET = "${aws_s3_bucket.images.arn}"
@@ -78,9 +78,17 @@ def tf():
 
 @pytest.fixture(scope="module")
 def local_values(tf):
+    """The locals, with ${var.NAME} replaced by the variable's default."""
+    def var_default(m):
+        default = tf["variable"][m.group(1)][0]["default"]
+        assert isinstance(default, str), f"var.{m.group(1)} is not a string"
+        return default
     values = {}
     for block in tf["locals"]:
-        values.update(block)
+        for name, value in block.items():
+            if isinstance(value, str) and re.fullmatch(r"\$\{var\.\w+\}", value):
+                value = re.sub(r"\$\{var\.(\w+)\}", var_default, value)
+            values[name] = value
     return values
 
 
@@ -288,6 +296,8 @@ def test_imgfs_config_output_is_a_valid_config(tf, kms_key):
         "cache_max": tf["variable"]["cache_max"][0]["default"],
         "link_expiry": tf["variable"]["link_expiry"][0]["default"],
         "sse": "aws:kms" if kms_key else "AES256", "sse_kms_key_id": kms_key,
+        "uploads_prefix": tf["variable"]["uploads_prefix"][0]["default"],
+        "thumbs_prefix": tf["variable"]["thumbnails_prefix"][0]["default"],
     }
     ini = configparser.ConfigParser(interpolation=None)
     ini.read_string(render_template(text, values))
@@ -300,6 +310,9 @@ def test_imgfs_config_output_is_a_valid_config(tf, kms_key):
     assert 1 <= int(conf["link_expiry"]) <= 604800
     assert conf["sse"] == values["sse"]
     assert conf.get("sse_kms_key_id", "") == kms_key
+    # The prefixes the IAM policy grants are the ones imgfs is told to use.
+    assert (conf["uploads_prefix"], conf["thumbs_prefix"]) == \
+        ("uploads/", "thumbnails/")
 
 
 @pytest.mark.skipif(not shutil.which("terraform"), reason="no terraform")
