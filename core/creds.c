@@ -124,7 +124,7 @@ struct profile_scan {
 	int line, next_line;         /* line being parsed */
 	int found;                   /* the section exists */
 	int err_line;                /* first bad line, or 0 */
-	const char *err_what;
+	char err_what[96];
 	char unsupported[40];        /* a key imgfs cannot act on */
 	struct aws_creds *out;
 	int have_ak, have_sk;
@@ -143,11 +143,13 @@ static char *scan_read_line(char *str, int num, void *stream)
 	return r;
 }
 
-static int scan_bad(struct profile_scan *s, const char *what)
+static int scan_bad(struct profile_scan *s, const char *name,
+		    const char *what)
 {
 	if (!s->err_line) {
 		s->err_line = s->line;
-		s->err_what = what;
+		snprintf(s->err_what, sizeof(s->err_what), "%.40s: %s", name,
+			 what);
 	}
 	return 0;
 }
@@ -185,7 +187,7 @@ static int on_profile_key(void *user, const char *section, const char *name,
 	} else {
 		note_unsupported(s, name);
 	}
-	return rc ? scan_bad(s, "value too long") : 1;
+	return rc ? scan_bad(s, name, "value too long") : 1;
 }
 
 /* Scan one file for a section. 0 (found or not), ENOENT when the file does
