@@ -91,6 +91,20 @@ def mountinfo_has(path):
         return any(line.split(" ")[4] == target for line in f)
 
 
+def pids_using(path):
+    """Processes whose command line names path (a daemon started by mount)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if str(path).encode() in argv:
+            found.append(int(entry))
+    return found
+
+
 def write_ini(path, rgw, cache_dir):
     path.write_text(
         "[imgfs]\n"
@@ -270,7 +284,13 @@ def test_mount_t_fuse_imgfs_mounts_and_serves(rgw, bucket, imgfs_bin, images,
     res = subprocess.run(["unshare", "--mount", "--propagation", "private",
                           "sh", "-c", MOUNT_SCRIPT], env=env,
                          capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0, res.stdout + res.stderr
+    try:
+        assert res.returncode == 0, res.stdout + res.stderr
+        # umount ends the daemon mount.fuse3 started.
+        wait_for(lambda: not pids_using(mnt), 30, what="imgfs to exit after umount")
+    finally:
+        for pid in pids_using(mnt):
+            os.kill(pid, signal.SIGKILL)
     fstype_seen, *listing = res.stdout.split()
     assert fstype_seen.startswith("fuse"), fstype_seen
     assert "fstab.jpg" in listing
