@@ -52,6 +52,11 @@ variable "kms_key_arn" {
   description = "ARN of a KMS key for default encryption (SSE-KMS). Empty: SSE-S3 (AES256)."
   type        = string
   default     = ""
+
+  validation {
+    condition     = var.kms_key_arn == "" || can(regex("^arn:aws[a-z-]*:kms:[a-z0-9-]+:[0-9]{12}:key/", var.kms_key_arn))
+    error_message = "kms_key_arn must be the ARN of a KMS key (arn:aws:kms:REGION:ACCOUNT:key/ID), not an alias."
+  }
 }
 
 variable "versioning" {
