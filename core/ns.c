@@ -26,11 +26,14 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->upconf.part_size = cfg->fs.part_size;
 	ns->upconf.parts_in_flight = cfg->fs.parts_in_flight;
 	ns->upconf.spool_dir = cfg->cache.dir;
+	ns->upconf.tee_spool = 1; /* seeking back into a streamed file works */
+	ns->mime = mime_create();
+	ns->upconf.mime = ns->mime;
 	ns->metrics = metrics_create();
 	ns->meta = meta_create(cfg->fs.metadata_ttl);
 	ns->writers = hmap_create();
 	ns->local_dirs = hmap_create();
-	if (!ns->metrics || !ns->meta || !ns->writers || !ns->local_dirs ||
+	if (!ns->metrics || !ns->meta || !ns->mime || !ns->writers || !ns->local_dirs ||
 	    pthread_mutex_init(&ns->lock, NULL)) {
 		ns_free(ns);
 		errno = ENOMEM;
@@ -86,6 +89,7 @@ void ns_free(struct ns *ns)
 	thumbs_destroy(ns->thumbs);
 	s3_destroy(ns->s3);
 	meta_destroy(ns->meta);
+	mime_destroy(ns->mime);
 	hmap_destroy(ns->writers, NULL);
 	hmap_destroy(ns->local_dirs, NULL);
 	metrics_destroy(ns->metrics);

@@ -12,6 +12,7 @@
 #include "hmap.h"
 #include "links.h"
 #include "meta.h"
+#include "mime.h"
 #include "metrics.h"
 #include "ns.h"
 #include "path.h"
@@ -28,6 +29,7 @@ struct ns {
 	struct thumbs *thumbs;    /* set by ns_start() */
 	struct links *links;      /* set by ns_start() */
 	struct meta *meta;
+	struct mime *mime;        /* Content-Type sniffer for uploads */
 	struct upload_conf upconf;
 	uid_t uid;
 	gid_t gid;
