@@ -124,10 +124,6 @@ static int thumb_save(VipsImage *im, enum thumb_format fmt, void **data,
 			im, data, len, "compression",
 			VIPS_FOREIGN_TIFF_COMPRESSION_DEFLATE, "strip", TRUE,
 			NULL);
-	case THUMB_FMT_HEIC:
-		return vips_heifsave_buffer(
-			im, data, len, "Q", 50, "compression",
-			VIPS_FOREIGN_HEIF_COMPRESSION_HEVC, "strip", TRUE, NULL);
 	case THUMB_FMT_AVIF:
 		return vips_heifsave_buffer(
 			im, data, len, "Q", 50, "compression",
@@ -139,7 +135,10 @@ static int thumb_save(VipsImage *im, enum thumb_format fmt, void **data,
 }
 
 /* Can fmt be written? A real encode of a small image, not a registry
- * look-up: a saver can be registered while its codec is missing. */
+ * look-up: a saver can be registered while its codec is missing. HEIC is
+ * never written: browsers do not display it (the gallery would show
+ * nothing) and x265 leaks memory on every encode; a .heic source gets a
+ * JPEG thumbnail named NAME.heic.jpg. */
 static int thumb_probe(VipsImage *sample, enum thumb_format fmt)
 {
 	void *data = NULL;
@@ -384,7 +383,8 @@ static VipsInteresting thumb_interesting(enum thumb_crop crop)
 	}
 }
 
-/* Replace *im by next (which may be NULL on failure): 0 or -1. */
+/* Replace *im by next after an operation that made it: 0, or -1 when
+ * the operation failed (rc != 0; *im is kept). */
 static int thumb_step(VipsImage **im, VipsImage *next, int rc)
 {
 	if (rc)
@@ -398,27 +398,27 @@ static int thumb_step(VipsImage **im, VipsImage *next, int rc)
 static int thumb_normalise(VipsImage **im, enum thumb_format fmt)
 {
 	VipsInterpretation type = vips_image_get_interpretation(*im);
-	VipsImage *next = NULL;
 	int grey = type == VIPS_INTERPRETATION_B_W ||
 		   type == VIPS_INTERPRETATION_GREY16;
+	VipsInterpretation want = grey ? VIPS_INTERPRETATION_B_W
+				       : VIPS_INTERPRETATION_sRGB;
+	VipsImage *next = NULL;
+	int rc;
 
-	if ((*im)->BandFmt != VIPS_FORMAT_UCHAR ||
-	    type != (grey ? VIPS_INTERPRETATION_B_W : VIPS_INTERPRETATION_sRGB)) {
-		if (thumb_step(im, next,
-			       vips_colourspace(*im, &next,
-						grey ? VIPS_INTERPRETATION_B_W
-						     : VIPS_INTERPRETATION_sRGB,
-						NULL)))
+	if ((*im)->BandFmt != VIPS_FORMAT_UCHAR || type != want) {
+		rc = vips_colourspace(*im, &next, want, NULL);
+		if (thumb_step(im, next, rc))
 			return -1;
 	}
-	if ((*im)->BandFmt != VIPS_FORMAT_UCHAR &&
-	    thumb_step(im, next,
-		       vips_cast(*im, &next, VIPS_FORMAT_UCHAR, NULL)))
-		return -1;
+	if ((*im)->BandFmt != VIPS_FORMAT_UCHAR) {
+		rc = vips_cast(*im, &next, VIPS_FORMAT_UCHAR, NULL);
+		if (thumb_step(im, next, rc))
+			return -1;
+	}
 	if (fmt == THUMB_FMT_JPEG && vips_image_hasalpha(*im)) {
 		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
-		int rc = vips_flatten(*im, &next, "background", white, NULL);
 
+		rc = vips_flatten(*im, &next, "background", white, NULL);
 		vips_area_unref(VIPS_AREA(white));
 		if (thumb_step(im, next, rc))
 			return -1;

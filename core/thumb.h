@@ -7,8 +7,9 @@
  * 8 bits per sample, all metadata stripped, first frame of an animation,
  * transparency kept where the output format has it and flattened on white
  * for JPEG. The output format follows the source's file name extension;
- * where libvips cannot write that format on this machine the output is
- * JPEG and ".jpg" is appended to the name.
+ * where libvips cannot write that format on this machine (and always for
+ * HEIC, which browsers cannot show) the output is JPEG and ".jpg" is
+ * appended to the name.
  *
  * Safety: libvips' untrusted loaders are blocked, its operation cache is
  * off, a source over conf->max_pixels is refused from its header before
@@ -38,7 +39,7 @@ enum thumb_format {
 	THUMB_FMT_WEBP,
 	THUMB_FMT_GIF,
 	THUMB_FMT_TIFF,
-	THUMB_FMT_HEIC, /* HEIF with HEVC: .heic, .heif */
+	THUMB_FMT_HEIC, /* HEIF with HEVC: .heic, .heif; read, never written */
 	THUMB_FMT_AVIF, /* HEIF with AV1 */
 	THUMB_FMT__COUNT
 };

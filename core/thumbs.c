@@ -405,6 +405,8 @@ static int thumbs_fetch(struct thumbs *t, const char *src_key,
 			       thumb_engine_spec(t->engine)};
 	int rc;
 
+	if (!src_etag || !*src_etag)
+		return EINVAL;
 	for (;;) {
 		rc = cache_get(t->cache, &ck, out, NULL, NULL);
 		if (rc != ENOENT) {
@@ -438,6 +440,8 @@ int thumbs_peek_size(struct thumbs *t, const char *src_key,
 	struct cache_key ck = {src_key, src_etag,
 			       thumb_engine_spec(t->engine)};
 
+	if (!src_etag)
+		return ENOENT;
 	return cache_peek(t->cache, &ck, size) == 0 ? 0 : ENOENT;
 }
 
