@@ -27,6 +27,8 @@
 #include "log.h"
 
 #define KIB 1024ull
+/* A config file is small; refuse devices and anything huge. */
+#define CFG_MAX_FILE (1024 * 1024)
 #define MIB (1024ull * KIB)
 #define GIB (1024ull * MIB)
 
@@ -189,6 +191,10 @@ static int fail(struct parse_ctx *p, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
 	va_end(ap);
+	/* one line, whatever bytes the user's input held */
+	for (char *s = p->err; *s; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			*s = '?';
 	return EINVAL;
 }
 
@@ -702,11 +708,20 @@ static int read_config(struct parse_ctx *p)
 {
 	int rc;
 
+	struct stat st;
+
 	p->ini_path = p->config_path;
 	p->ini_fp = fopen(p->config_path, "re");
 	if (!p->ini_fp)
 		return fail(p, "cannot read config file %s: %s", p->config_path,
 			    strerror(errno));
+	if (fstat(fileno(p->ini_fp), &st) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > CFG_MAX_FILE) {
+		fclose(p->ini_fp);
+		p->ini_fp = NULL;
+		return fail(p, "config file %s: not a regular file of at most "
+			    "1 MiB", p->config_path);
+	}
 	p->ini_next_line = 1;
 	rc = ini_parse_stream(read_line, p, on_ini_key, p);
 	fclose(p->ini_fp);

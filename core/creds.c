@@ -37,6 +37,8 @@
 
 /* Refresh temporary credentials this long before they expire. */
 #define CREDS_DEFAULT_MARGIN 300
+/* Shared files are small; refuse devices and anything huge. */
+#define CREDS_MAX_FILE (1024 * 1024)
 
 enum creds_kind { CREDS_STATIC, CREDS_CONTAINER, CREDS_IMDS };
 
@@ -76,6 +78,10 @@ static int say(char *err, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
 	va_end(ap);
+	/* one line, whatever bytes the files or environment held */
+	for (char *s = err; *s; s++)
+		if ((unsigned char)*s < ' ' || *s == 0x7f)
+			*s = '?';
 	return EINVAL;
 }
 
@@ -194,6 +200,7 @@ static int on_profile_key(void *user, const char *section, const char *name,
  * not exist, EINVAL with err on garbage. */
 static int scan_file(struct profile_scan *s, char *err, size_t errlen)
 {
+	struct stat st;
 	int rc;
 
 	s->fp = fopen(s->path, "re");
@@ -202,6 +209,13 @@ static int scan_file(struct profile_scan *s, char *err, size_t errlen)
 			return ENOENT;
 		return say(err, errlen, "cannot read %s: %s", s->path,
 			   strerror(errno));
+	}
+	if (fstat(fileno(s->fp), &st) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > CREDS_MAX_FILE) {
+		fclose(s->fp);
+		s->fp = NULL;
+		return say(err, errlen, "%s: not a regular file of at most "
+			   "1 MiB", s->path);
 	}
 	s->next_line = 1;
 	rc = ini_parse_stream(scan_read_line, s, on_profile_key, s);

@@ -585,6 +585,14 @@ static void test_ini_errors(void)
 	expect_error(vec("imgfs", "--config", DATA "missing.ini", "bkt", "/tmp",
 			 NULL),
 		     base_env(), DATA "missing.ini", "No such file");
+	expect_error(vec("imgfs", "--config", "/dev/zero", "bkt", "/tmp", NULL),
+		     base_env(), "/dev/zero", "regular file");
+	expect_error(vec("imgfs", "--config", "tests", "bkt", "/tmp", NULL),
+		     base_env(), "tests", NULL);
+	/* control characters from the input never break the line */
+	expect_error(vec("imgfs", "-o", "bad\nkey\x1b[2J", "bkt", "/tmp",
+			 NULL),
+		     base_env(), "unknown option", NULL);
 	/* -o wins over a bad file value: the file value is never used */
 	{
 		struct run r;

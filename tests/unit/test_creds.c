@@ -262,6 +262,9 @@ static void test_garbage(void)
 		expect_fail("default", quiet_env(), "too long", ":2:");
 	}
 	unlink(cred_path);
+	if (symlink("/dev/zero", cred_path) == 0)
+		expect_fail("default", quiet_env(), cred_path, "regular file");
+	unlink(cred_path);
 	write_file(conf_path, 0600, "[default]\nregion\n");
 	expect_fail("default", quiet_env(), conf_path, ":2:");
 	unlink(conf_path);
