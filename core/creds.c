@@ -68,15 +68,11 @@ __attribute__((format(printf, 3, 4)))
 static int say(char *err, size_t errlen, const char *fmt, ...)
 {
 	va_list ap;
-	int n;
 
 	if (!errlen)
 		return EINVAL;
-	n = snprintf(err, errlen, "imgfs: ");
-	if (n < 0 || (size_t)n >= errlen)
-		return EINVAL;
 	va_start(ap, fmt);
-	vsnprintf(err + n, errlen - (size_t)n, fmt, ap);
+	vsnprintf(err, errlen, fmt, ap);
 	va_end(ap);
 	/* one line, whatever bytes the files or environment held */
 	for (char *s = err; *s; s++)

@@ -27,11 +27,18 @@ struct aws_creds {
 struct creds;
 
 /* Resolve the chain once. NULL with errno set and a one-line message in err
- * when no provider yields credentials. envp as in cfg_parse(). */
+ * when no provider yields credentials. envp as in cfg_parse().
+ * The message names the file, line or variable at fault, has no program
+ * name in front and no newline, and never holds a secret or token. */
 struct creds *creds_create(const struct creds_conf *conf, char **envp,
 			   char *err, size_t errlen);
 /* Copy the current credentials into out, refreshing them first when they
- * expire within five minutes. 0, or an errno when none can be had. */
+ * expire within five minutes. 0, or an errno when none can be had.
+ * One caller refreshes while the others keep getting the current, still
+ * valid credentials; a failed refresh is logged and retried, and only
+ * once the credentials have really expired does this fail (EKEYEXPIRED).
+ * The margin can be changed with IMGFS_CREDS_REFRESH_MARGIN (seconds) in
+ * the envp given to creds_create(), for tests. */
 int creds_get(struct creds *c, struct aws_creds *out);
 /* Where the credentials came from ("environment", "profile default", ...). */
 const char *creds_source(const struct creds *c);

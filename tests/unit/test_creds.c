@@ -136,7 +136,8 @@ static void expect_fail(const char *profile, char **env, const char *frag1,
 
 	attempt(&t, profile, env);
 	CHECK(t.c == NULL);
-	CHECK(strncmp(t.err, "imgfs: ", 7) == 0);
+	CHECK(t.err[0] && strncmp(t.err, "imgfs: ", 7) != 0);
+	CHECK(strchr(t.err, '\n') == NULL);
 	if (frag1 && !strstr(t.err, frag1))
 		fprintf(stderr, "  error '%s' lacks '%s'\n", t.err, frag1);
 	CHECK(!frag1 || strstr(t.err, frag1));
