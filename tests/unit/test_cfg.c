@@ -453,7 +453,8 @@ static void test_help_version(void)
 			fprintf(stderr, "  help lacks %s\n", names[i]);
 		CHECK(strstr(r.out, names[i]) != NULL);
 	}
-	CHECK(r.out && strstr(r.out, "[3600]") && strstr(r.out, "[128]"));
+	CHECK(r.out && strstr(r.out, "default 3600") &&
+	      strstr(r.out, "default 128"));
 	done(&r);
 	run(&r, vec("imgfs", "bkt", "/tmp", "--help", NULL), base_env());
 	CHECK_INT(r.res, CFG_EXIT_OK);
