@@ -142,18 +142,18 @@ struct raw {
 	int line;        /* LAYER_FILE: its line */
 };
 
-/* Mount options that mean nothing to imgfs but that FUSE understands. */
+/* Mount options for FUSE (each checked against libfuse 3.14). */
 static const char *const fuse_flags[] = {
 	"allow_other", "allow_root", "default_permissions", "auto_unmount",
 	"ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
-	"async", "sync", "dirsync", "noatime", "nodiratime", NULL};
+	"async", "sync", "dirsync", "noatime", NULL};
 static const char *const fuse_prefixes[] = {"fsname=", "subtype=",
 					    "max_read=", NULL};
 /* Options mount(8) and mount.fuse3 pass that nobody downstream needs. */
 static const char *const ignored_flags[] = {
 	"_netdev", "auto", "noauto", "user", "nouser", "users", "owner",
 	"group", "defaults", "nofail", "nonempty", "atime", "diratime",
-	"relatime", "strictatime", "lazytime", NULL};
+	"nodiratime", "relatime", "strictatime", "lazytime", NULL};
 static const char *const ignored_prefixes[] = {"x-", "comment=", NULL};
 
 struct parse_ctx {

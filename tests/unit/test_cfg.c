@@ -474,7 +474,8 @@ static void test_mount_helper_shape(void)
 	struct run r;
 
 	run(&r, vec("imgfs", "photos-bucket", "/tmp", "-o",
-		    "rw,nosuid,nodev,noexec,noatime,_netdev,auto,user,nofail,"
+		    "rw,nosuid,nodev,noexec,noatime,nodiratime,relatime,"
+		    "_netdev,auto,user,nofail,"
 		    "x-systemd.automount,comment=hello,defaults,"
 		    "config=" DATA "basic.ini,allow_other",
 		    NULL),
