@@ -1195,6 +1195,18 @@ static int complete_body(const struct s3_part *parts, size_t nparts,
 	return err;
 }
 
+/* The ETag of a completed upload whose response did not carry one. */
+static int complete_etag(struct s3_client *c, const char *key,
+			 char etag[S3_ETAG_MAX])
+{
+	struct s3_object obj;
+	int err = s3_head(c, key, &obj);
+
+	if (!err)
+		snprintf(etag, S3_ETAG_MAX, "%s", obj.etag);
+	return err;
+}
+
 int s3_mpu_complete(struct s3_client *c, const char *key,
 		    const char *upload_id, const struct s3_part *parts,
 		    size_t nparts, char etag_out[S3_ETAG_MAX])
@@ -1219,6 +1231,8 @@ int s3_mpu_complete(struct s3_client *c, const char *key,
 		log_error("s3: MPU_COMPLETE: unreadable response");
 		err = EIO;
 	}
+	if (!err && !etag[0] && etag_out)
+		err = complete_etag(c, key, etag);
 	if (!err)
 		etag_out_copy(etag_out, etag);
 	buf_release(&q);

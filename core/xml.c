@@ -527,11 +527,23 @@ static int etag_result(const char *data, size_t len, const char *root,
 	return err;
 }
 
+/* Ceph RGW answers a successful completion with an empty <ETag></ETag>:
+ * that is a success with etag "" (the caller may HEAD the object). */
 int xml_parse_complete(const char *data, size_t len,
 		       char etag[S3_ETAG_MAX], struct xml_error *err)
 {
-	return etag_result(data, len, "CompleteMultipartUploadResult",
-			   "CompleteMultipartUploadResult/ETag", etag, err);
+	struct value_state st = {.root = "CompleteMultipartUploadResult",
+				 .path = "CompleteMultipartUploadResult/ETag"};
+	int rc = value_parse(data, len, &st);
+
+	if (rc == EREMOTEIO && err)
+		*err = st.error;
+	if (!rc && st.value.len == 0)
+		etag[0] = '\0';
+	else if (!rc)
+		rc = copy_etag(st.value.data, st.value.len, etag);
+	buf_release(&st.value);
+	return rc;
 }
 
 int xml_parse_copy(const char *data, size_t len, char etag[S3_ETAG_MAX],
