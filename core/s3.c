@@ -1286,7 +1286,7 @@ static int mpu_list_page(struct s3_client *c, const char *prefix,
 	req.query = q.data;
 	if (!err)
 		err = s3_run(c, &req, &r);
-	if (!err && xml_parse_uploads(r.body.data, r.body.len, page)) {
+	if (!err && xml_parse_uploads(r.body.data, r.body.len, 1, page)) {
 		log_error("s3: MPU_LIST: unreadable response");
 		err = EIO;
 	}
@@ -1295,32 +1295,50 @@ static int mpu_list_page(struct s3_client *c, const char *prefix,
 	return err;
 }
 
+/* The markers for the page after this one: its last upload. */
+static int next_markers(const struct xml_uploads_page *page, char **key,
+			char **id)
+{
+	const struct xml_upload *last;
+	char *k, *i;
+
+	if (!page->nuploads)
+		return EIO; /* truncated yet empty: no way forward */
+	last = &page->uploads[page->nuploads - 1];
+	if (*key && *id && strcmp(*key, last->key) == 0 &&
+	    strcmp(*id, last->upload_id) == 0)
+		return EIO; /* no progress: the server is looping */
+	k = strdup(last->key);
+	i = strdup(last->upload_id);
+	if (!k || !i) {
+		free(k);
+		free(i);
+		return ENOMEM;
+	}
+	free(*key);
+	free(*id);
+	*key = k;
+	*id = i;
+	return 0;
+}
+
 int s3_mpu_list(struct s3_client *c, const char *prefix, s3_mpu_fn fn,
 		void *arg)
 {
 	struct xml_uploads_page page = {0};
 	char *key_marker = NULL, *id_marker = NULL;
-	int err;
+	int err, more;
 
 	do {
 		err = mpu_list_page(c, prefix, key_marker, id_marker, &page);
 		for (size_t i = 0; !err && i < page.nuploads; i++)
 			fn(arg, page.uploads[i].key, page.uploads[i].upload_id,
 			   page.uploads[i].initiated);
-		if (!err && page.truncated && key_marker && id_marker &&
-		    strcmp(key_marker, page.next_key_marker) == 0 &&
-		    strcmp(id_marker, page.next_upload_id_marker) == 0)
-			err = EIO; /* no progress: the server is looping */
-		free(key_marker);
-		free(id_marker);
-		key_marker = page.next_key_marker;
-		id_marker = page.next_upload_id_marker;
-		page.next_key_marker = page.next_upload_id_marker = NULL;
-		int more = page.truncated;
+		more = !err && page.truncated;
+		if (more)
+			err = next_markers(&page, &key_marker, &id_marker);
 		xml_uploads_page_release(&page);
-		if (!more)
-			break;
-	} while (!err);
+	} while (more && !err);
 	free(key_marker);
 	free(id_marker);
 	return err;

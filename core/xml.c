@@ -560,7 +560,8 @@ int xml_parse_copy(const char *data, size_t len, char etag[S3_ETAG_MAX],
 
 struct uploads_state {
 	struct xml_uploads_page *page;
-	int url;
+	int url;         /* the document says EncodingType url */
+	int keys_url;    /* the caller asked for it */
 };
 
 static int upload_field(struct xml_upload *u, const char *field,
@@ -622,7 +623,8 @@ static int uploads_finish(struct uploads_state *st)
 	struct xml_uploads_page *p = st->page;
 	int err = 0;
 
-	for (size_t i = 0; st->url && !err && i < p->nuploads; i++)
+	for (size_t i = 0; (st->url || st->keys_url) && !err &&
+			   i < p->nuploads; i++)
 		err = url_decode(p->uploads[i].key);
 	if (!err && st->url && p->next_key_marker)
 		err = url_decode(p->next_key_marker);
@@ -636,10 +638,10 @@ static int uploads_finish(struct uploads_state *st)
 	return err;
 }
 
-int xml_parse_uploads(const char *data, size_t len,
+int xml_parse_uploads(const char *data, size_t len, int keys_encoded,
 		      struct xml_uploads_page *out)
 {
-	struct uploads_state st = {.page = out};
+	struct uploads_state st = {.page = out, .keys_url = keys_encoded};
 	int err;
 
 	memset(out, 0, sizeof(*out));

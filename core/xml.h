@@ -65,11 +65,18 @@ struct xml_uploads_page {
 	struct xml_upload *uploads;
 	size_t nuploads;
 	int truncated;
-	char *next_key_marker;       /* set when truncated */
+	char *next_key_marker;       /* set when truncated; decoded only
+					when the document says EncodingType */
 	char *next_upload_id_marker; /* set when truncated (may be "") */
 };
-/* out is overwritten; release it with xml_uploads_page_release(). */
-int xml_parse_uploads(const char *data, size_t len,
+/*
+ * out is overwritten; release it with xml_uploads_page_release().
+ * keys_encoded: the request asked for encoding-type=url, so decode the
+ * Upload keys even when the document does not say <EncodingType> (Ceph RGW
+ * encodes them silently, and leaves NextKeyMarker unencoded: callers
+ * should page on the last upload's Key and UploadId instead).
+ */
+int xml_parse_uploads(const char *data, size_t len, int keys_encoded,
 		      struct xml_uploads_page *out);
 void xml_uploads_page_release(struct xml_uploads_page *p);
 

@@ -130,7 +130,7 @@ static void test_error_and_uploads(void)
 	CHECK_INT(xml_parse_error(b.data, b.len, &xe), EINVAL);
 
 	CHECK_INT(load("uploads.xml", &b), 0);
-	CHECK_INT(xml_parse_uploads(b.data, b.len, &up), 0);
+	CHECK_INT(xml_parse_uploads(b.data, b.len, 0, &up), 0);
 	CHECK_INT(up.nuploads, 2);
 	CHECK_STR(up.uploads[0].key, "uploads/a.bin");
 	CHECK_STR(up.uploads[0].upload_id, "2~first");
@@ -139,6 +139,20 @@ static void test_error_and_uploads(void)
 	CHECK_INT(up.truncated, 1);
 	CHECK_STR(up.next_key_marker, "uploads/b.bin");
 	CHECK_STR(up.next_upload_id_marker, "2~second");
+	xml_uploads_page_release(&up);
+
+	/* Ceph RGW encodes the keys without saying EncodingType */
+	static const char rgw[] =
+		"<ListMultipartUploadsResult><IsTruncated>false</IsTruncated>"
+		"<Upload><Key>mp/two%20words%2B</Key><UploadId>2~x</UploadId>"
+		"<Initiated>2026-11-25T17:25:43.948Z</Initiated></Upload>"
+		"</ListMultipartUploadsResult>";
+	CHECK_INT(xml_parse_uploads(rgw, sizeof(rgw) - 1, 1, &up), 0);
+	CHECK_STR(up.uploads[0].key, "mp/two words+");
+	xml_uploads_page_release(&up);
+	CHECK_INT(xml_parse_uploads(rgw, sizeof(rgw) - 1, 0, &up), 0);
+	CHECK_STR(up.uploads[0].key, "mp/two%20words%2B");
+	CHECK(up.next_key_marker == NULL);
 	xml_uploads_page_release(&up);
 	buf_release(&b);
 }
@@ -172,7 +186,7 @@ static void all_parsers_refuse(const char *name, const char *data,
 		fprintf(stderr, "  accepted as a listing: %s\n", name);
 	CHECK(rc != 0);
 	CHECK(p.entries == NULL && p.nentries == 0);
-	CHECK(xml_parse_uploads(data, len, &up) != 0);
+	CHECK(xml_parse_uploads(data, len, 1, &up) != 0);
 	CHECK(xml_parse_initiate(data, len, &id) != 0 && id == NULL);
 	CHECK(xml_parse_complete(data, len, etag, NULL) != 0);
 }
