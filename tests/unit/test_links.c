@@ -1,0 +1,356 @@
+/*
+ * Unit tests for links: the pure helpers (expiry cap, HTML escaping,
+ * Content-Disposition, the gallery page's structure), and links_object
+ * through the daemon's real S3 client and credentials (signing needs no
+ * network), compared with URLs botocore's presigner made.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "check.h"
+#include "core/buf.h"
+#include "core/links.h"
+#include "core/metrics.h"
+
+/* How many times needle occurs in hay. */
+static size_t count(const char *hay, const char *needle)
+{
+	size_t n = 0, len = strlen(needle);
+
+	for (const char *p = hay; (p = strstr(p, needle)); p += len)
+		n++;
+	return n;
+}
+
+static void test_expiry_cap(void)
+{
+	time_t now = 1700000000;
+
+	CHECK_INT(links_expiry_cap(3600, now, 0), 3600);
+	CHECK_INT(links_expiry_cap(3600, now, now + 7200), 3600);
+	CHECK_INT(links_expiry_cap(3600, now, now + 3600), 3600);
+	CHECK_INT(links_expiry_cap(3600, now, now + 3599), 3599);
+	CHECK_INT(links_expiry_cap(3600, now, now + 100), 100);
+	CHECK_INT(links_expiry_cap(3600, now, now + 1), 1);
+	CHECK_INT(links_expiry_cap(3600, now, now), 0);
+	CHECK_INT(links_expiry_cap(3600, now, now - 10), 0);
+	CHECK_INT(links_expiry_cap(604800, now, now + 604801), 604800);
+	CHECK_INT(links_expiry_cap(1, now, now + 900), 1);
+}
+
+static void check_escape(const char *in, const char *want)
+{
+	struct buf b = BUF_INIT;
+
+	CHECK_INT(links_html_escape(in, &b), 0);
+	CHECK_STR(b.data ? b.data : "", want);
+	buf_release(&b);
+}
+
+static void test_html_escape(void)
+{
+	check_escape("", "");
+	check_escape("plain name.jpg", "plain name.jpg");
+	check_escape("<script>alert(1)</script>.png",
+		     "&lt;script&gt;alert(1)&lt;/script&gt;.png");
+	check_escape("\"onerror=\"x'.jpg", "&quot;onerror=&quot;x&#39;.jpg");
+	check_escape("a&b&amp;c", "a&amp;b&amp;amp;c");
+	check_escape("&", "&amp;");
+	check_escape("été/日本.jpg", "été/日本.jpg");
+	check_escape("https://h/b/k?X-Amz-Date=1&X-Amz-Expires=2",
+		     "https://h/b/k?X-Amz-Date=1&amp;X-Amz-Expires=2");
+}
+
+static void check_disposition(const char *name, const char *want)
+{
+	struct buf b = BUF_INIT;
+
+	CHECK_INT(links_disposition(name, &b), 0);
+	CHECK_STR(b.data, want);
+	buf_release(&b);
+}
+
+static void test_disposition(void)
+{
+	check_disposition("cat.jpg", "attachment; filename=\"cat.jpg\"");
+	check_disposition("a b+c=d&e~f#g?h.jpg",
+			  "attachment; filename=\"a b+c=d&e~f#g?h.jpg\"");
+	check_disposition("say \"hi\" \\ there.png",
+			  "attachment; filename=\"say \\\"hi\\\" \\\\ there.png\"");
+	check_disposition("été.jpg",
+			  "attachment; filename=\"__t__.jpg\"; "
+			  "filename*=UTF-8''%C3%A9t%C3%A9.jpg");
+	check_disposition("100% off.jpg",
+			  "attachment; filename=\"100_ off.jpg\"; "
+			  "filename*=UTF-8''100%25%20off.jpg");
+	check_disposition("日本.png",
+			  "attachment; filename=\"______.png\"; "
+			  "filename*=UTF-8''%E6%97%A5%E6%9C%AC.png");
+	check_disposition("line\nbreak.jpg",
+			  "attachment; filename=\"line_break.jpg\"; "
+			  "filename*=UTF-8''line%0Abreak.jpg");
+	check_disposition("q\"é.jpg",
+			  "attachment; filename=\"q\\\"__.jpg\"; "
+			  "filename*=UTF-8''q%22%C3%A9.jpg");
+}
+
+/* A page of n figures, the first few with hostile names. */
+static void build_page(size_t n, const char *bucket, struct buf *page)
+{
+	static const char *const names[] = {
+		"<script>alert('x')</script>.jpg", "a \"quoted\" & 'ticked'.png",
+		"folder/<img src=x onerror=y>.gif", "plain.jpg",
+	};
+	struct buf path = BUF_INIT;
+
+	CHECK_INT(links_page_head(bucket, n, 1700003600, page), 0);
+	for (size_t i = 0; i < n; i++) {
+		buf_reset(&path);
+		buf_addf(&path, "%zu-%s", i, names[i % 4]);
+		CHECK_INT(links_page_figure(path.data,
+					    "http://127.0.0.1:1/b/o?a=1&b=2",
+					    i % 4 == 3 ? NULL
+						       : "http://127.0.0.1:1/b/t?c=3&d=4",
+					    page),
+			  0);
+	}
+	CHECK_INT(links_page_tail(n, page), 0);
+	buf_release(&path);
+}
+
+static void test_page_structure(void)
+{
+	struct buf page = BUF_INIT;
+	size_t n = 1000, previews = n - n / 4;
+
+	build_page(n, "my<bucket>", &page);
+	CHECK(strncmp(page.data, "<!DOCTYPE html>\n", 16) == 0);
+	CHECK_INT(count(page.data, "<html"), 1);
+	CHECK_INT(count(page.data, "</html>"), 1);
+	CHECK_INT(count(page.data, "<meta charset=\"utf-8\">"), 1);
+	CHECK_INT(count(page.data, "<figure>"), n);
+	CHECK_INT(count(page.data, "</figure>"), n);
+	CHECK_INT(count(page.data, "<figcaption>"), n);
+	CHECK_INT(count(page.data, "<a href=\"http://127.0.0.1:1/b/o?a=1&amp;b=2\">"), n);
+	CHECK_INT(count(page.data, "<img "), previews);
+	CHECK_INT(count(page.data, "loading=\"lazy\""), previews);
+	CHECK_INT(count(page.data, "width=\"160\" height=\"160\""), previews);
+	CHECK_INT(count(page.data, "src=\"http://127.0.0.1:1/b/t?c=3&amp;d=4\""), previews);
+	CHECK_INT(count(page.data, "no preview"), n / 4);
+	/* Hostile names never reach the page unescaped. */
+	CHECK_INT(count(page.data, "<script"), 0);
+	CHECK_INT(count(page.data, "<img src=x"), 0);
+	CHECK_INT(count(page.data, "onerror=y>"), 0);
+	CHECK_INT(count(page.data, "<figcaption>0-&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.jpg</figcaption>"), 1);
+	CHECK_INT(count(page.data, "alt=\"1-a &quot;quoted&quot; &amp; &#39;ticked&#39;.png\""), 1);
+	CHECK_INT(count(page.data, "alt=\"&lt;img src=x onerror=y&gt;.gif\""), n / 4);
+	CHECK_INT(count(page.data, "<figcaption>2-folder/&lt;img src=x onerror=y&gt;.gif</figcaption>"), 1);
+	/* The header: escaped bucket, count, expiry time. */
+	CHECK_INT(count(page.data, "<h1>my&lt;bucket&gt;</h1>"), 1);
+	CHECK_INT(count(page.data, "1000 images"), 1);
+	CHECK_INT(count(page.data, "<time datetime=\"2023-11-14T23:13:20Z\">2023-11-14 23:13:20 UTC</time>"), 1);
+	/* Self-contained: nothing loaded but the signed images. */
+	CHECK_INT(count(page.data, "<link"), 0);
+	CHECK_INT(count(page.data, "@import"), 0);
+	CHECK_INT(count(page.data, "url("), 0);
+	buf_release(&page);
+}
+
+static void test_page_small(void)
+{
+	struct buf page = BUF_INIT;
+
+	build_page(0, NULL, &page);
+	CHECK_INT(count(page.data, "<figure>"), 0);
+	CHECK_INT(count(page.data, "No images in uploads/ yet."), 1);
+	CHECK_INT(count(page.data, "0 images"), 1);
+	CHECK_INT(count(page.data, "<h1>imgfs</h1>"), 1);
+	buf_reset(&page);
+	build_page(1, "b", &page);
+	CHECK_INT(count(page.data, "<figure>"), 1);
+	CHECK_INT(count(page.data, "1 image &middot;"), 1);
+	CHECK_INT(count(page.data, "No images"), 0);
+	buf_release(&page);
+}
+
+/* ---- links_object with the real S3 client (signing only, no network) -- */
+
+#define AKID "AKIDEXAMPLE"
+#define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
+#define FIXED_NOW 1767323045  /* 2026-01-02T03:04:05Z */
+
+/* The daemon's modules, wired as the namespace wires them. */
+struct rig {
+	struct s3_conf s3c;
+	struct creds_conf cc;
+	struct cache_conf cache;
+	struct thumb_conf tc;
+	struct link_conf lc;
+	struct fs_conf fc;
+	struct metrics *m;
+	struct creds *creds;
+	struct s3_client *s3;
+	struct thumbs *thumbs;
+	struct links *links;
+	char dir[40];
+};
+
+static int rig_up(struct rig *r, const char *endpoint, const char *region,
+		  enum s3_addressing addr, const char *token, int attach,
+		  unsigned expiry)
+{
+	char ak[] = "AWS_ACCESS_KEY_ID=" AKID;
+	char sk[] = "AWS_SECRET_ACCESS_KEY=" SECRET;
+	char tok[256], err[256] = "";
+	char *envp[] = {ak, sk, tok, NULL};
+
+	memset(r, 0, sizeof(*r));
+	snprintf(tok, sizeof(tok), "AWS_SESSION_TOKEN=%s", token ? token : "");
+	if (!token)
+		envp[2] = NULL;
+	snprintf(r->dir, sizeof(r->dir), "/tmp/imgfs-test-links-XXXXXX");
+	if (!mkdtemp(r->dir))
+		return errno;
+	r->s3c = (struct s3_conf){.bucket = (char *)(addr == S3_ADDR_PATH
+				       ? "imgfs-test" : "my-bucket"),
+		.endpoint = (char *)endpoint, .region = (char *)region,
+		.addressing = addr, .max_connections = 2, .retries = 0,
+		.connect_timeout = 5, .request_timeout = 10};
+	r->cc = (struct creds_conf){.profile = (char *)"default",
+		.credentials_file = (char *)"/nonexistent/credentials",
+		.config_file = (char *)"/nonexistent/config"};
+	r->cache = (struct cache_conf){.dir = r->dir, .max_bytes = 1 << 20};
+	r->tc = (struct thumb_conf){.size = 128, .max_pixels = 100000000,
+				    .concurrency = 1};
+	r->lc = (struct link_conf){.expiry = expiry, .attachment = attach,
+				   .bucket = r->s3c.bucket};
+	r->fc = (struct fs_conf){.uploads_prefix = (char *)"uploads/",
+		.thumbs_prefix = (char *)"thumbnails/"};
+	r->m = metrics_create();
+	r->creds = creds_create(&r->cc, envp, err, sizeof(err));
+	if (!r->m || !r->creds) {
+		fprintf(stderr, "rig: %s\n", err);
+		return EIO;
+	}
+	r->s3 = s3_create(&r->s3c, r->creds, r->m);
+	r->thumbs = r->s3 ? thumbs_create(&r->tc, &r->cache, &r->fc, r->s3,
+					  r->m) : NULL;
+	r->links = r->thumbs ? links_create(&r->lc, &r->fc, r->s3, r->creds,
+					    r->thumbs, r->m) : NULL;
+	return r->links ? 0 : EIO;
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+			struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void rig_down(struct rig *r)
+{
+	links_destroy(r->links);
+	thumbs_destroy(r->thumbs);
+	s3_destroy(r->s3);
+	creds_destroy(r->creds);
+	metrics_destroy(r->m);
+	if (r->dir[0])
+		nftw(r->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sort the &-separated parameters of the query in s (in place). */
+static void sort_query(char *s, struct buf *out)
+{
+	char *q = strchr(s, '?'), *params[64], *p;
+	size_t n = 0;
+
+	if (!q) {
+		buf_adds(out, s);
+		return;
+	}
+	*q++ = '\0';
+	buf_addf(out, "%s?", s);
+	for (p = q; p && n < 64; n++) {
+		params[n] = p;
+		p = strchr(p, '&');
+		if (p)
+			*p++ = '\0';
+	}
+	qsort(params, n, sizeof(*params), cmp_str);
+	for (size_t i = 0; i < n; i++)
+		buf_addf(out, "%s%s", i ? "&" : "", params[i]);
+}
+
+/* got (a link file: URL and newline) is want, parameters in any order. */
+static void check_same_url(const char *got, const char *want)
+{
+	struct buf g = BUF_INIT, w = BUF_INIT;
+	char *gc = strdup(got), *wc = strdup(want);
+	size_t len = strlen(gc);
+
+	CHECK(len > 0 && gc[len - 1] == '\n' && !strchr(gc, ' '));
+	if (len && gc[len - 1] == '\n')
+		gc[len - 1] = '\0';
+	sort_query(gc, &g);
+	sort_query(wc, &w);
+	CHECK_STR(g.data, w.data);
+	buf_release(&g);
+	buf_release(&w);
+	free(gc);
+	free(wc);
+}
+
+/* Both expected URLs were made by botocore 1.29's presigner with its clock
+ * pinned to FIXED_NOW. */
+static void test_links_object_matches_botocore(void)
+{
+	struct rig r;
+	struct buf out = BUF_INIT;
+
+	if (rig_up(&r, "http://127.0.0.1:7480", "us-east-1", S3_ADDR_PATH,
+		   NULL, 0, 3600) == 0) {
+		CHECK_INT(links_object(r.links, "uploads/été/a b+c%d#e?f=g&h~.png",
+				       FIXED_NOW, &out), 0);
+		check_same_url(out.data ? out.data : "",
+			"http://127.0.0.1:7480/imgfs-test/uploads/%C3%A9t%C3%A9/a%20b%2Bc%25d%23e%3Ff%3Dg%26h~.png?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20260102%2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20260102T030405Z&X-Amz-Expires=3600&X-Amz-SignedHeaders=host&X-Amz-Signature=805a1245215e17cdff43b5fc9058a08a63530bbfc32324189d5abd3739b1b2bb");
+		/* Appends: a second link follows the first. */
+		CHECK_INT(links_object(r.links, "uploads/x.jpg", FIXED_NOW, &out), 0);
+		CHECK(out.data && strchr(out.data, '\n') &&
+		      strstr(strchr(out.data, '\n') + 1, "/imgfs-test/uploads/x.jpg?"));
+	} else {
+		CHECK(!"path-style rig");
+	}
+	rig_down(&r);
+	buf_reset(&out);
+	if (rig_up(&r, "https://s3.eu-west-1.amazonaws.com", "eu-west-1",
+		   S3_ADDR_VIRTUAL, "FQoGZXIvYXdzEXAMPLE/TOKEN+==", 1, 604800) == 0) {
+		CHECK_INT(links_object(r.links, "uploads/été.jpg", FIXED_NOW, &out), 0);
+		check_same_url(out.data ? out.data : "",
+			"https://my-bucket.s3.eu-west-1.amazonaws.com/uploads/%C3%A9t%C3%A9.jpg?response-content-disposition=attachment%3B%20filename%3D%22__t__.jpg%22%3B%20filename%2A%3DUTF-8%27%27%25C3%25A9t%25C3%25A9.jpg&X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIDEXAMPLE%2F20260102%2Feu-west-1%2Fs3%2Faws4_request&X-Amz-Date=20260102T030405Z&X-Amz-Expires=604800&X-Amz-SignedHeaders=host&X-Amz-Security-Token=FQoGZXIvYXdzEXAMPLE%2FTOKEN%2B%3D%3D&X-Amz-Signature=528db8a1f53b172f305689452a1b1588c3df27dd549d10c49d8af57076d2e4cc");
+	} else {
+		CHECK(!"virtual-hosted rig");
+	}
+	rig_down(&r);
+	buf_release(&out);
+}
+
+int main(void)
+{
+	test_expiry_cap();
+	test_html_escape();
+	test_disposition();
+	test_page_structure();
+	test_page_small();
+	test_links_object_matches_botocore();
+	return check_done("test_links");
+}
