@@ -72,10 +72,18 @@ def unit_env(service, instance):
 
 
 def expand(cmdline, env, instance):
-    """A unit command line as argv: specifiers and ${VAR} replaced."""
-    cmdline = cmdline.lstrip("-@:+!")
-    cmdline = re.sub(r"\$\{(\w+)\}", lambda m: env[m.group(1)], cmdline)
-    return shlex.split(cmdline.replace("%i", instance).replace("$$", "$"))
+    """A unit command line as argv, the way systemd expands it: %i; ${VAR}
+    as one word; $VAR alone split at whitespace (none when empty); $$ as $."""
+    argv = []
+    for word in shlex.split(cmdline.lstrip("-@:+!").replace("%i", instance)):
+        alone = re.fullmatch(r"\$(\w+)", word)
+        if alone:
+            argv += env[alone.group(1)].split()
+            continue
+        word = re.sub(r"\$\$|\$\{(\w+)\}",
+                      lambda m: env[m.group(1)] if m.group(1) else "$", word)
+        argv.append(word)
+    return argv
 
 
 def fstab_entry():
@@ -148,6 +156,17 @@ def test_unit_runs_imgfs_in_the_foreground():
     assert unit["Install"]["WantedBy"] == ["multi-user.target"]
 
 
+def test_unit_command_line_expands():
+    service = read_unit(UNIT)["Service"]
+    env = unit_env(service, "photos-bucket")
+    assert expand(service["ExecStart"][0], env, "photos-bucket")[1:] == [
+        "-f", "--config", "/etc/imgfs/photos-bucket.ini",
+        "photos-bucket", "/mnt/photos-bucket"]
+    env["IMGFS_ARGS"] = "-o allow_other"
+    argv = expand(service["ExecStart"][0], env, "photos-bucket")
+    assert argv[-4:] == ["-o", "allow_other", "photos-bucket", "/mnt/photos-bucket"]
+
+
 def test_unit_hardening_keeps_the_mount_visible():
     service = read_unit(UNIT)["Service"]
     bad = MOUNT_NAMESPACE_KEYS & set(service)
@@ -170,11 +189,13 @@ def test_unit_passes_systemd_analyze_verify(tmp_path):
         res.stdout + res.stderr
 
 
-def start_like_the_unit(imgfs_bin, rgw, bucket, tmp_path):
+def start_like_the_unit(imgfs_bin, rgw, bucket, tmp_path, **env_file):
     """Run ExecStart as systemd would, under the unit's CapabilityBoundingSet
-    and NoNewPrivileges (setpriv), with the unit's environment defaults."""
+    and NoNewPrivileges (setpriv), with the unit's environment defaults and
+    env_file's settings on top."""
     service = read_unit(UNIT)["Service"]
     env = unit_env(service, bucket)
+    env.update(env_file)
     env["IMGFS_MOUNTPOINT"] = str(tmp_path / "mnt")
     os.makedirs(env["IMGFS_MOUNTPOINT"], exist_ok=True)
     argv = expand(service["ExecStart"][0], env, bucket)
@@ -206,7 +227,8 @@ def test_unit_mounts_with_its_hardening_and_stops_cleanly(rgw, bucket, imgfs_bin
                                                           images, tmp_path):
     if not imgfs_bin.exists():
         pytest.fail(f"{imgfs_bin} not built (make)")
-    proc, mnt, env, service = start_like_the_unit(imgfs_bin, rgw, bucket, tmp_path)
+    proc, mnt, env, service = start_like_the_unit(imgfs_bin, rgw, bucket, tmp_path,
+                                                  IMGFS_ARGS="-o log_level=warn")
     try:
         # ExecStartPost: the unit turns active once the mount is there.
         for line in service["ExecStartPost"]:
