@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -171,8 +172,7 @@ struct parse_ctx {
 	int help, version;
 	/* while reading the INI file */
 	const char *ini_path;
-	FILE *ini_fp;
-	int ini_line, ini_next_line;
+	int ini_line;                       /* line of the key at hand */
 	int ini_err_line;                   /* first handler error, or 0 */
 	char ini_msg[256];                  /* and its message */
 	int in_imgfs;                       /* current section is [imgfs] */
@@ -487,6 +487,184 @@ static int key_is_set(const struct parse_ctx *p, const char *name)
 	return 0;
 }
 
+/* ---- INI files of any line length -------------------------------------- */
+
+/*
+ * inih reads a file in lines of at most INI_MAX_LINE bytes (200 in
+ * Debian's build), which a session token easily exceeds. The reader below
+ * hands inih a long line in pieces: the first as it starts, the rest as
+ * indented continuation lines, which inih gives back under the same key;
+ * the pieces are joined again before the caller's handler sees the value.
+ * Pieces are cut where neither side is blank and the next byte cannot
+ * start a comment or section, so the joins lose nothing.
+ */
+struct ini_reader {
+	FILE *f;
+	char *line;              /* the physical line being handed out */
+	size_t cap;
+	size_t len, pos;         /* its length, and what inih has had */
+	int lineno;              /* its number, from 1 */
+	int piece;               /* index of the piece inih has now */
+	int last;                /* that piece ends the physical line */
+	int chunks;              /* lines given to inih so far */
+	int *extra;              /* inih line numbers of continuation pieces */
+	size_t nextra, extra_cap;
+	struct buf value;        /* the value being joined */
+	int joining;             /* value holds this line's first piece */
+	int refused;             /* first line the handler refused, or 0 */
+	int nomem;
+	cfg_ini_handler handler;
+	void *user;
+};
+
+static int piece_cut_ok(const char *s, size_t k)
+{
+	return !strchr(" \t", s[k - 1]) && !strchr(" \t;#[", s[k]);
+}
+
+/* How many bytes of s (n left) fit in room, cut where piece_cut_ok. */
+static size_t piece_len(const char *s, size_t n, size_t room)
+{
+	if (n <= room)
+		return n;
+	for (size_t k = room; k > room / 2; k--)
+		if (piece_cut_ok(s, k))
+			return k;
+	return room;
+}
+
+static int note_extra(struct ini_reader *r)
+{
+	if (r->nextra == r->extra_cap) {
+		size_t cap = r->extra_cap ? 2 * r->extra_cap : 16;
+		int *grown = realloc(r->extra, cap * sizeof(*grown));
+
+		if (!grown)
+			return ENOMEM;
+		r->extra = grown;
+		r->extra_cap = cap;
+	}
+	r->extra[r->nextra++] = r->chunks;
+	return 0;
+}
+
+static int next_physical_line(struct ini_reader *r)
+{
+	ssize_t n = getline(&r->line, &r->cap, r->f);
+
+	if (n < 0)
+		return EOF;
+	r->len = (size_t)n;
+	while (r->len && (r->line[r->len - 1] == '\n' ||
+			  r->line[r->len - 1] == '\r'))
+		r->len--;
+	r->line[r->len] = '\0';
+	r->len = strlen(r->line);
+	r->pos = 0;
+	r->lineno++;
+	r->piece = 0;
+	r->joining = 0;
+	return 0;
+}
+
+static char *ini_read_piece(char *str, int num, void *stream)
+{
+	struct ini_reader *r = stream;
+	size_t room, n, lead;
+	char first;
+
+	if (num < 8 || r->nomem)
+		return NULL;
+	if (r->piece < 0 || r->pos >= r->len) {
+		if (next_physical_line(r))
+			return NULL;
+		/* a comment needs no continuation: drop what does not fit */
+		first = r->line[strspn(r->line, " \t")];
+		if ((first == ';' || first == '#') && r->len > (size_t)num - 2)
+			r->len = (size_t)num - 2;
+	} else {
+		r->piece++;
+	}
+	r->chunks++;
+	lead = r->piece > 0;
+	if (lead && note_extra(r)) {
+		r->nomem = 1;
+		return NULL;
+	}
+	room = (size_t)num - 2 - lead;
+	n = piece_len(r->line + r->pos, r->len - r->pos, room);
+	snprintf(str, (size_t)num, "%s%.*s\n", lead ? " " : "", (int)n,
+		 r->line + r->pos);
+	r->pos += n;
+	r->last = r->pos >= r->len;
+	return str;
+}
+
+static int ini_join(void *user, const char *section, const char *name,
+		    const char *value)
+{
+	struct ini_reader *r = user;
+
+	if (r->piece == 0) {
+		buf_reset(&r->value);
+		r->joining = 1;
+	} else if (!r->joining) {
+		return 1; /* the rest of a long line that held no key */
+	}
+	if (buf_adds(&r->value, value)) {
+		r->nomem = 1;
+		return 1;
+	}
+	if (!r->last)
+		return 1;
+	r->joining = 0;
+	if (!r->handler(r->user, section, name, r->value.data ? r->value.data
+							       : "",
+			r->lineno) &&
+	    !r->refused)
+		r->refused = r->lineno;
+	return 1;
+}
+
+/* The physical line of inih's line number c. */
+static int physical_line(const struct ini_reader *r, int c)
+{
+	int before = 0;
+
+	for (size_t i = 0; i < r->nextra && r->extra[i] <= c; i++)
+		before++;
+	return c - before;
+}
+
+int cfg_ini_read(const char *path, cfg_ini_handler handler, void *user,
+		 int *bad_line)
+{
+	struct ini_reader r = {.handler = handler, .user = user, .piece = -1};
+	struct stat st;
+	int rc, syntax;
+
+	*bad_line = 0;
+	r.f = fopen(path, "re");
+	if (!r.f)
+		return errno;
+	if (fstat(fileno(r.f), &st) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > CFG_MAX_FILE) {
+		fclose(r.f);
+		return EFBIG;
+	}
+	rc = ini_parse_stream(ini_read_piece, &r, ini_join, &r);
+	syntax = rc > 0 ? physical_line(&r, rc) : 0;
+	fclose(r.f);
+	free(r.line);
+	free(r.extra);
+	buf_release(&r.value);
+	if (r.nomem || rc < 0)
+		return ENOMEM;
+	*bad_line = r.refused && (!syntax || r.refused <= syntax) ? r.refused
+								 : syntax;
+	return *bad_line ? EBADMSG : 0;
+}
+
 /* ---- layers ----------------------------------------------------------- */
 
 static int raw_set(struct parse_ctx *p, enum layer l, size_t i, const char *v)
@@ -655,20 +833,6 @@ static int parse_args(struct parse_ctx *p, int argc, char **argv)
 
 /* ---- the INI file ----------------------------------------------------- */
 
-/* fgets for inih that also tracks the line being parsed. */
-static char *read_line(char *str, int num, void *stream)
-{
-	struct parse_ctx *p = stream;
-	char *s = fgets(str, num, p->ini_fp);
-
-	if (!s)
-		return NULL;
-	p->ini_line = p->ini_next_line;
-	if (strchr(s, '\n'))
-		p->ini_next_line++;
-	return s;
-}
-
 __attribute__((format(printf, 2, 3)))
 static int ini_error(struct parse_ctx *p, const char *fmt, ...)
 {
@@ -684,12 +848,13 @@ static int ini_error(struct parse_ctx *p, const char *fmt, ...)
 }
 
 static int on_ini_key(void *user, const char *section, const char *name,
-		       const char *value)
+		      const char *value, int line)
 {
 	struct parse_ctx *p = user;
 	const struct key_def *k;
 	size_t i;
 
+	p->ini_line = line;
 	if (strcmp(section, "imgfs") != 0) {
 		if (*section == '\0')
 			return ini_error(p, "key '%s' outside the [imgfs] section",
@@ -708,36 +873,23 @@ static int on_ini_key(void *user, const char *section, const char *name,
 
 static int read_config(struct parse_ctx *p)
 {
-	int rc;
-
-	struct stat st;
+	int rc, line;
 
 	p->ini_path = p->config_path;
-	p->ini_fp = fopen(p->config_path, "re");
-	if (!p->ini_fp)
-		return fail(p, "cannot read config file %s: %s", p->config_path,
-			    strerror(errno));
-	if (fstat(fileno(p->ini_fp), &st) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > CFG_MAX_FILE) {
-		fclose(p->ini_fp);
-		p->ini_fp = NULL;
-		return fail(p, "config file %s: not a regular file of at most "
-			    "1 MiB", p->config_path);
-	}
-	p->ini_next_line = 1;
-	rc = ini_parse_stream(read_line, p, on_ini_key, p);
-	fclose(p->ini_fp);
-	p->ini_fp = NULL;
+	rc = cfg_ini_read(p->config_path, on_ini_key, p, &line);
 	if (p->failed)
 		return EINVAL;
-	if (p->ini_err_line && (rc <= 0 || p->ini_err_line <= rc))
-		return fail(p, "%s:%d: %s", p->config_path, p->ini_err_line,
-			    p->ini_msg);
-	if (rc > 0)
+	if (rc == EBADMSG && line == p->ini_err_line)
+		return fail(p, "%s:%d: %s", p->config_path, line, p->ini_msg);
+	if (rc == EBADMSG)
 		return fail(p, "%s:%d: syntax error (expected [imgfs] or "
-			    "key = value)", p->config_path, rc);
-	if (rc < 0)
-		return fail(p, "cannot parse config file %s", p->config_path);
+			    "key = value)", p->config_path, line);
+	if (rc == EFBIG)
+		return fail(p, "config file %s: not a regular file of at most "
+			    "1 MiB", p->config_path);
+	if (rc)
+		return fail(p, "cannot read config file %s: %s", p->config_path,
+			    strerror(rc));
 	p->c->config_file = strdup(p->config_path);
 	return p->c->config_file ? 0 : fail(p, "out of memory");
 }

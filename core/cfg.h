@@ -108,6 +108,21 @@ void cfg_release(struct cfg *c);
 /* Parse sizes like "128", "8M", "1G" (binary units). 0 or EINVAL/ERANGE. */
 int cfg_parse_size(const char *s, uint64_t *out);
 
+/*
+ * Read the INI file at path with inih, calling handler(user, section, name,
+ * value, line) for each key, line being the key's line in the file; the
+ * handler returns nonzero to go on, 0 to mark that line bad. Lines may be
+ * of any length (values such as session tokens reach handler whole). Only
+ * regular files of at most 1 MiB are read.
+ * Returns 0; an errno from opening path; EFBIG when it is not a regular file
+ * or too large; ENOMEM; or EBADMSG with *bad_line set to the first line that
+ * is malformed or that handler refused. Thread-safe.
+ */
+typedef int (*cfg_ini_handler)(void *user, const char *section,
+			       const char *name, const char *value, int line);
+int cfg_ini_read(const char *path, cfg_ini_handler handler, void *user,
+		 int *bad_line);
+
 /* The value of NAME in envp ("NAME=value" strings), or NULL when unset or
  * empty. The result points into envp. */
 const char *cfg_getenv(char **envp, const char *name);

@@ -81,13 +81,18 @@ static int say(char *err, size_t errlen, const char *fmt, ...)
 	return EINVAL;
 }
 
-/* Copy s into a fixed field; EOVERFLOW when it does not fit. */
+/* Copy s into a fixed field; EOVERFLOW when it does not fit, EILSEQ when
+ * it holds a blank or a byte outside visible ASCII. */
 static int put_field(char *dst, size_t cap, const char *s)
 {
 	size_t n = strlen(s);
 
 	if (n >= cap)
 		return EOVERFLOW;
+	/* these go into HTTP headers and URLs: visible ASCII only */
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)s[i] <= ' ' || (unsigned char)s[i] >= 0x7f)
+			return EILSEQ;
 	memcpy(dst, s, n + 1);
 	return 0;
 }
@@ -112,7 +117,7 @@ static int from_env(char **envp, struct aws_creds *out, char *err,
 	    put_field(out->secret_key, sizeof(out->secret_key), sk) ||
 	    put_field(out->token, sizeof(out->token), tok ? tok : ""))
 		return say(err, errlen, "AWS credentials in the environment "
-			   "are too long");
+			   "are too long or hold invalid characters");
 	out->expiry = 0;
 	return 0;
 }
@@ -122,8 +127,6 @@ static int from_env(char **envp, struct aws_creds *out, char *err,
 struct profile_scan {
 	const char *path;
 	const char *section;         /* the section that holds the profile */
-	FILE *fp;
-	int line, next_line;         /* line being parsed */
 	int found;                   /* the section exists */
 	int err_line;                /* first bad line, or 0 */
 	char err_what[96];
@@ -132,24 +135,11 @@ struct profile_scan {
 	int have_ak, have_sk;
 };
 
-static char *scan_read_line(char *str, int num, void *stream)
-{
-	struct profile_scan *s = stream;
-	char *r = fgets(str, num, s->fp);
-
-	if (!r)
-		return NULL;
-	s->line = s->next_line;
-	if (strchr(r, '\n'))
-		s->next_line++;
-	return r;
-}
-
-static int scan_bad(struct profile_scan *s, const char *name,
+static int scan_bad(struct profile_scan *s, int line, const char *name,
 		    const char *what)
 {
 	if (!s->err_line) {
-		s->err_line = s->line;
+		s->err_line = line;
 		snprintf(s->err_what, sizeof(s->err_what), "%.40s: %s", name,
 			 what);
 	}
@@ -169,7 +159,7 @@ static void note_unsupported(struct profile_scan *s, const char *name)
 }
 
 static int on_profile_key(void *user, const char *section, const char *name,
-			  const char *value)
+			  const char *value, int line)
 {
 	struct profile_scan *s = user;
 	struct aws_creds *o = s->out;
@@ -189,42 +179,29 @@ static int on_profile_key(void *user, const char *section, const char *name,
 	} else {
 		note_unsupported(s, name);
 	}
-	return rc ? scan_bad(s, name, "value too long") : 1;
+	return rc ? scan_bad(s, line, name, "value too long or not printable")
+		  : 1;
 }
 
 /* Scan one file for a section. 0 (found or not), ENOENT when the file does
  * not exist, EINVAL with err on garbage. */
 static int scan_file(struct profile_scan *s, char *err, size_t errlen)
 {
-	struct stat st;
-	int rc;
+	int line, rc = cfg_ini_read(s->path, on_profile_key, s, &line);
 
-	s->fp = fopen(s->path, "re");
-	if (!s->fp) {
-		if (errno == ENOENT)
-			return ENOENT;
-		return say(err, errlen, "cannot read %s: %s", s->path,
-			   strerror(errno));
-	}
-	if (fstat(fileno(s->fp), &st) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > CREDS_MAX_FILE) {
-		fclose(s->fp);
-		s->fp = NULL;
+	if (rc == ENOENT)
+		return ENOENT;
+	if (rc == EBADMSG && line == s->err_line)
+		return say(err, errlen, "%s:%d: %s", s->path, line, s->err_what);
+	if (rc == EBADMSG)
+		return say(err, errlen, "%s:%d: syntax error (expected "
+			   "[section] or key = value)", s->path, line);
+	if (rc == EFBIG)
 		return say(err, errlen, "%s: not a regular file of at most "
 			   "1 MiB", s->path);
-	}
-	s->next_line = 1;
-	rc = ini_parse_stream(scan_read_line, s, on_profile_key, s);
-	fclose(s->fp);
-	s->fp = NULL;
-	if (s->err_line)
-		return say(err, errlen, "%s:%d: %s", s->path, s->err_line,
-			   s->err_what);
-	if (rc > 0)
-		return say(err, errlen, "%s:%d: syntax error (expected "
-			   "[section] or key = value)", s->path, rc);
-	if (rc < 0)
-		return say(err, errlen, "cannot parse %s", s->path);
+	if (rc)
+		return say(err, errlen, "cannot read %s: %s", s->path,
+			   strerror(rc));
 	return 0;
 }
 
@@ -444,7 +421,7 @@ static int creds_from_json(struct json_object *o, int imds,
 	if (put_field(out->access_key, sizeof(out->access_key), ak) ||
 	    put_field(out->secret_key, sizeof(out->secret_key), sk) ||
 	    put_field(out->token, sizeof(out->token), tok ? tok : "")) {
-		snprintf(why, whylen, "credentials too long");
+		snprintf(why, whylen, "credentials too long or not printable");
 		return EIO;
 	}
 	out->expiry = 0;

@@ -613,6 +613,62 @@ static void test_ini_errors(void)
 	}
 }
 
+/* inih stops at 200 bytes a line; longer values arrive whole and line
+ * numbers stay those of the file. */
+static void test_long_lines(void)
+{
+	char want[1024];
+	struct run r;
+	int n = snprintf(want, sizeof(want), "/var/tmp");
+
+	for (int i = 0; i < 30; i++)
+		n += snprintf(want + n, sizeof(want) - (size_t)n,
+			      "%sdir %02d with spaces", i ? "/" : "/", i);
+	run(&r, vec("imgfs", "--config", DATA "long_lines.ini", "bkt", "/tmp",
+		    NULL),
+	    base_env());
+	CHECK_INT(r.res, CFG_OK);
+	CHECK_STR(r.c.cache.dir, want);
+	CHECK(r.c.s3.sse_kms_key_id && strlen(r.c.s3.sse_kms_key_id) == 250 &&
+	      strspn(r.c.s3.sse_kms_key_id, "k") == 250);
+	CHECK_INT(r.c.thumb.size, 64);
+	done(&r);
+	expect_error(vec("imgfs", "--config", DATA "long_then_unknown.ini",
+			 "bkt", "/tmp", NULL),
+		     base_env(), "long_then_unknown.ini:4", "'colour'");
+	expect_error(vec("imgfs", "--config", DATA "long_garbage.ini", "bkt",
+			 "/tmp", NULL),
+		     base_env(), "long_garbage.ini:3", "syntax error");
+}
+
+static int count_keys(void *user, const char *section, const char *name,
+		      const char *value, int line)
+{
+	int *lines = user;
+
+	if (lines[0] < 63)
+		lines[++lines[0]] = line;
+	return strcmp(name, "refuse") != 0;
+}
+
+static void test_ini_read(void)
+{
+	int lines[64] = {0}, bad = -1;
+
+	CHECK_INT(cfg_ini_read(DATA "full.ini", count_keys, lines, &bad), 0);
+	CHECK_INT(bad, 0);
+	CHECK_INT(lines[0], 27);
+	CHECK_INT(lines[1], 3);
+	CHECK_INT(lines[27], 29);
+	CHECK_INT(cfg_ini_read(DATA "missing.ini", count_keys, lines, &bad),
+		  ENOENT);
+	CHECK_INT(cfg_ini_read("/dev/null", count_keys, lines, &bad), EFBIG);
+	CHECK_INT(cfg_ini_read(DATA, count_keys, lines, &bad), EFBIG);
+	CHECK_INT(cfg_ini_read(DATA "garbage.ini", count_keys, lines, &bad),
+		  EBADMSG);
+	CHECK_INT(bad, 3);
+}
+
 static void test_cache_dir(void)
 {
 	struct run r;
@@ -661,6 +717,8 @@ int main(void)
 	test_fuse_passthrough();
 	test_addressing();
 	test_ini_errors();
+	test_long_lines();
+	test_ini_read();
 	test_cache_dir();
 	test_getenv();
 	return check_done("test_cfg");

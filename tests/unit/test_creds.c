@@ -174,6 +174,15 @@ static void test_environment(void)
 		    "AWS_SECRET_ACCESS_KEY", NULL);
 	expect_fail("default", vec("AWS_SECRET_ACCESS_KEY=x", NULL),
 		    "AWS_ACCESS_KEY_ID", NULL);
+	/* values go into HTTP headers: no line breaks, no blanks */
+	expect_fail("default",
+		    vec("AWS_ACCESS_KEY_ID=AK", "AWS_SECRET_ACCESS_KEY=s",
+			"AWS_SESSION_TOKEN=tok\r\nX-Injected: 1", NULL),
+		    "invalid characters", NULL);
+	expect_fail("default",
+		    vec("AWS_ACCESS_KEY_ID=AK EY", "AWS_SECRET_ACCESS_KEY=s",
+			NULL),
+		    "invalid characters", NULL);
 }
 
 static void test_profiles(void)
@@ -220,6 +229,37 @@ static void test_profiles(void)
 		vec("AWS_ACCESS_KEY_ID=AKENV", "AWS_SECRET_ACCESS_KEY=s", NULL));
 	CHECK_STR(t.a.access_key, "AKENV");
 	attempt_done(&t);
+}
+
+/* Real session tokens run past inih's 200-byte lines. */
+static void test_long_token(void)
+{
+	static const char alphabet[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=";
+	char token[1601], text[2048];
+	struct attempt t;
+
+	for (size_t i = 0; i < sizeof(token) - 1; i++)
+		token[i] = alphabet[(i * 7 + i / 13) % (sizeof(alphabet) - 1)];
+	token[sizeof(token) - 1] = '\0';
+	snprintf(text, sizeof(text),
+		 "[default]\naws_access_key_id = ASIALONG\n"
+		 "aws_session_token = %s\naws_secret_access_key = sk\n"
+		 "[next]\nbogus line\n", token);
+	write_file(cred_path, 0600, text);
+	expect_fail("default", quiet_env(), ":6:", "syntax error");
+	snprintf(text, sizeof(text),
+		 "[default]\naws_access_key_id = ASIALONG\n"
+		 "aws_session_token = %s\naws_secret_access_key = sk\n",
+		 token);
+	write_file(cred_path, 0600, text);
+	attempt(&t, "default", quiet_env());
+	CHECK(t.c != NULL);
+	CHECK_STR(t.a.token, token);
+	CHECK_STR(t.a.secret_key, "sk");
+	CHECK(strstr(t.log, token) == NULL);
+	attempt_done(&t);
+	unlink(cred_path);
 }
 
 static void test_missing_files(void)
@@ -358,6 +398,7 @@ int main(void)
 	log_setup(LOG_LVL_DEBUG, 0);
 	test_environment();
 	test_profiles();
+	test_long_token();
 	test_missing_files();
 	test_garbage();
 	test_permission_warning();
