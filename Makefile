@@ -16,7 +16,7 @@ DEB_TEST := radosgw ceph-mon ceph-osd python3-pytest python3-boto3 \
 	python3-pil python3-prometheus-client gnome-backgrounds \
 	plasma-workspace-wallpapers rsync file curl sqlite3 procps psmisc \
 	chromium libvips-tools clang libclang-rt-14-dev valgrind \
-	ca-certificates openssl
+	ca-certificates openssl python3-yaml systemd rsyslog
 DEB_BENCH := s3fs rclone
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -55,6 +55,8 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimgfs.a tests/unit/check.h
 
 deps:
 	@tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
+	@command -v npm >/dev/null || tests/deps.sh nodejs npm
+	@[ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund
 
 deps-bench:
 	@tests/deps.sh $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)

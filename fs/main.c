@@ -82,7 +82,7 @@ static int serve(struct fs_state *st, struct fuse_args *args)
 	if (loop) {
 		fuse_loop_cfg_set_max_threads(loop, 64);
 		fuse_loop_cfg_set_idle_threads(loop, 16);
-		rc = fuse_loop_mt(fuse, loop) || st->start_error ? 1 : 0;
+		rc = fuse_loop_mt(fuse, loop) < 0 || st->start_error ? 1 : 0;
 		fuse_loop_cfg_destroy(loop);
 	}
 	fuse_remove_signal_handlers(fuse_get_session(fuse));
