@@ -85,7 +85,7 @@ mkdir -p "$OUT"
 if [ $# -gt 0 ]; then
 	names=$*
 else
-	names=$(ls tests/fuzz/fuzz_*.c | sed 's|.*/fuzz_\(.*\)\.c$|\1|')
+	names=$(ls tests/fuzz/fuzz_*.c | sed 's|.*/fuzz_\(.*\)\.c$|\1|' | tr '\n' ' ')
 fi
 
 failed=
