@@ -34,12 +34,17 @@ struct links *links_create(const struct link_conf *conf,
 void links_destroy(struct links *l);
 
 /* The link for the object at key (a full key, e.g. "uploads/a/b.jpg"),
- * with no network request. Appends "URL\n" to out. 0 or errno. */
+ * with no network request. With conf->attachment the URL carries a signed
+ * response-content-disposition naming the key's last segment. Appends
+ * "URL\n" to out (nothing on error). 0; EACCES when the credentials have
+ * expired; or an errno of creds_get()/s3_presign_get(). */
 int links_object(struct links *l, const char *key, time_t now,
 		 struct buf *out);
 
 /* The link for the thumbnail of source src_key (ETag src_etag): makes sure
- * the thumbnail is stored first. Appends "URL\n". 0, EIO or errno. */
+ * the thumbnail is stored first (thumbs_ensure_stored), then signs its key
+ * as links_object() does. Appends "URL\n". 0, EIO (the source cannot be
+ * thumbnailed), ENOENT (the source is gone) or errno. */
 int links_thumb(struct links *l, const char *src_key, const char *src_etag,
 		time_t now, struct buf *out);
 
@@ -56,7 +61,9 @@ int links_thumb(struct links *l, const char *src_key, const char *src_etag,
  * with thumbs_ensure_stored() by LINKS_GALLERY_WORKERS threads at once;
  * an image that cannot be thumbnailed appears without a preview. So the
  * first open after many new uploads is as slow as generating their
- * thumbnails; later opens cost the two listings and the signing. */
+ * thumbnails; later opens cost the two listings and the signing. Originals
+ * are signed as links_object() signs them (with the disposition setting),
+ * thumbnails without a disposition, all for the same capped expiry. */
 int links_gallery(struct links *l, time_t now, struct buf *out);
 
 #define LINKS_GALLERY_WORKERS 4
