@@ -70,6 +70,10 @@ int ns_start(struct ns *ns)
 	ns->s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
 	if (!ns->s3)
 		return errno;
+	ns->journal = journal_open(ns->cfg->cache.dir);
+	if (!ns->journal || journal_start(ns->journal, ns->s3))
+		return errno ? errno : EIO;
+	ns->upconf.journal = ns->journal;
 	ns->thumbs = thumbs_create(&ns->cfg->thumb, &ns->cfg->cache,
 				   &ns->cfg->fs, ns->s3, ns->metrics);
 	if (!ns->thumbs)
@@ -85,6 +89,7 @@ void ns_free(struct ns *ns)
 {
 	if (!ns)
 		return;
+	journal_close(ns->journal); /* before the client its janitor uses */
 	links_destroy(ns->links);
 	thumbs_destroy(ns->thumbs);
 	s3_destroy(ns->s3);

@@ -10,6 +10,7 @@
 
 #include "buf.h"
 #include "hmap.h"
+#include "journal.h"
 #include "links.h"
 #include "meta.h"
 #include "mime.h"
@@ -28,6 +29,7 @@ struct ns {
 	struct s3_client *s3;     /* set by ns_start() */
 	struct thumbs *thumbs;    /* set by ns_start() */
 	struct links *links;      /* set by ns_start() */
+	struct journal *journal;  /* set by ns_start() */
 	struct meta *meta;
 	struct mime *mime;        /* Content-Type sniffer for uploads */
 	struct upload_conf upconf;

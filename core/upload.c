@@ -18,6 +18,8 @@
 #define _GNU_SOURCE /* O_TMPFILE, mkostemp */
 #include "upload.h"
 
+#include "journal.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -311,6 +313,10 @@ static int workers_submit(struct upload *u, struct upload_part *p)
 {
 	int rc;
 
+	if (!u->nthreads) {
+		part_put(u, p);
+		return EIO; /* cannot happen: workers run with the upload */
+	}
 	pthread_mutex_lock(&u->lock);
 	while (u->busy >= u->nthreads && !u->err)
 		pthread_cond_wait(&u->cond, &u->lock);
@@ -364,9 +370,13 @@ static int mpu_begin(struct upload *u, const void *head, size_t head_len)
 		u->upload_id = NULL;
 		return EIO;
 	}
+	journal_add(u->conf->journal, u->key, u->upload_id);
 	rc = workers_start(u);
 	if (rc) {
-		s3_mpu_abort(u->s3, u->key, u->upload_id);
+		if (s3_mpu_abort(u->s3, u->key, u->upload_id))
+			journal_orphan(u->conf->journal, u->upload_id);
+		else
+			journal_done(u->conf->journal, u->upload_id);
 		free(u->upload_id);
 		u->upload_id = NULL;
 	}
@@ -387,9 +397,13 @@ static void mpu_abort(struct upload *u)
 	workers_wait(u);
 	workers_stop(u);
 	rc = s3_mpu_abort(u->s3, u->key, u->upload_id);
-	if (rc)
-		log_error("upload %s: cannot abort multipart upload: %s",
-			  u->key, strerror(rc));
+	if (rc && rc != ENOENT) {
+		log_error("upload %s: cannot abort multipart upload: %s; "
+			  "retrying later", u->key, strerror(rc));
+		journal_orphan(u->conf->journal, u->upload_id);
+	} else {
+		journal_done(u->conf->journal, u->upload_id);
+	}
 	free(u->upload_id);
 	u->upload_id = NULL;
 }
@@ -417,6 +431,7 @@ static int mpu_complete(struct upload *u)
 		return EIO;
 	}
 	workers_stop(u);
+	journal_done(u->conf->journal, u->upload_id);
 	free(u->upload_id);
 	u->upload_id = NULL;
 	return 0;
@@ -929,14 +944,14 @@ int upload_write(struct upload *u, const void *data, size_t len, uint64_t off)
 		return EIO;
 	if (len == 0)
 		return 0;
-	if (u->mode == UPLOAD_MEM && off + len > limit) {
+	u->dirty = 1;
+	if (u->mode == UPLOAD_MEM && mem_fits(u, len, off)) {
+		if (off + len <= limit)
+			return mem_write(u, data, len, off);
 		log_error("upload %s: a streamed file is limited to %u parts",
 			  u->key, UPLOAD_MAX_PARTS);
 		return EFBIG;
 	}
-	u->dirty = 1;
-	if (u->mode == UPLOAD_MEM && mem_fits(u, len, off))
-		return mem_write(u, data, len, off);
 	rc = to_spool(u, "a write that seeks back");
 	if (rc == EIO)
 		u->broken = 1; /* the file can no longer be what was written */

@@ -51,6 +51,7 @@
 #include "s3.h"
 
 struct mime;
+struct journal;
 
 struct upload_conf {
 	uint64_t part_size;       /* bytes per multipart part (>= 5 MiB) */
@@ -58,6 +59,9 @@ struct upload_conf {
 	const char *spool_dir;    /* where spool files are made (unlinked at once) */
 	struct mime *mime;        /* Content-Type sniffer (core/mime.h), or NULL:
 				   * the key's extension alone decides */
+	struct journal *journal;  /* records multipart uploads in progress so
+				   * that none is left behind (core/journal.h),
+				   * or NULL */
 	int tee_spool;            /* 1: parts streamed are also written to a spool
 				   * file, so a later seek back into them works
 				   * (see "Seeking back" below) */

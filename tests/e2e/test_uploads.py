@@ -234,7 +234,7 @@ def test_odd_names_put_directly_are_readable(rgw, bucket, mount):
 
 def test_mv_file_is_copy_plus_delete(rgw, bucket, mount, images):
     m = mount(bucket)
-    src = images[0]
+    src = next(p for p in images if p.suffix == ".jpg")
     run(["cp", str(src), str(m.uploads / "a.jpg")])
     (m.uploads / "into").mkdir()
     run(["mv", str(m.uploads / "a.jpg"), str(m.uploads / "b.jpg")])

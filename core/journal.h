@@ -1,0 +1,44 @@
+/*
+ * journal: multipart uploads in progress, remembered in the cache directory
+ * so that none is left behind in the bucket.
+ *
+ * An upload is recorded when its multipart upload is created and forgotten
+ * when it completes or is aborted. One whose abort failed (the server was
+ * unreachable) is marked orphaned; so is every upload still recorded when
+ * the journal is opened, which a killed daemon left behind. A janitor
+ * thread aborts orphans: at once, then every JOURNAL_RETRY_SECONDS until
+ * each abort succeeds (or S3 says the upload is gone).
+ *
+ * Thread-safe. Stored in SQLite (cache_dir/uploads.db, WAL).
+ */
+#ifndef IMGFS_JOURNAL_H
+#define IMGFS_JOURNAL_H
+
+#include "metrics.h"
+#include "s3.h"
+
+#define JOURNAL_RETRY_SECONDS 10
+
+struct journal;
+
+/* Open (or create) the journal in dir, marking what it holds orphaned.
+ * NULL with errno set (logged). */
+struct journal *journal_open(const char *dir);
+/* Stop the janitor (if started) and close. */
+void journal_close(struct journal *j);
+
+/* Start the janitor thread aborting orphans with s3 (which must outlive
+ * the journal's janitor). 0 or errno. */
+int journal_start(struct journal *j, struct s3_client *s3);
+
+/* Record / forget a multipart upload. Failures are logged, not returned:
+ * the journal is a safety net, never a reason to fail an upload. */
+void journal_add(struct journal *j, const char *key, const char *upload_id);
+void journal_done(struct journal *j, const char *upload_id);
+/* The abort of upload_id failed: leave it to the janitor. */
+void journal_orphan(struct journal *j, const char *upload_id);
+
+/* Abort every orphan now; returns how many remain. */
+int journal_sweep(struct journal *j, struct s3_client *s3);
+
+#endif
