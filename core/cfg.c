@@ -499,9 +499,9 @@ static int key_is_set(const struct parse_ctx *p, const char *name)
  * start a comment or section, so the joins lose nothing.
  */
 struct ini_reader {
-	FILE *f;
+	struct buf file;         /* the whole file; lines are cut in place */
+	size_t next;             /* offset of the next physical line */
 	char *line;              /* the physical line being handed out */
-	size_t cap;
 	size_t len, pos;         /* its length, and what inih has had */
 	int lineno;              /* its number, from 1 */
 	int piece;               /* index of the piece inih has now */
@@ -550,21 +550,39 @@ static int note_extra(struct ini_reader *r)
 
 static int next_physical_line(struct ini_reader *r)
 {
-	ssize_t n = getline(&r->line, &r->cap, r->f);
+	char *start = r->file.data + r->next, *nl;
 
-	if (n < 0)
+	if (r->next >= r->file.len)
 		return EOF;
-	r->len = (size_t)n;
-	while (r->len && (r->line[r->len - 1] == '\n' ||
-			  r->line[r->len - 1] == '\r'))
-		r->len--;
-	r->line[r->len] = '\0';
-	r->len = strlen(r->line);
+	nl = memchr(start, '\n', r->file.len - r->next);
+	if (nl)
+		*nl = '\0';
+	r->next = nl ? (size_t)(nl - r->file.data) + 1 : r->file.len;
+	r->line = start;
+	r->len = strlen(start);
+	while (r->len && r->line[r->len - 1] == '\r')
+		r->line[--r->len] = '\0';
 	r->pos = 0;
 	r->lineno++;
 	r->piece = 0;
 	r->joining = 0;
 	return 0;
+}
+
+/* Read the whole file, at most CFG_MAX_FILE bytes (files in /proc claim a
+ * size of 0, so count what is really read). */
+static int slurp(FILE *f, struct buf *b)
+{
+	char chunk[8192];
+	size_t n;
+
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0) {
+		if (b->len + n > CFG_MAX_FILE)
+			return EFBIG;
+		if (buf_add(b, chunk, n))
+			return ENOMEM;
+	}
+	return ferror(f) ? EIO : 0;
 }
 
 static char *ini_read_piece(char *str, int num, void *stream)
@@ -636,30 +654,41 @@ static int physical_line(const struct ini_reader *r, int c)
 	return c - before;
 }
 
+static int ini_open(const char *path, struct buf *file)
+{
+	FILE *f = fopen(path, "re");
+	struct stat st;
+	int rc;
+
+	if (!f)
+		return errno;
+	if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode) ||
+	    st.st_size > CFG_MAX_FILE)
+		rc = EFBIG;
+	else
+		rc = slurp(f, file);
+	fclose(f);
+	return rc;
+}
+
 int cfg_ini_read(const char *path, cfg_ini_handler handler, void *user,
 		 int *bad_line)
 {
 	struct ini_reader r = {.handler = handler, .user = user, .piece = -1};
-	struct stat st;
-	int rc, syntax;
+	int rc, syntax = 0;
 
 	*bad_line = 0;
-	r.f = fopen(path, "re");
-	if (!r.f)
-		return errno;
-	if (fstat(fileno(r.f), &st) != 0 || !S_ISREG(st.st_mode) ||
-	    st.st_size > CFG_MAX_FILE) {
-		fclose(r.f);
-		return EFBIG;
+	rc = ini_open(path, &r.file);
+	if (!rc && r.file.len) {
+		rc = ini_parse_stream(ini_read_piece, &r, ini_join, &r);
+		syntax = rc > 0 ? physical_line(&r, rc) : 0;
+		rc = r.nomem || rc < 0 ? ENOMEM : 0;
 	}
-	rc = ini_parse_stream(ini_read_piece, &r, ini_join, &r);
-	syntax = rc > 0 ? physical_line(&r, rc) : 0;
-	fclose(r.f);
-	free(r.line);
+	buf_release(&r.file);
 	free(r.extra);
 	buf_release(&r.value);
-	if (r.nomem || rc < 0)
-		return ENOMEM;
+	if (rc)
+		return rc;
 	*bad_line = r.refused && (!syntax || r.refused <= syntax) ? r.refused
 								 : syntax;
 	return *bad_line ? EBADMSG : 0;

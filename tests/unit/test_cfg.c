@@ -664,6 +664,8 @@ static void test_ini_read(void)
 		  ENOENT);
 	CHECK_INT(cfg_ini_read("/dev/null", count_keys, lines, &bad), EFBIG);
 	CHECK_INT(cfg_ini_read(DATA, count_keys, lines, &bad), EFBIG);
+	CHECK_INT(cfg_ini_read("/proc/self/pagemap", count_keys, lines, &bad),
+		  EFBIG);
 	CHECK_INT(cfg_ini_read(DATA "garbage.ini", count_keys, lines, &bad),
 		  EBADMSG);
 	CHECK_INT(bad, 3);
