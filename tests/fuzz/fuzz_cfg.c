@@ -1,7 +1,8 @@
 /*
- * libFuzzer target: the configuration parser. Each input is read as the
- * INI file named by --config, as the argument of -o, and as a size.
- * fuzz-sources: core/cfg.c core/buf.c core/log.c
+ * libFuzzer target: the configuration parser and the shared credentials
+ * file reader. Each input is read as the INI file named by --config, as
+ * the argument of -o, as a size, and as an AWS credentials file.
+ * fuzz-sources: core/cfg.c core/creds.c core/buf.c core/log.c
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -12,6 +13,8 @@
 #include <unistd.h>
 
 #include "core/cfg.h"
+#include "core/creds.h"
+#include "core/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -38,6 +41,25 @@ static void parse_with(char *a1, char *a2)
 	cfg_release(&c);
 }
 
+/* The input as the credentials file of profile "default"; nothing but
+ * the files is configured, so no request is ever sent. */
+static void as_credentials(char *path)
+{
+	char profile[] = "default", none[] = "/nonexistent/config";
+	char off[] = "AWS_EC2_METADATA_DISABLED=true";
+	char *envp[] = {off, NULL};
+	struct creds_conf conf = {profile, path, none};
+	struct aws_creds a;
+	char err[512];
+	struct creds *c = creds_create(&conf, envp, err, sizeof(err));
+
+	if (!c && strchr(err, '\n'))
+		abort();
+	if (c && (creds_get(c, &a) != 0 || !a.access_key[0]))
+		abort();
+	creds_destroy(c);
+}
+
 static void as_file(const uint8_t *data, size_t size)
 {
 	char path[64], opt[] = "--config";
@@ -48,6 +70,7 @@ static void as_file(const uint8_t *data, size_t size)
 	if (write(fd, data, size) == (ssize_t)size) {
 		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 		parse_with(opt, path);
+		as_credentials(path);
 	}
 	close(fd);
 }
@@ -59,6 +82,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (!s)
 		return 0;
+	log_setup(LOG_LVL_ERROR, 0);
 	memcpy(s, data, size);
 	s[size] = '\0';
 	as_file(data, size);
