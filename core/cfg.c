@@ -738,6 +738,13 @@ static int fuse_add(struct parse_ctx *p, const char *opt)
 	return 0;
 }
 
+static int set_config_path(struct parse_ctx *p, const char *path)
+{
+	free(p->config_path);
+	p->config_path = strdup(path);
+	return p->config_path ? 0 : fail(p, "out of memory");
+}
+
 /* One item of -o: name or name=value. */
 static int handle_opt_item(struct parse_ctx *p, char *item)
 {
@@ -751,13 +758,9 @@ static int handle_opt_item(struct parse_ctx *p, char *item)
 		return 0;
 	if (eq)
 		*eq = '\0';
-	if (strcmp(item, "config") == 0) {
-		if (!eq || !eq[1])
-			return fail(p, "option 'config' needs a file name");
-		free(p->config_path);
-		p->config_path = strdup(eq + 1);
-		return p->config_path ? 0 : fail(p, "out of memory");
-	}
+	if (strcmp(item, "config") == 0)
+		return eq && eq[1] ? set_config_path(p, eq + 1)
+				   : fail(p, "option 'config' needs a file name");
 	k = key_find(item, &i);
 	if (!k)
 		return fail(p, "unknown option '%s'", item);
@@ -794,12 +797,6 @@ static int handle_opt_arg(struct parse_ctx *p, const char *arg)
 	return rc;
 }
 
-static int set_config_path(struct parse_ctx *p, const char *path)
-{
-	free(p->config_path);
-	p->config_path = strdup(path);
-	return p->config_path ? 0 : fail(p, "out of memory");
-}
 
 /* Options that take the next argument: -o VALUE, --config FILE. */
 static int handle_valued(struct parse_ctx *p, const char *a, const char *next,
@@ -1064,6 +1061,7 @@ static void derive_addressing(struct cfg *c)
 	char host[256];
 	size_t n;
 
+	c->link.bucket = c->s3.bucket; /* the gallery's title */
 	if (c->s3.addressing != S3_ADDR_AUTO)
 		return;
 	endpoint_host(c->s3.endpoint, host, sizeof(host));
