@@ -22,9 +22,9 @@ DEB_BENCH := s3fs rclone
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wwrite-strings -Wformat=2 -Wno-unused-parameter
 CFLAGS ?= -O2 -g
-CFLAGS += -std=gnu11 -pthread $(WARN) $(WERROR) -I. \
+override CFLAGS += -std=gnu11 -pthread $(WARN) $(WERROR) -I. \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
 CORE_SRC := $(sort $(wildcard core/*.c))
 FS_SRC := $(sort $(wildcard fs/*.c))

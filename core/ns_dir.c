@@ -18,9 +18,9 @@ static int upload_rel(struct ns *ns, const char *path, const char **rel)
 	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
 
 	if (rc)
-		return rc;
+		return rc == ENOENT ? EROFS : rc; /* outside uploads/ */
 	if (pi.area != PA_UPLOADS)
-		return pi.area == PA_ROOT || pi.area == PA_LINKS ? EPERM : EROFS;
+		return EROFS;
 	if (!*pi.rel)
 		return EBUSY;
 	*rel = pi.rel;

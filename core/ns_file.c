@@ -246,7 +246,7 @@ int ns_create(struct ns *ns, const char *path, int flags, struct ns_file **out)
 	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
 
 	if (rc)
-		return rc;
+		return rc == ENOENT ? EROFS : rc; /* a new name outside uploads/ */
 	if (pi.area != PA_UPLOADS)
 		return EROFS;
 	if (!*pi.rel)

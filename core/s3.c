@@ -314,8 +314,7 @@ static void header_value(struct s3_resp *r, const char *name, const char *v,
 		copy_bounded(r->obj.source_etag, sizeof(r->obj.source_etag),
 			     v, n);
 	else if (strcasecmp(name, "last-modified") == 0)
-		r->obj.mtime = curl_getdate(tmp, NULL) > 0
-				       ? curl_getdate(tmp, NULL) : 0;
+		r->obj.mtime = curl_getdate(tmp, NULL);
 	else if (strcasecmp(name, "content-length") == 0)
 		r->have_length = parse_u64(tmp, &end, &r->content_length) == 0 &&
 				 *end == '\0';
@@ -344,15 +343,22 @@ static size_t on_header(char *line, size_t size, size_t nmemb, void *arg)
 	while (e > v && isspace((unsigned char)e[-1]))
 		e--;
 	header_value(r, name, v, (size_t)(e - v));
+	if (r->obj.mtime < 0)
+		r->obj.mtime = 0;
 	return len;
 }
 
-/* The first bytes of a streamed response: check it is the range asked. */
+/* The first bytes of a streamed response: check it is the range asked,
+ * of the object the earlier attempts read from. */
 static int get_stream_start(struct s3_resp *r, struct s3_get_state *g)
 {
 	uint64_t want = g->off + g->done;
+	const char *etag = g->if_match ? g->if_match : g->etag;
 
 	if (r->status == 206 && (!r->have_range || r->range_start != want))
+		return EIO;
+	if (g->have_info && etag[0] && r->obj.etag[0] &&
+	    strcmp(etag, r->obj.etag) != 0)
 		return EIO;
 	g->skip = r->status == 200 ? want : 0;
 	if (!g->have_info) {
@@ -524,8 +530,12 @@ static int attempt_sign(struct s3_client *c, const struct s3_req *req,
 		err = sigv4_authorization(&s, &sr, &a->auth);
 	if (!err)
 		err = slist_add(a, "Authorization", a->auth.data);
-	if (!err)
-		err = slist_add(a, "Expect", "");
+	if (!err) {
+		/* no "Expect: 100-continue" round trip before a body */
+		struct curl_slist *l = curl_slist_append(a->list, "Expect:");
+		err = l ? 0 : ENOMEM;
+		a->list = l ? l : a->list;
+	}
 	return err;
 }
 
@@ -563,6 +573,7 @@ static void setup_curl(struct s3_client *c, CURL *h, const struct s3_req *req,
 	curl_easy_setopt(h, CURLOPT_URL, a->url.data);
 	curl_easy_setopt(h, CURLOPT_PATH_AS_IS, 1L);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(h, CURLOPT_USERAGENT, "imgfs/" IMGFS_VERSION);
 	curl_easy_setopt(h, CURLOPT_TCP_KEEPALIVE, 1L);
 	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, (long)conf->connect_timeout);
 	curl_easy_setopt(h, CURLOPT_LOW_SPEED_LIMIT, 1L);
@@ -1079,9 +1090,12 @@ int s3_list(struct s3_client *c, const char *prefix, const char *delimiter,
 		err = s3_run(c, &req, &r);
 	if (!err) {
 		err = xml_parse_list(r.body.data, r.body.len, out, NULL);
-		if (err)
-			log_error("s3: LIST %s: unreadable response (%s)",
-				  prefix ? prefix : "", strerror(err));
+		if (err) {
+			char what[S3_LOG_KEY_MAX + 8];
+			log_key(prefix ? prefix : "", what);
+			log_error("s3: LIST %s: unreadable response (%s)", what,
+				  strerror(err));
+		}
 	}
 	buf_release(&q);
 	resp_release(&r);
