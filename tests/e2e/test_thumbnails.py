@@ -400,3 +400,61 @@ def test_thumbnails_are_read_only(rgw, bucket, mount):
             op()
         assert e.value.errno == errno.EROFS
     assert decode(read_thumb(t)).size == (10, 10)
+
+
+@pytest.mark.deadline(600)
+def test_cache_bound_eviction_and_bucket_reuse(rgw, bucket, mount, images):
+    """With thumb_size=512 and cache_max=1M the cache evicts down to its
+    bound; evicted thumbnails and a second instance with an empty cache
+    take them from the bucket instead of decoding a source again."""
+    names = {f"{i:03d}-{p.name}": p for i, p in enumerate(images)}
+    put_many(rgw.s3, bucket, {f"uploads/{n}": p.read_bytes() for n, p in names.items()})
+    opts = {"thumb_size": "512", "cache_max": "1M"}
+    m = mount(bucket, opts=opts)
+    sizes = {}
+    for name, src in names.items():
+        t = decode(data := read_thumb(m.thumbs / name))
+        with Image.open(src) as s:
+            assert fits(t.width, t.height, *s.size, edge=512), name
+        sizes[name] = len(data)
+    assert sum(sizes.values()) > 2 * 1024 * 1024
+    assert m.metric(GENERATED) == len(names)
+    assert m.metric("imgfs_cache_evictions_total") > 0
+    assert 0 < m.metric("imgfs_cache_bytes") <= 1024 * 1024
+    assert m.metric("imgfs_cache_entries") < len(names)
+
+    mark = rgw.log_mark()
+    for name, size in sizes.items():
+        assert len(read_thumb(m.thumbs / name)) == size
+    assert source_gets(rgw, bucket, mark) == []
+    assert m.metric(GENERATED) == len(names)
+    assert m.metric("imgfs_thumbnail_s3_hits_total") > 0
+
+    other = mount(bucket, opts=opts)
+    mark = rgw.log_mark()
+    for name, size in sizes.items():
+        assert len(read_thumb(other.thumbs / name)) == size
+    assert source_gets(rgw, bucket, mark) == []
+    assert other.metric(GENERATED) == 0
+    assert other.metric("imgfs_thumbnail_s3_hits_total") == len(names)
+
+
+def test_cache_survives_kill9(rgw, bucket, mount):
+    """kill -9 after thumbnails were made: the SQLite cache passes
+    integrity_check and serves them after the remount, no source read."""
+    imgs = {f"k{i}.png": encode(Image.new("RGB", (300 + i, 200), (i * 20, 0, 0)), "PNG") for i in range(10)}
+    put_many(rgw.s3, bucket, {f"uploads/{n}": d for n, d in imgs.items()})
+    m = mount(bucket)
+    sizes = {n: len(read_thumb(m.thumbs / n)) for n in imgs}
+    m.kill9()
+    db = m.cache_dir / "thumbs.db"
+    assert db.exists()
+    p = subprocess.run(["sqlite3", str(db), "PRAGMA integrity_check;"], capture_output=True, text=True)
+    assert p.stdout.strip() == "ok", p.stdout + p.stderr
+    m.remount()
+    mark = rgw.log_mark()
+    for n, size in sizes.items():
+        assert len(read_thumb(m.thumbs / n)) == size
+    assert source_gets(rgw, bucket, mark) == []
+    assert m.metric(GENERATED) == 0
+    assert m.metric(CACHE_HITS) >= len(imgs)
