@@ -120,10 +120,11 @@ static int open_upload(struct ns *ns, const char *rel, int flags,
 	return rc;
 }
 
-/* A file whose content is made now, by fn. */
+/* A file whose content is made now, by fn. Its size was known at stat
+ * (links: the URL's length is fixed) unless sized_at_open. */
 static int open_blob(struct ns *ns, int (*fn)(struct ns *, const char *,
 					       struct buf *),
-		     const char *rel, struct ns_file **out)
+		     const char *rel, int sized_at_open, struct ns_file **out)
 {
 	struct ns_file *f = file_new(ns, NF_BLOB);
 	int rc;
@@ -135,7 +136,7 @@ static int open_blob(struct ns *ns, int (*fn)(struct ns *, const char *,
 		file_free(f);
 		return rc;
 	}
-	f->size_changed = 1;
+	f->size_changed = sized_at_open;
 	*out = f;
 	return 0;
 }
@@ -222,17 +223,17 @@ int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out)
 	case PA_UPLOADS:
 		return open_upload(ns, pi.rel, flags, out);
 	case PA_THUMBS:
-		return open_blob(ns, make_thumb, pi.rel, out);
+		return open_blob(ns, make_thumb, pi.rel, 1, out);
 	case PA_LINKS_UPLOADS:
 		metrics_add(ns->metrics, MC_LINK_READS, 1);
-		return open_blob(ns, make_upload_link, pi.rel, out);
+		return open_blob(ns, make_upload_link, pi.rel, 0, out);
 	case PA_LINKS_THUMBS:
 		metrics_add(ns->metrics, MC_LINK_READS, 1);
-		return open_blob(ns, make_thumb_link, pi.rel, out);
+		return open_blob(ns, make_thumb_link, pi.rel, 0, out);
 	case PA_LINKS_INDEX:
-		return open_blob(ns, make_index, pi.rel, out);
+		return open_blob(ns, make_index, pi.rel, 1, out);
 	case PA_METRICS:
-		return open_blob(ns, make_metrics, pi.rel, out);
+		return open_blob(ns, make_metrics, pi.rel, 1, out);
 	default:
 		return EISDIR;
 	}
