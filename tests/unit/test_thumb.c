@@ -434,6 +434,33 @@ static void expect_eio_fast(struct thumb_engine *e, const struct buf *src,
 	buf_release(&err);
 }
 
+/* Noise, so that every format's data runs to the end of the file, cut
+ * at two thirds. */
+static void expect_truncated_fail(struct thumb_engine *e)
+{
+	const char *names[] = {"cut.png", "cut.webp", "cut.gif", "cut.tif"};
+	VipsImage *noise = NULL, *im = NULL;
+	struct buf src = BUF_INIT;
+	void *data = NULL;
+	size_t len = 0;
+
+	vips_gaussnoise(&noise, 400, 300, "mean", 128.0, "sigma", 60.0, NULL);
+	vips_cast(noise, &im, VIPS_FORMAT_UCHAR, NULL);
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		int rc = i == 0   ? vips_pngsave_buffer(im, &data, &len, NULL)
+			 : i == 1 ? vips_webpsave_buffer(im, &data, &len, NULL)
+			 : i == 2 ? vips_gifsave_buffer(im, &data, &len, NULL)
+				  : vips_tiffsave_buffer(im, &data, &len, NULL);
+
+		keep(&src, data, len, rc);
+		src.len = src.len * 2 / 3;
+		expect_eio_fast(e, &src, names[i]);
+	}
+	g_object_unref(noise);
+	g_object_unref(im);
+	buf_release(&src);
+}
+
 static void test_hostile(struct thumb_engine *e)
 {
 	VipsImage *im = solid_rgb(800, 600, 90, 10, 10), *big = NULL;
@@ -449,6 +476,7 @@ static void test_hostile(struct thumb_engine *e)
 	expect_eio_fast(e, &src, "text.jpg");
 	buf_reset(&src);
 	expect_eio_fast(e, &src, "empty.jpg");
+	expect_truncated_fail(e);
 	vips_black(&big, 30000, 30000, NULL);
 	keep(&src, data, len,
 	     vips_pngsave_buffer(big, &data, &len, "bitdepth", 1,
