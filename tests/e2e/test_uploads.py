@@ -1,6 +1,7 @@
 """uploads/ end to end (issue 2): ordinary tools on a real mount, and the
 bucket checked independently with boto3."""
 
+import contextlib
 import errno
 import os
 import random
@@ -456,7 +457,8 @@ class FifoFeeder:
         threading.Thread(target=opener, daemon=True).start()
 
     def feed(self, nbytes):
-        self._opened.wait(30)
+        if not self._opened.wait(30):
+            raise AssertionError("cp did not open the FIFO within 30 s")
         block = random.Random(self.written).randbytes(MIB)
         try:
             for _ in range(nbytes // MIB):
@@ -465,26 +467,42 @@ class FifoFeeder:
         except BrokenPipeError:
             self.broken = True
 
-    def feed_in_background(self, nbytes):
-        t = threading.Thread(target=self.feed, args=(nbytes,), daemon=True)
+    def feed_in_background(self, nbytes, then_close=False):
+        def run():
+            self.feed(nbytes)
+            if then_close:
+                self.close()
+
+        t = threading.Thread(target=run, daemon=True)
         t.start()
         return t
 
     def close(self):
         try:
-            self._f.close()
+            if self._f is not None:
+                self._f.close()
         except BrokenPipeError:
             self.broken = True
 
 
-def start_cp_from_fifo(m, tmp_path, name):
+@contextlib.contextmanager
+def cp_from_fifo(m, tmp_path, name):
+    """Start `cp FIFO uploads/NAME`; yield (feeder, cp). Afterwards cp is
+    killed if it still runs and the FIFO closed, so that a failing test
+    does not leave the mount busy."""
     fifo = FifoFeeder(tmp_path / f"{name}.fifo")
     fifo.open()
     cp = subprocess.Popen(
         ["cp", str(fifo.path), str(m.uploads / name)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )
-    return fifo, cp
+    try:
+        yield fifo, cp
+    finally:
+        if cp.poll() is None:
+            cp.kill()
+        cp.wait(60)
+        fifo.close()
 
 
 def feed_until_multipart_started(rgw, bucket, fifo):
@@ -508,17 +526,17 @@ def assert_still_serving(rgw, bucket, m):
 
 def test_refused_upload_fails_cp_and_leaves_nothing(rgw, bucket, mount, tmp_path):
     m = mount(bucket)
-    fifo, cp = start_cp_from_fifo(m, tmp_path, "refused.bin")
-    feed_until_multipart_started(rgw, bucket, fifo)
     deny = (
         '{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*",'
         f'"Action":["s3:PutObject"],"Resource":["arn:aws:s3:::{bucket}/*"]}}]}}'
     )
-    rgw.s3.put_bucket_policy(Bucket=bucket, Policy=deny)
-    fifo.feed(32 * MIB)
-    fifo.close()
-    rc = cp.wait(180)
-    err = cp.stderr.read().decode()
+    with cp_from_fifo(m, tmp_path, "refused.bin") as (fifo, cp):
+        feed_until_multipart_started(rgw, bucket, fifo)
+        rgw.s3.put_bucket_policy(Bucket=bucket, Policy=deny)
+        fifo.feed(32 * MIB)
+        fifo.close()
+        rc = cp.wait(180)
+        err = cp.stderr.read().decode()
     assert rc != 0, "cp succeeded although the server refused the upload"
     assert "refused.bin" in err, f"cp printed no error: {err!r}"
     assert "uploads/refused.bin" not in list_keys(rgw.s3, bucket)
@@ -532,20 +550,21 @@ def test_server_dying_mid_upload_fails_cp_and_daemon_survives(rgw, bucket, mount
     if not rgw.can_restart:
         pytest.skip("needs an RGW this session can restart")
     m = mount(bucket)
-    fifo, cp = start_cp_from_fifo(m, tmp_path, "dies.bin")
-    feed_until_multipart_started(rgw, bucket, fifo)
-    rgw.stop()
-    try:
-        feeder = fifo.feed_in_background(32 * MIB)
+    with cp_from_fifo(m, tmp_path, "dies.bin") as (fifo, cp):
+        feed_until_multipart_started(rgw, bucket, fifo)
+        rgw.stop()
         try:
-            rc = cp.wait(240)
-        except subprocess.TimeoutExpired:
-            cp.kill()
-            pytest.fail("cp still running 240 s after the server died")
-        feeder.join(30)
-        err = cp.stderr.read().decode()
-    finally:
-        rgw.start()
+            # the daemon may absorb this much in its part buffers; the error is
+        # then due at close, so end the input
+        feeder = fifo.feed_in_background(32 * MIB, then_close=True)
+            try:
+                rc = cp.wait(240)
+            except subprocess.TimeoutExpired:
+                pytest.fail("cp still running 240 s after the server died")
+            feeder.join(30)
+            err = cp.stderr.read().decode()
+        finally:
+            rgw.start()
     assert rc != 0, "cp succeeded although the server died"
     assert "dies.bin" in err, f"cp printed no error: {err!r}"
     assert_still_serving(rgw, bucket, m)
