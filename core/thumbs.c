@@ -12,7 +12,9 @@
  * Decodes run on conf->concurrency worker threads owned by the service,
  * whatever the number of FUSE threads: libvips keeps per-thread state,
  * and these threads release it when they exit. Network requests run on
- * the calling thread.
+ * the calling thread. At most twice as many sources as workers are held
+ * in memory at once (read while others decode), so memory stays bounded
+ * however many readers ask for new thumbnails.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -70,6 +72,8 @@ struct thumbs {
 	struct thumbs_job *queue_tail; /* protected by lock */
 	struct thumbs_flight *flights; /* protected by lock */
 	int stopping;                  /* protected by lock */
+	unsigned sources;              /* protected by lock; held in memory */
+	unsigned sources_max;          /* bound on sources */
 
 	pthread_t *workers;
 	unsigned nworkers;
@@ -315,8 +319,8 @@ static int thumbs_failed(struct thumbs *t, const struct cache_key *ck,
 }
 
 /* Read the source (it must still have the ETag) and decode it. */
-static int thumbs_generate(struct thumbs *t, const struct cache_key *ck,
-			   struct buf *thumb, enum thumb_format *fmt)
+static int thumbs_read_decode(struct thumbs *t, const struct cache_key *ck,
+			      struct buf *thumb, enum thumb_format *fmt)
 {
 	struct buf src = BUF_INIT, err = BUF_INIT;
 	struct thumbs_sink sink = {&src, THUMBS_SOURCE_MAX};
@@ -346,6 +350,37 @@ static int thumbs_generate(struct thumbs *t, const struct cache_key *ck,
 	}
 	buf_release(&src);
 	buf_release(&err);
+	return rc;
+}
+
+/* Wait for room to hold one more source in memory; release it with
+ * thumbs_source_done(). */
+static void thumbs_source_slot(struct thumbs *t)
+{
+	pthread_mutex_lock(&t->lock);
+	while (t->sources >= t->sources_max)
+		pthread_cond_wait(&t->done, &t->lock);
+	t->sources++;
+	pthread_mutex_unlock(&t->lock);
+}
+
+static void thumbs_source_done(struct thumbs *t)
+{
+	pthread_mutex_lock(&t->lock);
+	t->sources--;
+	pthread_cond_broadcast(&t->done);
+	pthread_mutex_unlock(&t->lock);
+}
+
+/* thumbs_read_decode() with room for the source. */
+static int thumbs_generate(struct thumbs *t, const struct cache_key *ck,
+			   struct buf *thumb, enum thumb_format *fmt)
+{
+	int rc;
+
+	thumbs_source_slot(t);
+	rc = thumbs_read_decode(t, ck, thumb, fmt);
+	thumbs_source_done(t);
 	return rc;
 }
 
@@ -503,6 +538,8 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 			const struct cache_conf *cconf,
 			const struct fs_conf *fconf)
 {
+	unsigned n;
+
 	t->uploads_prefix = strdup(fconf->uploads_prefix);
 	t->thumbs_prefix = strdup(fconf->thumbs_prefix);
 	if (!t->uploads_prefix || !t->thumbs_prefix)
@@ -513,8 +550,9 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 	t->cache = cache_open(cconf, t->m);
 	if (!t->cache)
 		return errno ? errno : EIO;
-	return thumbs_start_workers(t, tconf->concurrency ? tconf->concurrency
-							  : 1);
+	n = tconf->concurrency ? tconf->concurrency : 1;
+	t->sources_max = 2 * n;
+	return thumbs_start_workers(t, n);
 }
 
 struct thumbs *thumbs_create(const struct thumb_conf *tconf,
