@@ -110,6 +110,11 @@ static void test_mpu_documents(void)
 		  "We encountered an internal error. Please try again.");
 	CHECK_INT(xml_parse_copy(b.data, b.len, etag, NULL), EREMOTEIO);
 
+	static const char rgw[] = "<CompleteMultipartUploadResult><Key>k</Key>"
+				  "<ETag></ETag></CompleteMultipartUploadResult>";
+	CHECK_INT(xml_parse_complete(rgw, sizeof(rgw) - 1, etag, &xe), 0);
+	CHECK_STR(etag, "");
+
 	CHECK_INT(load("copy.xml", &b), 0);
 	CHECK_INT(xml_parse_copy(b.data, b.len, etag, &xe), 0);
 	CHECK_STR(etag, "\"9b2cf535f27731c974343645a3985328\"");
