@@ -41,7 +41,9 @@ int thumbs_source_for(const char *thumb_name, struct buf *out);
 /*
  * The thumbnail of the source object src_key whose current ETag is
  * src_etag, appended to out. 0; EIO for a source that cannot be
- * thumbnailed (logged once per ETag); ENOENT when the source is gone.
+ * thumbnailed (logged once per ETag) or when S3 failed; ENOENT when the
+ * source is gone or no longer has src_etag (re-stat it and ask again);
+ * EINVAL for an empty src_etag or a key outside the uploads prefix.
  */
 int thumbs_get(struct thumbs *t, const char *src_key, const char *src_etag,
 	       struct buf *out);
