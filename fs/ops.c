@@ -63,6 +63,10 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *fc)
 	if (s->start_error) {
 		log_error("cannot start: %s", strerror(s->start_error));
 		fuse_exit(fuse_get_context()->fuse);
+	} else {
+		log_info("mounted bucket %s at %s (endpoint %s)",
+			 s->cfg->s3.bucket, s->cfg->fs.mountpoint,
+			 s->cfg->s3.endpoint);
 	}
 	return s;
 }
@@ -238,8 +242,17 @@ static int fs_statfs(const char *path, struct statvfs *st)
 	return 0;
 }
 
+static void fs_destroy(void *private_data)
+{
+	struct fs_state *s = private_data;
+
+	log_info("unmounted bucket %s from %s", s->cfg->s3.bucket,
+		 s->cfg->fs.mountpoint);
+}
+
 static const struct fuse_operations operations = {
 	.init = fs_init,
+	.destroy = fs_destroy,
 	.getattr = fs_getattr,
 	.readdir = fs_readdir,
 	.open = fs_open,
