@@ -554,9 +554,9 @@ def test_server_dying_mid_upload_fails_cp_and_daemon_survives(rgw, bucket, mount
         feed_until_multipart_started(rgw, bucket, fifo)
         rgw.stop()
         try:
-            # the daemon may absorb this much in its part buffers; the error is
-        # then due at close, so end the input
-        feeder = fifo.feed_in_background(32 * MIB, then_close=True)
+            # the daemon may absorb this much in its part buffers; the error
+            # is then due at close, so end the input
+            feeder = fifo.feed_in_background(32 * MIB, then_close=True)
             try:
                 rc = cp.wait(240)
             except subprocess.TimeoutExpired:
