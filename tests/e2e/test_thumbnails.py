@@ -458,3 +458,57 @@ def test_cache_survives_kill9(rgw, bucket, mount):
     assert source_gets(rgw, bucket, mark) == []
     assert m.metric(GENERATED) == 0
     assert m.metric(CACHE_HITS) >= len(imgs)
+
+
+def vips_encode(tmp_path, name, width, height, rgb):
+    """An image libvips writes (HEIC, AVIF: Pillow cannot), as bytes."""
+    src = tmp_path / "plain.png"
+    src.write_bytes(encode(Image.new("RGB", (width, height), rgb), "PNG"))
+    out = tmp_path / name
+    subprocess.run(["vips", "copy", str(src), str(out)], check=True, capture_output=True)
+    return out.read_bytes()
+
+
+def test_heic_and_avif_sources(rgw, bucket, mount, tmp_path):
+    """A HEIC source gets a JPEG thumbnail named NAME.heic.jpg (browsers
+    cannot show HEIC); an AVIF source keeps its name and format."""
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/phone.heic",
+                      Body=vips_encode(tmp_path, "p.heic", 400, 300, (0, 0, 200)))
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/new.avif",
+                      Body=vips_encode(tmp_path, "n.avif", 300, 400, (0, 200, 0)))
+    m = mount(bucket)
+    assert sorted(os.listdir(m.thumbs)) == ["new.avif", "phone.heic.jpg"]
+    t = decode(read_thumb(m.thumbs / "phone.heic.jpg"))
+    assert t.format == "JPEG" and t.size == (EDGE, 96)
+    assert t.getpixel((64, 48))[2] > 150
+    data = read_thumb(m.thumbs / "new.avif")
+    assert data[4:12] == b"ftypavif"
+    (tmp_path / "thumb.avif").write_bytes(data)
+    info = subprocess.run(["vipsheader", str(tmp_path / "thumb.avif")], capture_output=True,
+                          text=True, check=True)
+    assert "96x128" in info.stdout, info.stdout
+    head = rgw.s3.head_object(Bucket=bucket, Key="thumbnails/phone.heic.jpg")
+    assert head["ContentType"] == "image/jpeg"
+    assert rgw.s3.head_object(Bucket=bucket, Key="thumbnails/new.avif")["ContentType"] == "image/avif"
+
+
+def test_crop_attention_fills_the_box(rgw, bucket, mount):
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/wide.jpg",
+                      Body=encode(Image.new("RGB", (900, 300), (120, 120, 120)), "JPEG"))
+    m = mount(bucket, opts={"thumb_crop": "attention", "thumb_size": "100"})
+    assert decode(read_thumb(m.thumbs / "wide.jpg")).size == (100, 100)
+
+
+def test_pixel_limit_option(rgw, bucket, mount):
+    """max_pixels refuses a source from its header: EIO, one log line."""
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/big.png",
+                      Body=encode(Image.new("RGB", (2000, 1500), (1, 1, 1)), "PNG"))
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/small.png",
+                      Body=encode(Image.new("RGB", (1000, 1000), (1, 1, 1)), "PNG"))
+    m = mount(bucket, opts={"max_pixels": "2000000"})
+    with pytest.raises(OSError) as e:
+        read_thumb(m.thumbs / "big.png")
+    assert e.value.errno == errno.EIO
+    assert decode(read_thumb(m.thumbs / "small.png")).size == (EDGE, EDGE)
+    lines = [ln for ln in m.stderr_text().splitlines() if "big.png" in ln]
+    assert len(lines) == 1 and "2000x1500" in lines[0], lines
