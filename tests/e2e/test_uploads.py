@@ -509,8 +509,9 @@ def feed_until_multipart_started(rgw, bucket, fifo):
     def started():
         if list_multipart_uploads(rgw.s3, bucket):
             return True
-        if fifo.written < 512 * MIB:
-            fifo.feed(8 * MIB)
+        if fifo.written >= 256 * MIB:
+            pytest.fail("no multipart upload under way after 256 MiB written: not streaming")
+        fifo.feed(8 * MIB)
         return False
 
     wait_for(started, timeout=120, interval=0.05, what="a multipart upload to start")
