@@ -276,6 +276,17 @@ def test_hostile_input_fails_fast_once(rgw, bucket, mount):
         assert len(lines) == 1, f"{name}: {lines}"
         assert decode(read_thumb(m.thumbs / "good.jpg")).size == (EDGE, 96)
     assert m.mounted() and m.proc.poll() is None
+    assert m.metric("imgfs_thumbnail_errors_total") == len(bad)
+
+    # The failures are remembered across a restart: no read, no new line.
+    m.remount()
+    mark = rgw.log_mark()
+    for name in bad:
+        with pytest.raises(OSError) as e:
+            read_thumb(m.thumbs / name)
+        assert e.value.errno == errno.EIO
+    assert source_gets(rgw, bucket, mark) == []
+    assert not [ln for ln in m.stderr_text().splitlines() if any(n in ln for n in bad)]
 
 
 def test_replace_and_delete_source(rgw, bucket, mount):
