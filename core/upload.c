@@ -47,6 +47,7 @@ struct upload_part {
 	size_t cap;               /* bytes of data room */
 	size_t len;               /* bytes of data used */
 	unsigned number;          /* part number, from 1 */
+	int tee;                  /* the worker also writes it to the spool */
 	char data[];
 };
 
@@ -71,7 +72,7 @@ struct upload {
 	struct upload_part *first;
 	struct upload_part *cur;
 	unsigned next;
-	int tee;                /* parts handed out are also in the spool */
+	int tee;                /* parts handed out also go to the spool */
 
 	int spool_fd;           /* -1 when there is no spool file */
 
@@ -90,6 +91,7 @@ struct upload {
 	unsigned busy;                  /* protected by lock: queued + sending */
 	int stop;                       /* protected by lock: workers exit */
 	int err;                        /* protected by lock: first failure */
+	int tee_err;                    /* protected by lock: spool copy failed */
 	struct s3_part *parts;          /* protected by lock: by number - 1 */
 	unsigned nparts;                /* protected by lock: highest number */
 	unsigned parts_cap;             /* protected by lock */
@@ -149,6 +151,7 @@ static struct upload_part *part_get(struct upload *u, size_t cap,
 		p->next = NULL;
 		p->len = 0;
 		p->number = number;
+		p->tee = 0;
 	}
 	return p;
 }
@@ -187,12 +190,20 @@ static void spares_free(struct upload *u)
 	pthread_mutex_unlock(&u->lock);
 }
 
+static int spool_pwrite(int fd, const void *data, size_t len, uint64_t off);
+
 /* ---- workers ---------------------------------------------------------- */
 
 /* Record the outcome of sending p and recycle its buffer. */
 static void part_done_locked(struct upload *u, struct upload_part *p, int rc,
-			     const char *etag)
+			     const char *etag, int tee_rc)
 {
+	if (tee_rc && !u->tee_err) {
+		log_warn("upload %s: spool copy stopped (%s): seeking back "
+			 "into parts already sent will fail", u->key,
+			 strerror(tee_rc));
+		u->tee_err = tee_rc;
+	}
 	if (rc == 0)
 		memcpy(u->parts[p->number - 1].etag, etag, S3_ETAG_MAX);
 	else if (!u->err)
@@ -207,7 +218,7 @@ static void *upload_worker(void *arg)
 	struct upload *u = arg;
 	struct upload_part *p;
 	char etag[S3_ETAG_MAX];
-	int rc;
+	int rc, tee_rc;
 
 	pthread_mutex_lock(&u->lock);
 	for (;;) {
@@ -220,7 +231,12 @@ static void *upload_worker(void *arg)
 		if (!u->queue)
 			u->queue_tail = &u->queue;
 		rc = u->err ? ECANCELED : 0;
+		tee_rc = 0;
 		pthread_mutex_unlock(&u->lock);
+		if (p->tee)
+			tee_rc = spool_pwrite(u->spool_fd, p->data, p->len,
+					      (uint64_t)(p->number - 1) *
+					      part_size(u));
 		if (!rc)
 			rc = s3_mpu_part(u->s3, u->key, u->upload_id, p->number,
 					 p->data, p->len, etag);
@@ -228,7 +244,7 @@ static void *upload_worker(void *arg)
 			log_error("upload %s: part %u failed: %s", u->key,
 				  p->number, strerror(rc));
 		pthread_mutex_lock(&u->lock);
-		part_done_locked(u, p, rc, etag);
+		part_done_locked(u, p, rc, etag, tee_rc);
 	}
 	pthread_mutex_unlock(&u->lock);
 	return NULL;
@@ -467,11 +483,15 @@ static int spool_open(struct upload *u)
 	return 0;
 }
 
+/* Close the spool; no worker may be running. */
 static void spool_close(struct upload *u)
 {
 	if (u->spool_fd >= 0)
 		close(u->spool_fd);
 	u->spool_fd = -1;
+	pthread_mutex_lock(&u->lock);
+	u->tee_err = 0;
+	pthread_mutex_unlock(&u->lock);
 }
 
 /* Write all of data at off. 0 or errno (ENOSPC, EIO). */
@@ -538,7 +558,7 @@ static int mem_copy(struct upload *u, const char *data, size_t n, uint64_t off)
 	return 0;
 }
 
-/* Write a handed-out part into the spool too, while the tee works. */
+/* Write a held part into the spool copy, while the tee works. */
 static void mem_tee(struct upload *u, const struct upload_part *p,
 		    uint64_t off)
 {
@@ -569,10 +589,17 @@ static int mem_send_cur(struct upload *u)
 		return EIO; /* cannot happen: a full part is always held */
 	if (!u->upload_id) {
 		rc = mpu_begin(u, u->first->data, u->first->len);
-		if (rc)
+		if (rc) {
+			u->broken = 1; /* commit must not PUT the head alone */
 			return rc;
+		}
 	}
-	mem_tee(u, p, cur_start(u));
+	if (u->tee && u->spool_fd < 0 && spool_open(u) != 0) {
+		log_warn("upload %s: no spool copy: seeking back into parts "
+			 "already sent will fail", u->key);
+		u->tee = 0;
+	}
+	p->tee = u->tee;
 	u->cur = NULL;
 	u->next++;
 	rc = workers_submit(u, p);
@@ -644,13 +671,25 @@ static void mem_drop(struct upload *u)
 	spares_free(u);
 }
 
+/* Once the workers are idle: does the spool hold every part sent? */
+static int tee_complete(struct upload *u)
+{
+	int ok;
+
+	workers_wait(u);
+	pthread_mutex_lock(&u->lock);
+	ok = u->tee && !u->tee_err;
+	pthread_mutex_unlock(&u->lock);
+	return ok;
+}
+
 /* Move MEM content into the spool. EIO when parts were sent without a
  * spool copy: their bytes exist nowhere but in the unfinished upload. */
 static int mem_to_spool(struct upload *u, const char *why)
 {
 	int rc = 0;
 
-	if (u->next > 2 && !u->tee) {
+	if (u->next > 2 && !tee_complete(u)) {
 		log_error("upload %s: %s after %u parts were streamed; seeking "
 			  "back past the first part of a large file needs "
 			  "the spool copy (tee)", u->key, why, u->next - 2);
@@ -766,7 +805,6 @@ static int mem_commit_multipart(struct upload *u)
 	int rc = 0, spooled;
 
 	mem_tee_held(u);
-	spooled = u->tee;
 	if (u->cur && u->cur->len > 0) {
 		rc = workers_submit(u, u->cur);
 		u->cur = NULL;
@@ -775,6 +813,7 @@ static int mem_commit_multipart(struct upload *u)
 		rc = workers_submit(u, u->first);
 		u->first = NULL;
 	}
+	spooled = tee_complete(u);
 	rc = rc ? EIO : mpu_complete(u);
 	mem_drop(u);
 	u->tee = 0;
