@@ -19,9 +19,11 @@ MNT=$WORK/mnt
 DAEMON_PID=
 STEP=0
 
+BOLD= PLAIN=
+if [ -t 1 ]; then BOLD=$'\033[1m' PLAIN=$'\033[0m'; fi
 heading() {
 	STEP=$((STEP + 1))
-	printf '\n\033[1m==> %d. %s\033[0m\n' "$STEP" "$*"
+	printf '\n%s==> %d. %s%s\n' "$BOLD" "$STEP" "$*" "$PLAIN"
 }
 show() { # print a command, then run it
 	printf '$ %s\n' "$*"
@@ -107,9 +109,12 @@ grep -qF " $MNT " /proc/self/mountinfo || fail "imgfs did not mount within 20 s"
 show ls -la "$MNT"
 
 heading "Copy 10 real photos into uploads/ with cp"
-mapfile -t PHOTOS < <(find /usr/share/backgrounds/gnome /usr/share/wallpapers -type f \
-	\( -name '*.jpg' -o -name '*.png' -o -name '*.webp' \) ! -name 'screenshot*' |
-	sort | awk 'NR % 8 == 1' | head -n 10)
+mapfile -t ALL < <(find /usr/share/backgrounds/gnome /usr/share/wallpapers -type f \
+	\( -name '*.jpg' -o -name '*.png' -o -name '*.webp' \) ! -name 'screenshot*' | sort)
+PHOTOS=()
+for i in $(seq 0 9); do # ten spread over the set: JPEG, PNG and WebP
+	[ "${#ALL[@]}" -ge 10 ] && PHOTOS+=("${ALL[$((i * ${#ALL[@]} / 10))]}")
+done
 [ "${#PHOTOS[@]}" -eq 10 ] || fail "need 10 photos (gnome-backgrounds, plasma-workspace-wallpapers): make deps"
 NAMES=()
 for f in "${PHOTOS[@]}"; do
@@ -153,7 +158,8 @@ heading "Signed links: cat .links/..., then download with curl"
 printf '$ cat %s\n' "$MNT/.links/uploads/$FIRST"
 URL=$(cat "$MNT/.links/uploads/$FIRST")
 echo "$URL"
-show curl -fsS -o "$WORK/original.download" "$URL"
+printf '$ curl -fsS -o %s "%s"\n' "$WORK/original.download" "$URL"
+curl -fsS -o "$WORK/original.download" "$URL"
 GOT=$(sha256sum <"$WORK/original.download" | cut -d' ' -f1)
 echo "sha256 of the download: $GOT"
 [ "$GOT" = "$ORIG_SHA" ] || fail "the original's link served different bytes"
@@ -162,7 +168,8 @@ echo "the original's link serves the original (sha256 equal)"
 printf '$ cat %s\n' "$MNT/.links/thumbnails/$THUMB"
 TURL=$(cat "$MNT/.links/thumbnails/$THUMB")
 echo "$TURL"
-show curl -fsS -o "$WORK/thumb.download" "$TURL"
+printf '$ curl -fsS -o %s "%s"\n' "$WORK/thumb.download" "$TURL"
+curl -fsS -o "$WORK/thumb.download" "$TURL"
 TSHA=$(sha256sum <"$MNT/thumbnails/$THUMB" | cut -d' ' -f1)
 GOT=$(sha256sum <"$WORK/thumb.download" | cut -d' ' -f1)
 echo "sha256 of thumbnails/$THUMB: $TSHA"
@@ -171,9 +178,10 @@ echo "sha256 of the download:       $GOT"
 echo "the thumbnail's link serves the thumbnail (sha256 equal)"
 
 heading "The gallery page"
-[ -s "$MNT/.links/index.html" ] || fail ".links/index.html is empty"
+PAGE=$(cat "$MNT/.links/index.html")
+[ -n "$PAGE" ] || fail ".links/index.html is empty"
 echo "open $MNT/.links/index.html in a browser while mounted:"
-echo "a grid of $(grep -o '<img' "$MNT/.links/index.html" | wc -l) signed thumbnails, each linking to its signed original"
+echo "$(printf '%s' "$PAGE" | wc -c) bytes, $(printf '%s' "$PAGE" | grep -o '<img' | wc -l) signed thumbnails, each linking to its signed original"
 
 heading "Unmount and stop the server"
 show fusermount3 -u "$MNT"
