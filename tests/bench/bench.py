@@ -1,0 +1,762 @@
+#!/usr/bin/python3
+"""make bench: imgfs side by side with the limit (curl, boto3, vipsthumbnail,
+Pillow) and its peers (s3fs, rclone mount) on a real Ceph RGW on loopback.
+
+Every workload runs each tool in the same run, IMGFS_BENCH_REPEAT times
+(default 3); the table shows medians, the JSON under build/bench/ holds every
+sample. Peak RSS is the daemon's VmHWM, reset (clear_refs 5) before each
+measured step.
+
+Environment:
+  IMGFS_BENCH_REPEAT     runs per tool and workload                 (3)
+  IMGFS_BENCH_ONLY       comma-separated workloads to run (cp,write,read,ls,
+                         thumbs,links)                                (all)
+  IMGFS_BENCH_PEERS      0: leave s3fs and rclone out                 (1)
+  IMGFS_BENCH_BIG_MIB    size of the big file in MiB                  (1024)
+  IMGFS_BENCH_IMGFS_OPTS extra -o options for imgfs ("k=v,k=v")
+  IMGFS_BENCH_DEADLINE   seconds before the whole run is abandoned    (3600)
+  IMGFS_BENCH_OBJECTSTORE / IMGFS_BENCH_MEMSTORE_BYTES  RGW's store
+                         (memstore, 8 GiB; objects are deleted after use)
+  IMGFS_BENCH_KEEP=1     keep the work directory (logs) afterwards
+  IMGFS_BIN              the daemon (build/imgfs)
+"""
+
+import concurrent.futures
+import datetime
+import json
+import os
+import pathlib
+import platform
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "e2e"))
+
+from helpers import (  # noqa: E402  (the e2e helpers: image set, ports, S3)
+    DEFAULT_AK,
+    DEFAULT_SK,
+    REGION,
+    _mountinfo_has,
+    _pick_ports,
+    find_images,
+    make_s3_client,
+)
+
+MIB = 1024 * 1024
+REPEAT = int(os.environ.get("IMGFS_BENCH_REPEAT", "3"))
+ONLY = [w for w in os.environ.get("IMGFS_BENCH_ONLY", "").split(",") if w]
+PEERS = os.environ.get("IMGFS_BENCH_PEERS", "1") != "0"
+BIG_MIB = int(os.environ.get("IMGFS_BENCH_BIG_MIB", "1024"))
+IMGFS_BIN = pathlib.Path(os.environ.get("IMGFS_BIN", REPO / "build" / "imgfs"))
+EXTRA_OPTS = os.environ.get("IMGFS_BENCH_IMGFS_OPTS", "")
+DEADLINE = float(os.environ.get("IMGFS_BENCH_DEADLINE", "3600"))
+STEP_TIMEOUT = 900
+THUMB_SIZE = 128
+
+
+class BenchError(Exception):
+    pass
+
+
+def log(msg):
+    print(f"bench: {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, timeout=STEP_TIMEOUT, **kw):
+    """Run a command; fail loudly on a non-zero exit."""
+    p = subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
+    if p.returncode != 0:
+        raise BenchError(f"{cmd[0]} exited {p.returncode}: "
+                         f"{p.stderr.decode(errors='replace')[-2000:]}")
+    return p
+
+
+def timed(fn):
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+# ----------------------------------------------------------------------- RGW
+
+
+class Server:
+    """A Ceph RGW of our own (tests/rgw-up.sh) in the work directory."""
+
+    def __init__(self, work):
+        self.dir = work / "ceph"
+        rgw, mon, omin, omax = _pick_ports(0)
+        self.env = dict(
+            os.environ, CEPH_DIR=str(self.dir), RGW_PORT=str(rgw),
+            MON_PORT=str(mon), OSD_PORT_MIN=str(omin), OSD_PORT_MAX=str(omax),
+            AK=DEFAULT_AK, SK=DEFAULT_SK, RGW_DEBUG="0",
+            OBJECTSTORE=os.environ.get("IMGFS_BENCH_OBJECTSTORE", "memstore"),
+            MEMSTORE_BYTES=os.environ.get("IMGFS_BENCH_MEMSTORE_BYTES",
+                                          str(8 * 1024 * MIB)))
+        self.up = False
+        p = subprocess.run([str(REPO / "tests" / "rgw-up.sh")], env=self.env,
+                           capture_output=True, text=True, timeout=300)
+        if p.returncode != 0:
+            raise BenchError("tests/rgw-up.sh failed:\n" + p.stderr)
+        self.up = True
+        self.endpoint = p.stdout.strip().splitlines()[-1]
+        self.s3 = make_s3_client(self.endpoint, DEFAULT_AK, DEFAULT_SK)
+
+    def down(self):
+        if self.up:
+            subprocess.run([str(REPO / "tests" / "rgw-down.sh")], env=self.env,
+                           capture_output=True, timeout=120)
+            self.up = False
+
+    def url(self, bucket, key=""):
+        return f"{self.endpoint}/{bucket}/{key}"
+
+    def keys(self, bucket, prefix):
+        out = {}
+        pages = self.s3.get_paginator("list_objects_v2")
+        for page in pages.paginate(Bucket=bucket, Prefix=prefix):
+            for o in page.get("Contents", []):
+                out[o["Key"]] = o["Size"]
+        return out
+
+    def wait_objects(self, bucket, want, timeout=300):
+        """Poll until every key of want {key: size} is in the bucket."""
+        prefix = os.path.commonprefix(list(want))
+        deadline = time.monotonic() + timeout
+        while True:
+            have = self.keys(bucket, prefix)
+            if all(have.get(k) == v for k, v in want.items()):
+                return
+            if time.monotonic() > deadline:
+                raise BenchError(f"objects missing in {bucket} after {timeout}s")
+            time.sleep(0.02)
+
+    def delete_prefix(self, bucket, prefix):
+        keys = list(self.keys(bucket, prefix))
+        for i in range(0, len(keys), 1000):
+            self.s3.delete_objects(Bucket=bucket, Delete={
+                "Objects": [{"Key": k} for k in keys[i:i + 1000]], "Quiet": True})
+
+    def put_many(self, bucket, items, threads=16):
+        """items: [(key, bytes or pathlib.Path)]."""
+        def put(kv):
+            k, v = kv
+            if isinstance(v, pathlib.Path):
+                self.s3.upload_file(str(v), bucket, k)
+            else:
+                self.s3.put_object(Bucket=bucket, Key=k, Body=v)
+        with concurrent.futures.ThreadPoolExecutor(threads) as pool:
+            list(pool.map(put, items))
+
+    def curl_auth(self):
+        return ["--aws-sigv4", f"aws:amz:{REGION}:s3",
+                "--user", f"{DEFAULT_AK}:{DEFAULT_SK}",
+                # curl 7.88 leaves the payload hash out; RGW requires it
+                "-H", "x-amz-content-sha256: UNSIGNED-PAYLOAD"]
+
+
+# -------------------------------------------------------------------- mounts
+
+
+class RssWatch:
+    """Peak RSS of a process: VmHWM after a reset, polled as a fallback."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def _status(self, field):
+        try:
+            with open(f"/proc/{self.pid}/status") as f:
+                for line in f:
+                    if line.startswith(field + ":"):
+                        return int(line.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+
+    def reset(self):
+        try:
+            with open(f"/proc/{self.pid}/clear_refs", "w") as f:
+                f.write("5")
+        except OSError:
+            pass
+
+    def peak(self):
+        return max(self._status("VmHWM"), self._status("VmRSS"))
+
+
+class Mounted:
+    """One FUSE daemon (imgfs, s3fs or rclone) serving one mountpoint."""
+
+    def __init__(self, bench, kind, argv, mnt, env=None):
+        self.bench, self.kind, self.mnt = bench, kind, pathlib.Path(mnt)
+        self.argv, self.env = argv, env
+        self.mnt.mkdir(parents=True, exist_ok=True)
+        self.log_path = bench.work / f"{kind}-{self.mnt.name}.log"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(self.argv, stdout=logf, stderr=logf,
+                                     env=self.env, start_new_session=True)
+        logf.close()
+        self.bench.mounts.append(self)
+        deadline = time.monotonic() + 60
+        while not _mountinfo_has(self.mnt):
+            if self.proc.poll() is not None:
+                raise BenchError(f"{self.kind} exited {self.proc.returncode}: "
+                                 + self.log_path.read_text(errors="replace")[-2000:])
+            if time.monotonic() > deadline:
+                raise BenchError(f"{self.kind} did not mount in 60 s")
+            time.sleep(0.02)
+        self.rss = RssWatch(self.proc.pid)
+
+    def stop(self):
+        if self.proc is None:
+            return
+        if _mountinfo_has(self.mnt):
+            subprocess.run(["fusermount3", "-u", str(self.mnt)],
+                           capture_output=True, timeout=60)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+        if _mountinfo_has(self.mnt):
+            subprocess.run(["fusermount3", "-uz", str(self.mnt)],
+                           capture_output=True, timeout=60)
+        self.proc = None
+        if self in self.bench.mounts:
+            self.bench.mounts.remove(self)
+
+    def remount(self):
+        self.stop()
+        self.start()
+
+
+# --------------------------------------------------------------------- bench
+
+
+class Bench:
+    def __init__(self):
+        self.work = pathlib.Path(tempfile.mkdtemp(prefix="imgfs-bench-"))
+        self.mounts = []
+        self.results = []  # dicts: workload, tool, samples, unit, rss, ...
+        self.seq = 0
+        self.server = None
+
+    # -- mounts of each kind
+
+    def _mnt(self, kind):
+        self.seq += 1
+        return self.work / "mnt" / f"{kind}{self.seq}"
+
+    def imgfs(self, bucket, cache_dir=None, opts=""):
+        s = self.server
+        cache_dir = cache_dir or self.work / "cache" / f"c{self.seq + 1}"
+        o = f"endpoint={s.endpoint},region={REGION},cache_dir={cache_dir}"
+        for extra in (EXTRA_OPTS, opts):
+            if extra:
+                o += "," + extra
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(AWS_ACCESS_KEY_ID=DEFAULT_AK, AWS_SECRET_ACCESS_KEY=DEFAULT_SK)
+        mnt = self._mnt("imgfs")
+        m = Mounted(self, "imgfs", [str(IMGFS_BIN), "-f", "-o", o, bucket, str(mnt)],
+                    mnt, env)
+        m.cache_dir = cache_dir
+        return m
+
+    def s3fs(self, bucket):
+        pw = self.work / "s3fs.passwd"
+        pw.write_text(f"{DEFAULT_AK}:{DEFAULT_SK}\n")
+        pw.chmod(0o600)
+        mnt = self._mnt("s3fs")
+        o = (f"url={self.server.endpoint},use_path_request_style,"
+             f"passwd_file={pw},endpoint={REGION}")
+        return Mounted(self, "s3fs", ["s3fs", bucket, str(mnt), "-f", "-o", o], mnt)
+
+    def rclone(self, bucket, mode):
+        conf = self.work / "rclone.conf"
+        conf.write_text(
+            "[bench]\ntype = s3\nprovider = Ceph\nenv_auth = false\n"
+            f"access_key_id = {DEFAULT_AK}\nsecret_access_key = {DEFAULT_SK}\n"
+            f"endpoint = {self.server.endpoint}\nregion = {REGION}\n")
+        mnt = self._mnt(f"rclone-{mode}")
+        argv = ["rclone", "mount", f"bench:{bucket}", str(mnt), "--config", str(conf),
+                "--cache-dir", str(self.work / "rclone-cache" / str(self.seq)),
+                "--vfs-cache-mode", mode, "--vfs-write-back", "0s"]
+        return Mounted(self, f"rclone-{mode}", argv, mnt)
+
+    def peers(self, bucket):
+        """(name, factory) of the peers, each mounting bucket."""
+        if not PEERS:
+            return []
+        return [("s3fs", lambda: self.s3fs(bucket)),
+                ("rclone(off)", lambda: self.rclone(bucket, "off")),
+                ("rclone(writes)", lambda: self.rclone(bucket, "writes"))]
+
+    def bucket(self, name):
+        self.server.s3.create_bucket(Bucket=name)
+        return name
+
+    # -- results
+
+    def record(self, workload, tool, samples, unit="s", rss=None, amount=None,
+               rate_unit=None, note=""):
+        """samples: seconds per run. amount: bytes or items per run, for a
+        throughput column (MiB/s when rate_unit is None)."""
+        self.results.append(dict(workload=workload, tool=tool, samples=samples,
+                                 median=statistics.median(samples),
+                                 rss=max(rss) if rss else None, amount=amount,
+                                 rate_unit=rate_unit, note=note))
+        med = statistics.median(samples)
+        log(f"{workload:<16} {tool:<22} median {med:.3f} s "
+            f"samples {['%.3f' % s for s in samples]}"
+            + (f" peak RSS {max(rss) / MIB:.0f} MiB" if rss else ""))
+
+    def cleanup(self):
+        for m in list(self.mounts):
+            try:
+                m.stop()
+            except Exception as e:  # keep unmounting the others
+                log(f"unmounting {m.mnt}: {e}")
+        if self.server:
+            self.server.down()
+        if os.environ.get("IMGFS_BENCH_KEEP") != "1":
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            log(f"work directory kept: {self.work}")
+
+
+# ----------------------------------------------------------------- workloads
+
+
+def stage_images(b):
+    """The image set under unique flat names in the work directory."""
+    out = b.work / "images"
+    out.mkdir()
+    files = []
+    for i, src in enumerate(find_images()):
+        dst = out / f"{i:03d}-{src.name}"
+        shutil.copyfile(src, dst)
+        files.append(dst)
+    if len(files) < 50:
+        raise BenchError("fewer than 50 images: install gnome-backgrounds and "
+                         "plasma-workspace-wallpapers (make deps)")
+    return files
+
+
+def cp_into(b, images, dest, bucket, prefix):
+    """cp the images into dest/ (a mount's directory), then wait until all
+    of them are objects under prefix."""
+    os.makedirs(dest, exist_ok=True)
+    want = {prefix + f.name: f.stat().st_size for f in images}
+
+    def go():
+        run(["cp", *map(str, images), str(dest) + "/"])
+        b.server.wait_objects(bucket, want)
+    return timed(go)
+
+
+def w_cp(b, images):
+    s = b.server
+    bucket = b.bucket("bench-cp")
+    total = sum(f.stat().st_size for f in images)
+    rounds = {}
+
+    def curl_all(r):
+        for f in images:
+            run(["curl", "-sS", "-f", *s.curl_auth(), "-T", str(f),
+                 s.url(bucket, f"curl/{r}/{f.name}")])
+    rounds["curl (sequential PUTs)"] = lambda r: timed(lambda: curl_all(r))
+    m = b.imgfs(bucket)
+    rounds["imgfs"] = lambda r: cp_into(b, images, m.mnt / "uploads" / "imgfs" / str(r),
+                                        bucket, f"uploads/imgfs/{r}/")
+    tools = {"imgfs": m}
+    for name, make in b.peers(bucket):
+        pm = make()
+        tools[name] = pm
+        rounds[name] = (lambda pm, name: lambda r: cp_into(
+            b, images, pm.mnt / name / str(r), bucket, f"{name}/{r}/"))(pm, name)
+    samples = {k: [] for k in rounds}
+    rss = {k: [] for k in rounds}
+    for r in range(REPEAT):
+        for name, fn in rounds.items():
+            if name in tools:
+                tools[name].rss.reset()
+            samples[name].append(fn(r))
+            if name in tools:
+                rss[name].append(tools[name].rss.peak())
+        s.delete_prefix(bucket, "")
+    for m2 in tools.values():
+        m2.stop()
+    for name in rounds:
+        b.record("cp image set", name, samples[name], rss=rss[name] or None,
+                 amount=total)
+
+
+def make_big(b):
+    path = b.work / "big.bin"
+    with open(path, "wb") as f:
+        for _ in range(BIG_MIB):
+            f.write(os.urandom(MIB))
+    return path
+
+
+def w_write(b, big):
+    s = b.server
+    bucket = b.bucket("bench-write")
+    size = big.stat().st_size
+    tools = {"imgfs": b.imgfs(bucket)}
+    for name, make in b.peers(bucket):
+        tools[name] = make()
+    samples = {"curl (one PUT)": []}
+    samples.update({k: [] for k in tools})
+    rss = {k: [] for k in tools}
+    for r in range(REPEAT):
+        t = timed(lambda: run(["curl", "-sS", "-f", *s.curl_auth(), "-T", str(big),
+                               s.url(bucket, f"curl-{r}.bin")]))
+        samples["curl (one PUT)"].append(t)
+        s.delete_prefix(bucket, "")
+        for name, m in tools.items():
+            rel = f"uploads/big-{r}.bin" if name == "imgfs" else f"big-{r}.bin"
+            m.rss.reset()
+
+            def go():
+                run(["dd", f"if={big}", f"of={m.mnt / rel}", "bs=1M", "status=none"])
+                s.wait_objects(bucket, {rel: size})
+            samples[name].append(timed(go))
+            rss[name].append(m.rss.peak())
+            s.delete_prefix(bucket, "")
+            time.sleep(5)  # let RGW's garbage collector free the memstore
+    for m in tools.values():
+        m.stop()
+    for name in samples:
+        b.record("write 1 GiB", name, samples[name], rss=rss.get(name), amount=size)
+
+
+def w_read(b, big):
+    s = b.server
+    bucket = b.bucket("bench-read")
+    size = big.stat().st_size
+    s.s3.upload_file(str(big), bucket, "uploads/big.bin")
+    makers = {"imgfs": lambda: b.imgfs(bucket)}
+    makers.update(dict(b.peers(bucket)))
+    makers.pop("rclone(writes)", None)
+    samples = {"curl (one GET)": []}
+    samples.update({k: [] for k in makers})
+    rss = {k: [] for k in makers}
+    for _ in range(REPEAT):
+        samples["curl (one GET)"].append(timed(lambda: run(
+            ["curl", "-sS", "-f", *s.curl_auth(), "-o", "/dev/null",
+             s.url(bucket, "uploads/big.bin")])))
+        for name, make in makers.items():
+            m = make()  # a fresh mount: nothing of the file is cached
+            m.rss.reset()
+            samples[name].append(timed(lambda: run(
+                ["dd", f"if={m.mnt / 'uploads/big.bin'}", "of=/dev/null", "bs=1M",
+                 "status=none"])))
+            rss[name].append(m.rss.peak())
+            m.stop()
+    s.delete_prefix(bucket, "")
+    for name in samples:
+        b.record("read 1 GiB", name, samples[name], rss=rss.get(name), amount=size)
+
+
+def ls_l(path):
+    p = run(["ls", "-l", str(path)])
+    return p.stdout.count(b"\n") - 1
+
+
+def w_ls(b, n=5000):
+    s = b.server
+    bucket = b.bucket("bench-ls")
+    s.put_many(bucket, [(f"uploads/ls/f{i:05d}.jpg", b"x" * 100) for i in range(n)])
+    samples = {"boto3 ListObjectsV2": []}
+
+    def boto_list():
+        got = s.keys(bucket, "uploads/ls/")
+        if len(got) != n:
+            raise BenchError(f"boto3 listed {len(got)} of {n}")
+    makers = {"imgfs": lambda: b.imgfs(bucket)}
+    makers.update(dict(b.peers(bucket)))
+    makers.pop("rclone(writes)", None)
+    for name in makers:
+        samples[name + " cold"] = []
+        samples[name + " warm"] = []
+    for _ in range(REPEAT):
+        samples["boto3 ListObjectsV2"].append(timed(boto_list))
+        for name, make in makers.items():
+            m = make()
+            d = m.mnt / "uploads" / "ls"
+            for phase in ("cold", "warm"):
+                t0 = time.perf_counter()
+                count = ls_l(d)
+                samples[f"{name} {phase}"].append(time.perf_counter() - t0)
+                if count != n:
+                    raise BenchError(f"{name} ls -l showed {count} of {n}")
+            m.stop()
+    s.delete_prefix(bucket, "")
+    for name in samples:
+        b.record("ls -l 5000", name, samples[name], amount=n, rate_unit="entries/s")
+
+
+PIL_SCRIPT = r"""
+import sys, io, time
+from PIL import Image
+t0 = time.perf_counter()
+for p in sys.argv[2:]:
+    with Image.open(p) as im:
+        fmt = im.format
+        im.thumbnail((int(sys.argv[1]), int(sys.argv[1])))
+        if fmt == "JPEG" and im.mode not in ("RGB", "L"):
+            im = im.convert("RGB")
+        im.save(io.BytesIO(), fmt)
+print(time.perf_counter() - t0)
+"""
+
+
+def read_all(paths):
+    """Read each file once, sequentially, in this process."""
+    total = 0
+    for p in paths:
+        with open(p, "rb") as f:
+            while True:
+                chunk = f.read(1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+    return total
+
+
+def w_thumbs(b, images):
+    s = b.server
+    bucket = b.bucket("bench-thumbs")
+    s.put_many(bucket, [(f"uploads/{f.name}", f) for f in images], threads=8)
+    out = b.work / "vips-out"
+    out.mkdir()
+    samples = {k: [] for k in ("vipsthumbnail (a process per file)", "Pillow thumbnail()",
+                               "imgfs first read", "imgfs first read, 4 readers",
+                               "imgfs after remount")}
+    rss = {k: [] for k in samples}
+
+    def vips():
+        for f in images:
+            run(["vipsthumbnail", str(f), "-s", str(THUMB_SIZE),
+                 "-o", str(out / ("%s" + f.suffix))])
+    for r in range(REPEAT):
+        samples["vipsthumbnail (a process per file)"].append(timed(vips))
+        samples["Pillow thumbnail()"].append(timed(lambda: run(
+            ["/usr/bin/python3", "-c", PIL_SCRIPT, str(THUMB_SIZE), *map(str, images)])))
+        for name, readers in (("imgfs first read", 1), ("imgfs first read, 4 readers", 4)):
+            s.delete_prefix(bucket, "thumbnails/")  # made in S3 by the previous mount
+            m = b.imgfs(bucket)
+            names = sorted(os.listdir(m.mnt / "thumbnails"))
+            if len(names) != len(images):
+                raise BenchError(f"thumbnails/ lists {len(names)} of {len(images)}")
+            paths = [m.mnt / "thumbnails" / n for n in names]
+            m.rss.reset()
+            if readers == 1:
+                samples[name].append(timed(lambda: read_all(paths)))
+            else:
+                with concurrent.futures.ThreadPoolExecutor(readers) as pool:
+                    parts = [paths[i::readers] for i in range(readers)]
+                    samples[name].append(timed(lambda: list(pool.map(read_all, parts))))
+            rss[name].append(m.rss.peak())
+            if readers == 1:
+                m.remount()
+                os.listdir(m.mnt / "thumbnails")
+                m.rss.reset()
+                samples["imgfs after remount"].append(timed(lambda: read_all(paths)))
+                rss["imgfs after remount"].append(m.rss.peak())
+            m.stop()
+    s.delete_prefix(bucket, "")
+    for name in samples:
+        b.record("thumbnails", name, samples[name], rss=rss[name] or None,
+                 amount=len(images), rate_unit="images/s")
+
+
+def w_links(b, n=10000):
+    s = b.server
+    bucket = b.bucket("bench-links")
+    s.put_many(bucket, [(f"uploads/lk/f{i:05d}.jpg", b"y" * 10) for i in range(n)])
+    samples = {"imgfs first pass": [], "imgfs second pass": []}
+    for _ in range(REPEAT):
+        m = b.imgfs(bucket)
+        d = m.mnt / ".links" / "uploads" / "lk"
+        paths = [d / x for x in sorted(os.listdir(d))]
+        if len(paths) != n:
+            raise BenchError(f".links/uploads/lk lists {len(paths)} of {n}")
+        for phase in ("first pass", "second pass"):
+            samples[f"imgfs {phase}"].append(timed(lambda: read_all(paths)))
+        m.stop()
+    s.delete_prefix(bucket, "")
+    for name in samples:
+        b.record("read 10000 links", name, samples[name], amount=n,
+                 rate_unit="files/s")
+
+
+# --------------------------------------------------------------------- table
+
+TARGETS = {
+    # workload: (baseline tool, imgfs tool, check(ratio, imgfs result), text)
+    "cp image set": ("curl (sequential PUTs)", "imgfs",
+                     lambda q, r: q <= 1.15, "<= 1.15x curl"),
+    "write 1 GiB": ("curl (one PUT)", "imgfs",
+                    lambda q, r: 1 / q >= 0.9 and r["rss"] <= 200e6,
+                    ">= 0.9x curl throughput, RSS <= 200 MB"),
+    "read 1 GiB": ("curl (one GET)", "imgfs", lambda q, r: 1 / q >= 0.9,
+                   ">= 0.9x curl throughput"),
+}
+
+
+def verdicts(results):
+    by = {(r["workload"], r["tool"]): r for r in results}
+    out = []
+
+    def get(w, t):
+        return by.get((w, t))
+    for w, (base, tool, check, text) in TARGETS.items():
+        a, r = get(w, base), get(w, tool)
+        if a and r:
+            q = r["median"] / a["median"]
+            out.append((w, text, f"{q:.2f}x", check(q, r)))
+    a, c, wm = get("ls -l 5000", "boto3 ListObjectsV2"), get("ls -l 5000", "imgfs cold"), \
+        get("ls -l 5000", "imgfs warm")
+    if a and c and wm:
+        q = c["median"] / a["median"]
+        out.append(("ls -l 5000", "cold <= 1.3x boto3; warm <= 50 ms",
+                    f"cold {q:.2f}x, warm {wm['median'] * 1000:.0f} ms",
+                    q <= 1.3 and wm["median"] <= 0.05))
+    v = get("thumbnails", "vipsthumbnail (a process per file)")
+    p = get("thumbnails", "Pillow thumbnail()")
+    for tool in ("imgfs first read", "imgfs first read, 4 readers"):
+        i = get("thumbnails", tool)
+        if v and p and i:
+            q = i["median"] / v["median"]
+            out.append((f"thumbnails ({tool})",
+                        "<= 0.6x vipsthumbnail, < Pillow, RSS <= 150 MB",
+                        f"{q:.2f}x vips, {i['median'] / p['median']:.2f}x Pillow, "
+                        f"{i['rss'] / MIB:.0f} MiB",
+                        q <= 0.6 and i["median"] < p["median"] and i["rss"] <= 150e6))
+    i = get("thumbnails", "imgfs after remount")
+    if i:
+        out.append(("thumbnails after remount", "<= 100 ms",
+                    f"{i['median'] * 1000:.0f} ms", i["median"] <= 0.1))
+    for tool in ("imgfs first pass", "imgfs second pass"):
+        i = get("read 10000 links", tool)
+        if i:
+            rate = i["amount"] / i["median"]
+            out.append((f"links ({tool})", ">= 5000/s", f"{rate:.0f}/s", rate >= 5000))
+    return out
+
+
+def baseline_of(results, r):
+    base = {"cp image set": "curl (sequential PUTs)", "write 1 GiB": "curl (one PUT)",
+            "read 1 GiB": "curl (one GET)", "ls -l 5000": "boto3 ListObjectsV2",
+            "thumbnails": "vipsthumbnail (a process per file)"}.get(r["workload"])
+    for x in results:
+        if x["workload"] == r["workload"] and x["tool"] == base:
+            return x
+    return None
+
+
+def table(results, machine):
+    lines = [f"imgfs bench — {machine}", "",
+             "| workload | tool | median | throughput | peak RSS | vs baseline |",
+             "| --- | --- | ---: | ---: | ---: | ---: |"]
+    for r in results:
+        med = r["median"]
+        t = f"{med * 1000:.0f} ms" if med < 1 else f"{med:.2f} s"
+        if r["amount"] is None:
+            thr = ""
+        elif r["rate_unit"]:
+            thr = f"{r['amount'] / med:,.0f} {r['rate_unit']}"
+        else:
+            thr = f"{r['amount'] / MIB / med:.1f} MiB/s"
+        rss = f"{r['rss'] / MIB:.0f} MiB" if r["rss"] else ""
+        base = baseline_of(results, r)
+        ratio = "" if base is None or base is r else f"{med / base['median']:.2f}x"
+        lines.append(f"| {r['workload']} | {r['tool']} | {t} | {thr} | {rss} | {ratio} |")
+    lines += ["", "| target | wanted | measured | met |", "| --- | --- | --- | --- |"]
+    for w, text, got, ok in verdicts(results):
+        lines.append(f"| {w} | {text} | {got} | {'yes' if ok else 'NO'} |")
+    return "\n".join(lines)
+
+
+def machine():
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return (f"{platform.node()}: {os.cpu_count()} x {cpu}, {mem:.0f} GiB RAM, "
+            f"Linux {platform.release()}, load {os.getloadavg()[0]:.1f} at start")
+
+
+WORKLOADS = ("cp", "write", "read", "ls", "thumbs", "links")
+
+
+def main():
+    if not IMGFS_BIN.exists():
+        sys.exit(f"bench: {IMGFS_BIN} not built (make)")
+    for tool in ("curl", "vipsthumbnail", "fusermount3") + (("s3fs", "rclone") if PEERS else ()):
+        if not shutil.which(tool):
+            sys.exit(f"bench: {tool} not found (make deps-bench)")
+    wanted = ONLY or list(WORKLOADS)
+    b = Bench()
+
+    def on_signal(signum, frame):
+        raise BenchError(f"signal {signum}")
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    signal.setitimer(signal.ITIMER_REAL, DEADLINE)
+    mach = machine()
+    started = datetime.datetime.now(datetime.timezone.utc)
+    try:
+        log(f"work directory {b.work}; starting RGW")
+        b.server = Server(b.work)
+        images = stage_images(b)
+        log(f"{len(images)} images, {sum(f.stat().st_size for f in images) / MIB:.0f} MiB")
+        big = make_big(b) if {"write", "read"} & set(wanted) else None
+        steps = {"cp": lambda: w_cp(b, images), "write": lambda: w_write(b, big),
+                 "read": lambda: w_read(b, big), "ls": lambda: w_ls(b),
+                 "thumbs": lambda: w_thumbs(b, images), "links": lambda: w_links(b)}
+        for w in wanted:
+            log(f"workload {w}")
+            steps[w]()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        b.cleanup()
+    text = table(b.results, mach)
+    print(text)
+    outdir = REPO / "build" / "bench"
+    outdir.mkdir(parents=True, exist_ok=True)
+    doc = dict(started=started.isoformat(), machine=mach, repeat=REPEAT,
+               imgfs_opts=EXTRA_OPTS, results=b.results,
+               targets=[dict(workload=w, wanted=t, measured=g, met=ok)
+                        for w, t, g, ok in verdicts(b.results)])
+    stamp = started.strftime("%Y%m%dT%H%M%SZ")
+    for name in (f"bench-{stamp}.json", "latest.json"):
+        (outdir / name).write_text(json.dumps(doc, indent=2) + "\n")
+    (outdir / "latest.md").write_text(text + "\n")
+    log(f"results in {outdir}/bench-{stamp}.json")
+
+
+if __name__ == "__main__":
+    main()
