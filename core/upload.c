@@ -974,16 +974,25 @@ out_free:
 	return NULL;
 }
 
-int upload_write(struct upload *u, const void *data, size_t len, uint64_t off)
+/*
+ * A write or truncate failed: the file is not what its writer made, so it
+ * must never reach the bucket (a cp that failed half-way would otherwise
+ * leave a truncated object at close).
+ */
+static void upload_break(struct upload *u, const char *what, int rc)
+{
+	if (!u->broken)
+		log_error("upload %s: %s failed (%s); the file will not be "
+			  "uploaded", u->key, what, strerror(rc));
+	u->broken = 1;
+}
+
+static int write_any(struct upload *u, const void *data, size_t len,
+		     uint64_t off)
 {
 	uint64_t limit = (uint64_t)UPLOAD_MAX_PARTS * part_size(u);
 	int rc;
 
-	if (u->broken)
-		return EIO;
-	if (len == 0)
-		return 0;
-	u->dirty = 1;
 	if (u->mode == UPLOAD_MEM && mem_fits(u, len, off)) {
 		if (off + len <= limit)
 			return mem_write(u, data, len, off);
@@ -992,12 +1001,25 @@ int upload_write(struct upload *u, const void *data, size_t len, uint64_t off)
 		return EFBIG;
 	}
 	rc = to_spool(u, "a write that seeks back");
-	if (rc == EIO)
-		u->broken = 1; /* the file can no longer be what was written */
 	if (!rc)
 		rc = spool_pwrite(u->spool_fd, data, len, off);
 	if (!rc && off + len > u->size)
 		u->size = off + len;
+	return rc;
+}
+
+int upload_write(struct upload *u, const void *data, size_t len, uint64_t off)
+{
+	int rc;
+
+	if (u->broken)
+		return EIO;
+	if (len == 0)
+		return 0;
+	u->dirty = 1;
+	rc = write_any(u, data, len, off);
+	if (rc)
+		upload_break(u, "a write", rc);
 	return rc;
 }
 
@@ -1081,6 +1103,23 @@ static int mem_shrink(struct upload *u, uint64_t size)
 	return 0;
 }
 
+static int truncate_any(struct upload *u, uint64_t size)
+{
+	int rc;
+
+	if (u->mode == UPLOAD_MEM && size > u->size &&
+	    size <= cur_start(u) + part_size(u))
+		return mem_write(u, NULL, (size_t)(size - u->size), u->size);
+	if (u->mode == UPLOAD_MEM && size < u->size && mem_shrink(u, size) == 0)
+		return 0;
+	rc = to_spool(u, "a truncate");
+	if (!rc && ftruncate(u->spool_fd, (off_t)size) != 0)
+		rc = errno;
+	if (!rc)
+		u->size = size;
+	return rc;
+}
+
 int upload_truncate(struct upload *u, uint64_t size)
 {
 	int rc;
@@ -1095,18 +1134,9 @@ int upload_truncate(struct upload *u, uint64_t size)
 	if (size == u->size)
 		return 0;
 	u->dirty = 1;
-	if (u->mode == UPLOAD_MEM && size > u->size &&
-	    size <= cur_start(u) + part_size(u))
-		return mem_write(u, NULL, (size_t)(size - u->size), u->size);
-	if (u->mode == UPLOAD_MEM && size < u->size && mem_shrink(u, size) == 0)
-		return 0;
-	rc = to_spool(u, "a truncate");
-	if (rc == EIO)
-		u->broken = 1;
-	if (!rc && ftruncate(u->spool_fd, (off_t)size) != 0)
-		rc = errno;
-	if (!rc)
-		u->size = size;
+	rc = truncate_any(u, size);
+	if (rc)
+		upload_break(u, "a truncate", rc);
 	return rc;
 }
 
