@@ -497,3 +497,81 @@ def test_connection_refused_is_retried_then_fails(cli, tmp_path):
     assert m["imgfs_retries_total"] == 3
     assert m['imgfs_s3_requests_total{op="HEAD",status="0"}'] == 4
     assert p.stderr.decode().count("will retry") == 3
+
+
+def test_sse_headers_are_sent(cli, proxy, tmp_path):
+    """SSE goes on PUT, multipart create and copy (RGW here has no key
+    management, so only the requests are checked, through the proxy)."""
+    f = tmp_path / "f"
+    f.write_bytes(b"secret")
+    env = {"IMGFS_ENDPOINT": proxy.endpoint, "IMGFS_SSE": "aws:kms",
+           "IMGFS_SSE_KMS_KEY_ID": "alias/imgfs", "IMGFS_RETRIES": "0"}
+    cli.run("put", "sse/a", str(f), check=False, env=env)
+    cli.run("mpu-create", "sse/b", check=False, env=env)
+    cli.run("cp", "sse/a", "sse/c", check=False, env=env)
+    heads = [r.lower() for r in proxy.requests]
+    put = [h for h in heads if h.startswith("put /") and "/sse/a " in h.split("\r\n")[0]]
+    create = [h for h in heads if h.startswith("post /") and "?uploads" in h.split("\r\n")[0]]
+    copy = [h for h in heads if "x-amz-copy-source:" in h]
+    assert put and create and copy
+    for h in put + create + copy:
+        assert "x-amz-server-side-encryption: aws:kms\r\n" in h
+        assert "x-amz-server-side-encryption-aws-kms-key-id: alias/imgfs\r\n" in h
+        # signed, like every x-amz-* header
+        assert "x-amz-server-side-encryption" in re.search(r"signedheaders=([^,]*)", h).group(1)
+
+
+class TlsServer:
+    """An HTTPS server with a throw-away CA-less self-signed certificate
+    that answers every request with 404 NoSuchKey."""
+
+    def __init__(self, tmp_path):
+        import http.server
+        import ssl
+
+        self.cert = tmp_path / "cert.pem"
+        key = tmp_path / "key.pem"
+        subprocess.run(
+            ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+             "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+             "-keyout", str(key), "-out", str(self.cert)],
+            check=True, capture_output=True)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_HEAD(self):
+                self.send_response(404)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(self.cert), str(key))
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.endpoint = f"https://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+def test_tls_is_verified(cli, tmp_path):
+    srv = TlsServer(tmp_path)
+    try:
+        env = {"IMGFS_ENDPOINT": srv.endpoint, "IMGFS_RETRIES": "2"}
+        # unknown CA: refused at once, not retried
+        p = cli.run("head", "k", check=False, env=dict(env, S3CLI_METRICS="1"))
+        assert p.returncode == 1 and b"Input/output error" in p.stderr
+        assert b"certificate" in p.stderr.lower()
+        assert metrics_of(p.stderr)["imgfs_retries_total"] == 0
+        # the CA given: the server is reached (and says 404)
+        p = cli.run("head", "k", check=False, env=dict(env, AWS_CA_BUNDLE=str(srv.cert)))
+        assert p.returncode == 1 and b"No such file" in p.stderr
+        # the explicit opt-out works and says so
+        p = cli.run("head", "k", check=False, env=dict(env, IMGFS_INSECURE="1"))
+        assert p.returncode == 1 and b"No such file" in p.stderr
+        assert b"TLS certificate verification is off" in p.stderr
+    finally:
+        srv.close()

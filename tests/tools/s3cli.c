@@ -18,8 +18,9 @@
  * IMGFS_BUCKET, AWS_REGION (us-east-1), AWS_ACCESS_KEY_ID,
  * AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_CA_BUNDLE, and for tests
  * IMGFS_ADDRESSING (path|virtual), IMGFS_RETRIES, IMGFS_MAX_CONNECTIONS,
- * IMGFS_TIMEOUT, IMGFS_INSECURE=1, IMGFS_LOG_LEVEL, S3CLI_METRICS=1 (print
- * the metrics to stderr at exit). Exit status: 0, or 1 with a message.
+ * IMGFS_TIMEOUT, IMGFS_INSECURE=1, IMGFS_LOG_LEVEL, IMGFS_SSE and
+ * IMGFS_SSE_KMS_KEY_ID, S3CLI_METRICS=1 (print the metrics to stderr at
+ * exit). Exit status: 0, or 1 with a message.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -89,6 +90,8 @@ static int cli_open(struct cli *c)
 	c->conf.retries = env_uint("IMGFS_RETRIES", 4);
 	c->conf.connect_timeout = env_uint("IMGFS_TIMEOUT", 10);
 	c->conf.request_timeout = env_uint("IMGFS_TIMEOUT", 30);
+	c->conf.sse = getenv("IMGFS_SSE");
+	c->conf.sse_kms_key_id = getenv("IMGFS_SSE_KMS_KEY_ID");
 	if (!c->conf.endpoint || !c->conf.bucket) {
 		fprintf(stderr, "s3cli: set IMGFS_ENDPOINT and IMGFS_BUCKET\n");
 		return 1;
