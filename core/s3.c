@@ -44,6 +44,7 @@
 #define S3_LOG_KEY_MAX 200
 #define S3_RECV_BUFFER (256 * 1024)
 #define S3_SEND_BUFFER (1024 * 1024)
+#define S3_STRAY_SLACK 60 /* seconds of clock skew allowed in Initiated */
 
 struct s3_client {
 	const struct s3_conf *conf;
@@ -88,6 +89,7 @@ struct s3_req {
 	int err_412;                  /* errno for 412: EEXIST or EAGAIN */
 	struct s3_get_state *get;     /* streamed GET, or NULL */
 	char payload_hash[65];
+	unsigned attempts;            /* attempts made, set by s3_run() */
 };
 
 struct s3_resp {
@@ -797,9 +799,9 @@ static int s3_run(struct s3_client *c, struct s3_req *req, struct s3_resp *r)
 			break;
 		log_attempt(req, r, err, i + 1, attempts, 0);
 	}
+	req->attempts = i < attempts ? i + 1 : attempts;
 	if (err)
-		log_attempt(req, r, err, i < attempts ? i + 1 : attempts,
-			    attempts, 1);
+		log_attempt(req, r, err, req->attempts, attempts, 1);
 	return err;
 }
 
@@ -1106,6 +1108,43 @@ int s3_list(struct s3_client *c, const char *prefix, const char *delimiter,
 
 /* ---- multipart upload -------------------------------------------------- */
 
+struct mpu_stray {
+	struct s3_client *c;
+	const char *key;
+	const char *keep;  /* the upload that is in use, or NULL */
+	time_t since;
+};
+
+static void abort_stray(void *arg, const char *key, const char *upload_id,
+			time_t initiated)
+{
+	struct mpu_stray *s = arg;
+	char k[S3_LOG_KEY_MAX + 8];
+
+	if (strcmp(key, s->key) != 0 || initiated < s->since ||
+	    (s->keep && strcmp(upload_id, s->keep) == 0))
+		return;
+	if (s3_mpu_abort(s->c, key, upload_id) == 0) {
+		log_key(key, k);
+		log_warn("s3: aborted a multipart upload of %s whose creation "
+			 "reply was lost", k);
+	}
+}
+
+/*
+ * A create whose reply was lost (a reset, a timeout, a 5xx) may still have
+ * made an upload nobody knows the id of: abort the key's uploads begun
+ * since the first attempt, except keep. Best effort; a lifecycle rule
+ * catches what this misses.
+ */
+static void mpu_abort_strays(struct s3_client *c, const char *key,
+			     const char *keep, time_t since)
+{
+	struct mpu_stray s = {c, key, keep, since - S3_STRAY_SLACK};
+
+	(void)s3_mpu_list(c, key, abort_stray, &s);
+}
+
 int s3_mpu_create(struct s3_client *c, const char *key,
 		  const struct s3_put_opts *opts, char **upload_id)
 {
@@ -1113,6 +1152,7 @@ int s3_mpu_create(struct s3_client *c, const char *key,
 			     .key = key, .query = "uploads"};
 	struct s3_resp r = {.status = 0};
 	struct s3_put_opts o = {0};
+	time_t started = time(NULL);
 	int err;
 
 	*upload_id = NULL;
@@ -1128,6 +1168,8 @@ int s3_mpu_create(struct s3_client *c, const char *key,
 		err = EIO;
 	}
 	resp_release(&r);
+	if (req.attempts > 1 || err == EIO)
+		mpu_abort_strays(c, key, *upload_id, started);
 	return err;
 }
 
