@@ -187,6 +187,33 @@ def test_patch_of_a_sent_part_works_with_tee(probe, rgw, bucket, tmp_path):
     assert list_multipart_uploads(rgw.s3, bucket) == []
 
 
+@pytest.mark.parametrize(
+    "size,tee,outcome",
+    [
+        (3 * MIB, False, "put"),         # back into part 1: the MPU is aborted
+        (39 * MIB, False, "multipart"),  # within the part being filled
+        (20 * MIB, False, "error"),      # into a part already sent
+        (20 * MIB, True, "multipart"),   # ... which the spool copy has
+    ],
+)
+def test_truncate_a_streamed_file(probe, rgw, bucket, tmp_path, size, tee, outcome):
+    src = write_random_file(tmp_path / "t", 40 * MIB)
+    key = f"uploads/trunc-{size}-{tee}"
+    args = ["-i", src, "-t", size] + (["-T"] if tee else [])
+    out = probe.run(key, *args, expect_ok=outcome != "error")
+    if outcome == "error":
+        assert out["stage"] == "truncate" and out["close_errno"] == 5, out
+        assert_absent(rgw, bucket, key)
+        return
+    body = rgw.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+    assert body == src.read_bytes()[:size]
+    assert list_multipart_uploads(rgw.s3, bucket) == []
+    if outcome == "put":
+        assert out["requests"]["PUT"] == 1 and out["requests"]["MPU_ABORT"] == 1
+    else:
+        assert out["requests"]["MPU_COMPLETE"] == 1
+
+
 # ------------------------------------------------------------- the spool
 
 
@@ -294,6 +321,22 @@ def test_refused_parts_mid_upload_leave_nothing(probe, rgw, bucket, tmp_path):
         assert out["close_errno"] == 5, out
     assert out["requests"]["MPU_ABORT"] >= 1
     assert_absent(rgw, bucket, "uploads/refused")
+
+
+def test_refused_multipart_start_leaves_nothing(probe, rgw, bucket, tmp_path):
+    """CreateMultipartUpload refused when part 2 is handed out: the write
+    fails, and the close must not upload the part that was in memory."""
+    policy = json.dumps(DENY_PUT).replace("{bucket}", bucket)
+    rgw.s3.put_bucket_policy(Bucket=bucket, Policy=policy)
+    src = write_random_file(tmp_path / "mpu-refused", 20 * MIB)
+    try:
+        out = probe.run("uploads/mpu-refused", "-i", src, expect_ok=False)
+    finally:
+        rgw.s3.delete_bucket_policy(Bucket=bucket)
+    assert out["exit"] == 1 and out["stage"] == "write" and out["errno"] == 5, out
+    assert out["close_errno"] == 5, out
+    assert out["requests"]["PUT"] == 0
+    assert_absent(rgw, bucket, "uploads/mpu-refused")
 
 
 def test_refused_small_put_leaves_nothing(probe, rgw, bucket, tmp_path):

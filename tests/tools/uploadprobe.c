@@ -43,6 +43,8 @@ struct probe {
 	uint64_t patch_off;       /* patch: bytes written last */
 	size_t patch_len;
 	int read_back;            /* -r: compare upload_read with the input */
+	int truncate;             /* -t: truncate to trunc_size after writing */
+	uint64_t trunc_size;
 	uint64_t pause_at;        /* -w: stop after this many bytes ... */
 	const char *pause_file;   /* -W: ... until this file exists */
 	unsigned seed;
@@ -66,7 +68,7 @@ static void usage(void)
 	fprintf(stderr,
 		"usage: uploadprobe [-i FILE] [-P PART] [-n INFLIGHT] [-b BLOCK]\n"
 		"  [-d SPOOLDIR] [-T] [-m stream|patch|random|append|twice]\n"
-		"  [-o PATCH_OFF] [-l PATCH_LEN] [-r] [-w BYTES -W FILE]\n"
+		"  [-o PATCH_OFF] [-l PATCH_LEN] [-r] [-t SIZE] [-w BYTES -W FILE]\n"
 		"  [-S SEED] [-v] KEY\n");
 }
 
@@ -109,6 +111,7 @@ static int parse_opt(struct probe *p, int c, const char *arg)
 	case 'P': return parse_size(arg, &p->uc.part_size);
 	case 'o': return parse_size(arg, &p->patch_off);
 	case 'w': return parse_size(arg, &p->pause_at);
+	case 't': p->truncate = 1; return parse_size(arg, &p->trunc_size);
 	}
 	if (parse_size(arg, &v) != 0)
 		return -1;
@@ -129,7 +132,7 @@ static int parse_args(struct probe *p, int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "i:P:n:b:d:Tm:o:l:rw:W:S:v")) != -1) {
+	while ((c = getopt(argc, argv, "i:P:n:b:d:Tm:o:l:rt:w:W:S:v")) != -1) {
 		if (c == '?' || parse_opt(p, c, optarg) != 0)
 			return -1;
 	}
@@ -336,6 +339,13 @@ static int read_back(struct probe *p)
 	return rc;
 }
 
+static int truncate_to(struct probe *p)
+{
+	int rc = upload_truncate(p->up, p->trunc_size);
+
+	return rc ? fail(p, "truncate", rc) : 0;
+}
+
 static int commit(struct probe *p)
 {
 	int rc = upload_commit(p->up, p->etag);
@@ -381,6 +391,8 @@ static int run(struct probe *p)
 	if (write_sequential(p, half, 0, base))
 		return -1;
 	if (p->mode == MODE_PATCH && write_patch(p))
+		return -1;
+	if (p->truncate && truncate_to(p))
 		return -1;
 	if (p->read_back && read_back(p))
 		return -1;
@@ -488,7 +500,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	t0 = now_seconds();
-	if (run(&p) != 0 && p.up && strcmp(p.stage, "write") == 0)
+	if (run(&p) != 0 && p.up && (strcmp(p.stage, "write") == 0 ||
+				     strcmp(p.stage, "truncate") == 0))
 		p.close_err = upload_commit(p.up, p.etag);
 	report(&p, now_seconds() - t0);
 	teardown(&p);
