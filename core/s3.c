@@ -125,20 +125,20 @@ static void curl_init_once(void)
 /* A printable, bounded copy of a key for a log line. */
 static void log_key(const char *key, char out[S3_LOG_KEY_MAX + 8])
 {
+	const unsigned char *p = (const unsigned char *)key;
 	size_t w = 0;
 
 	if (!key) {
 		snprintf(out, S3_LOG_KEY_MAX + 8, "(bucket)");
 		return;
 	}
-	for (const unsigned char *p = (const unsigned char *)key;
-	     *p && w < S3_LOG_KEY_MAX; p++) {
+	for (; *p && w < S3_LOG_KEY_MAX; p++) {
 		if (*p < 0x20 || *p == 0x7f || *p == '\\')
 			w += (size_t)snprintf(out + w, 5, "\\x%02x", *p);
 		else
 			out[w++] = (char)*p;
 	}
-	if (strlen(key) > w && w >= S3_LOG_KEY_MAX)
+	if (*p)
 		w += (size_t)snprintf(out + w, 4, "...");
 	out[w] = '\0';
 }
