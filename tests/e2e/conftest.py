@@ -72,30 +72,32 @@ images (session)
     gnome-backgrounds and plasma-workspace-wallpapers (fails if < 50).
 
 tools (session)
-    pathlib.Path of $IMGFS_BUILD/tools (default build/tools).
+    pathlib.Path of BUILD/tools, where BUILD is $IMGFS_BUILD, else make's
+    $BUILD (`make asan` passes BUILD=build/asan), else build.
 
 imgfs_bin (session)
-    pathlib.Path of the daemon under test ($IMGFS_BIN, default build/imgfs).
+    pathlib.Path of the daemon under test: $IMGFS_BIN, else BUILD/imgfs.
 
 Marks
     slow            heavy tests (GiB-sized); they run by default, deselect
                     with -m "not slow"
-    deadline(secs)  the test's time limit (default 300 s, slow 1200 s;
-                    IMGFS_TIMEOUT_SCALE multiplies, e.g. 3 under ASan)
+    deadline(secs)  the test's time limit (default 300 s, slow 1200 s),
+                    multiplied by IMGFS_TIMEOUT_SCALE (default 3 when the
+                    daemon is built with ASan, else 1)
 """
 
-import os
-import pathlib
 import signal
 
 import pytest
 
 from helpers import (
-    REPO,
     RGW,
     MountFactory,
+    build_dir,
     empty_and_delete_bucket,
     find_images,
+    imgfs_bin_path,
+    timeout_scale,
     unique_bucket_name,
 )
 
@@ -122,7 +124,7 @@ def _deadline(request):
         secs = SLOW_DEADLINE
     else:
         secs = DEFAULT_DEADLINE
-    secs *= float(os.environ.get("IMGFS_TIMEOUT_SCALE", "1"))
+    secs *= timeout_scale()
     old = signal.signal(signal.SIGALRM, _on_alarm)
     signal.setitimer(signal.ITIMER_REAL, secs)
     yield
@@ -132,12 +134,12 @@ def _deadline(request):
 
 @pytest.fixture(scope="session")
 def imgfs_bin():
-    return pathlib.Path(os.environ.get("IMGFS_BIN", REPO / "build" / "imgfs"))
+    return imgfs_bin_path()
 
 
 @pytest.fixture(scope="session")
 def tools():
-    return pathlib.Path(os.environ.get("IMGFS_BUILD", REPO / "build")) / "tools"
+    return build_dir() / "tools"
 
 
 @pytest.fixture(scope="session")

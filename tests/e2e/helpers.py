@@ -4,6 +4,7 @@ fixtures' contract."""
 
 import collections
 import concurrent.futures
+import functools
 import hashlib
 import itertools
 import os
@@ -41,6 +42,35 @@ MIB = 1024 * 1024
 
 
 # --------------------------------------------------------------- small helpers
+
+
+def build_dir():
+    """$IMGFS_BUILD, else make's $BUILD (exported to recipes when set on the
+    command line, as `make asan` does), else build/; relative to the repo."""
+    d = os.environ.get("IMGFS_BUILD") or os.environ.get("BUILD") or "build"
+    return REPO / d  # an absolute d replaces REPO
+
+
+def imgfs_bin_path():
+    return pathlib.Path(os.environ.get("IMGFS_BIN") or build_dir() / "imgfs")
+
+
+@functools.lru_cache(maxsize=None)
+def is_sanitized(binary):
+    """Whether the binary was built with AddressSanitizer."""
+    try:
+        with open(binary, "rb") as f:
+            return b"AddressSanitizer" in f.read()
+    except OSError:
+        return False
+
+
+def timeout_scale():
+    """IMGFS_TIMEOUT_SCALE, else 3 for a sanitized daemon, else 1."""
+    if os.environ.get("IMGFS_TIMEOUT_SCALE"):
+        return float(os.environ["IMGFS_TIMEOUT_SCALE"])
+    return 3.0 if is_sanitized(str(imgfs_bin_path())) else 1.0
+
 
 
 def sha256_file(path, chunk=4 * MIB):
@@ -439,7 +469,7 @@ class Mount:
         self._wait_mounted(cmd)
 
     def _wait_mounted(self, cmd):
-        timeout = self._timeout or 30 * float(os.environ.get("IMGFS_TIMEOUT_SCALE", "1"))
+        timeout = self._timeout or 30 * timeout_scale()
         deadline = time.monotonic() + timeout
         while not _mountinfo_has(self.path):
             if self.proc.poll() is not None:

@@ -14,6 +14,7 @@ import pytest
 from helpers import (
     MIB,
     image_kind,
+    is_sanitized,
     list_keys,
     list_multipart_uploads,
     put_many,
@@ -58,11 +59,6 @@ def vmrss_kib(pid, field="VmRSS"):
             if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
-
-
-def sanitized(binary):
-    with open(binary, "rb") as f:
-        return b"AddressSanitizer" in f.read()
 
 
 # ------------------------------------------------------------ the image set
@@ -127,7 +123,7 @@ def test_1gib_dd_streams_as_multipart_in_bounded_memory(rgw, bucket, mount, imgf
     src = write_random(tmp_path / "big.src", GIB, seed=1)
     want = sha256_file(src)
     m = mount(bucket)
-    limit_mib = 600 if sanitized(imgfs_bin) else 200
+    limit_mib = 600 if is_sanitized(str(imgfs_bin)) else 200
     peak = 0
     dd = subprocess.Popen(
         ["dd", f"if={src}", f"of={m.uploads / 'big.bin'}", "bs=1M"],
