@@ -23,6 +23,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -424,6 +426,71 @@ static void mpu_abort(struct upload *u)
 	u->upload_id = NULL;
 }
 
+/* The 16 bytes of an MD5 ETag ("hex", quotes optional). 0 or EINVAL. */
+static int etag_md5(const char *etag, unsigned char md5[16])
+{
+	char plain[S3_ETAG_MAX];
+	size_t len = strlen(etag), n = 0;
+
+	if (len >= 2 && etag[0] == '"' && etag[len - 1] == '"') {
+		etag++;
+		len -= 2;
+	}
+	if (len >= sizeof(plain))
+		return EINVAL;
+	memcpy(plain, etag, len);
+	plain[len] = '\0';
+	if (!OPENSSL_hexstr2buf_ex(md5, 16, &n, plain, '\0') || n != 16)
+		return EINVAL;
+	return 0;
+}
+
+/*
+ * The ETag S3 gives the object these parts make: the MD5 of the parts'
+ * binary MD5s, "-" and the count, quoted. 0, or EINVAL when a part's ETag
+ * is no MD5 (SSE-KMS) or MD5 is unavailable.
+ */
+static int mpu_expected_etag(const struct upload *u, char out[S3_ETAG_MAX])
+{
+	unsigned char md5[16], sum[EVP_MAX_MD_SIZE];
+	char hex[2 * 16 + 1];
+	unsigned int sum_len = 0;
+	size_t hex_len = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+
+	for (unsigned i = 0; ok && i < u->nparts; i++)
+		ok = etag_md5(u->parts[i].etag, md5) == 0 &&
+		     EVP_DigestUpdate(ctx, md5, sizeof(md5));
+	ok = ok && EVP_DigestFinal_ex(ctx, sum, &sum_len) && sum_len == 16 &&
+	     OPENSSL_buf2hexstr_ex(hex, sizeof(hex), &hex_len, sum, sum_len,
+				   '\0');
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return EINVAL;
+	snprintf(out, S3_ETAG_MAX, "\"%s-%u\"", hex, u->nparts);
+	return 0;
+}
+
+/*
+ * Completion failed (say its reply was lost and the retry found no such
+ * upload): is the object there anyway, made of exactly these parts?
+ */
+static int mpu_landed(struct upload *u)
+{
+	char want[S3_ETAG_MAX];
+	struct s3_object obj;
+
+	if (mpu_expected_etag(u, want) != 0 ||
+	    s3_head(u->s3, u->key, &obj) != 0 ||
+	    strcasecmp(obj.etag, want) != 0)
+		return 0;
+	log_warn("upload %s: completion reported a failure, but the object "
+		 "is complete (%s)", u->key, obj.etag);
+	memcpy(u->etag, obj.etag, S3_ETAG_MAX);
+	return 1;
+}
+
 /* Wait for every part and complete the upload; on failure it is aborted.
  * 0 or EIO. */
 static int mpu_complete(struct upload *u)
@@ -437,9 +504,12 @@ static int mpu_complete(struct upload *u)
 			rc = EIO;
 		}
 	}
-	if (!rc)
+	if (!rc) {
 		rc = s3_mpu_complete(u->s3, u->key, u->upload_id, u->parts,
 				     u->nparts, u->etag);
+		if (rc && mpu_landed(u))
+			rc = 0;
+	}
 	if (rc) {
 		log_error("upload %s: multipart upload failed: %s", u->key,
 			  strerror(rc));
