@@ -504,11 +504,12 @@ static int mpu_complete(struct upload *u)
 			rc = EIO;
 		}
 	}
-	if (!rc) {
+	if (!rc)
 		rc = s3_mpu_complete(u->s3, u->key, u->upload_id, u->parts,
 				     u->nparts, u->etag);
-		if (rc && mpu_landed(u))
-			rc = 0;
+	if (rc && mpu_landed(u)) {
+		mpu_abort(u); /* normally gone already (ENOENT, not logged) */
+		return 0;
 	}
 	if (rc) {
 		log_error("upload %s: multipart upload failed: %s", u->key,
