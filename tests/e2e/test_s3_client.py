@@ -320,6 +320,7 @@ class FaultProxy:
         self.cut_gets = 0        # cut this many GET bodies halfway
         self.stall = False       # never answer
         self.requests = []       # request heads seen
+        self.connections = 0     # connections accepted
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -332,6 +333,8 @@ class FaultProxy:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            with self.lock:
+                self.connections += 1
             threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
 
     @staticmethod
@@ -398,6 +401,23 @@ def proxy(rgw):
     p = FaultProxy(rgw.port)
     yield p
     p.close()
+
+
+def test_connections_are_reused_and_bounded(cli, rgw, bucket, proxy, tmp_path):
+    """Four uploader threads share two connections: the pool makes them
+    wait, and every request after the first two rides a kept-alive one."""
+    data = os.urandom(5 * 1024 * 1024 * 4 + 1)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    env = {"IMGFS_ENDPOINT": proxy.endpoint, "IMGFS_MAX_CONNECTIONS": "2"}
+    cli.run("mpu", "pool/a", str(src), str(5 * 1024 * 1024), "4", env=env)
+    for i in range(5):
+        cli.run("head", "pool/a", env=env)
+    heads = len(proxy.requests)
+    assert heads >= 5 + 7  # create, 5 parts, complete (+ HEAD), 5 HEADs
+    # one s3cli process per command: 2 connections for the upload, 1 per HEAD
+    assert proxy.connections <= 2 + 5, proxy.connections
+    assert rgw.s3.get_object(Bucket=bucket, Key="pool/a")["Body"].read() == data
 
 
 def test_retries_slowdown_then_succeeds(cli, rgw, bucket, proxy, tmp_path):
