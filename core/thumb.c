@@ -10,11 +10,13 @@
  * to 8 bits sRGB (or grey), flatten alpha on white for JPEG; encode with
  * metadata stripped.
  *
- * The only process-wide state is libvips' own initialisation and the set
- * of formats it can write, both computed once (pthread_once) and never
- * changed afterwards.
+ * The only process-wide state is libvips' own initialisation, the set of
+ * formats it can write, and a fixed malloc mmap threshold so that the
+ * memory of a decode goes back to the system; all set once (pthread_once)
+ * and never changed afterwards.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -31,6 +33,7 @@
 #define THUMB_SPEC_VERSION "v1"
 #define THUMB_PROBE_EDGE 16
 #define THUMB_VIPS_THREADS_MAX 4
+#define THUMB_MMAP_THRESHOLD (256 * 1024)
 
 struct thumb_engine {
 	struct thumb_conf conf;
@@ -175,6 +178,10 @@ static void *thumb_init_main(void *arg)
 	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE |
 				  G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG,
 			  thumb_glib_log, NULL);
+	/* Decoders allocate and free tens of megabytes in pieces of one to
+	 * a few megabytes; glibc's sliding mmap threshold would keep them
+	 * in the heap for good after the first large image. */
+	mallopt(M_MMAP_THRESHOLD, THUMB_MMAP_THRESHOLD);
 	vips_block_untrusted_set(TRUE);
 	vips_cache_set_max(0);
 	vips_cache_set_max_mem(0);

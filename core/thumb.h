@@ -17,7 +17,9 @@
  *
  * libvips is initialised once per process, the first time any function
  * here needs it (thumb_engine_create or thumb_output_name); do that after
- * daemonising. Every libvips call leaves per-thread state behind: a thread
+ * daemonising. The same initialisation fixes glibc's mmap threshold at
+ * 256 KiB (process-wide), so that large decode buffers are returned to
+ * the system when freed. Every libvips call leaves per-thread state behind: a thread
  * that calls thumb_make() and that libvips did not create must call
  * thumb_thread_done() before it exits (the thumbs service runs decodes on
  * its own worker threads for this reason).

@@ -17,6 +17,7 @@
  * however many readers ask for new thumbnails.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -147,6 +148,9 @@ static void *thumbs_worker(void *arg)
 		pthread_mutex_unlock(&t->lock);
 		job->rc = thumb_make(t->engine, job->src, job->len, job->name,
 				     job->out, &job->fmt, job->err);
+		/* A decode frees tens of megabytes in pieces (a progressive
+		 * JPEG's coefficients); give the pages back to the system. */
+		malloc_trim(0);
 		pthread_mutex_lock(&t->lock);
 		job->done = 1;
 		pthread_cond_broadcast(&t->done);
