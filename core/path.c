@@ -45,6 +45,22 @@ static int leaf_area(enum path_area a)
 	return a == PA_METRICS || a == PA_LINKS_INDEX;
 }
 
+/* Is every name in rel within the kernel's NAME_MAX? (FUSE passes longer
+ * ones on; a file made with one could never be listed.) */
+static int names_fit(const char *rel)
+{
+	while (*rel) {
+		size_t len = strcspn(rel, "/");
+
+		if (len > PATH_NAME_MAX)
+			return 0;
+		rel += len;
+		while (*rel == '/')
+			rel++;
+	}
+	return 1;
+}
+
 int path_parse(const char *path, size_t prefix_len, struct path_info *out)
 {
 	const char *p = path, *rest;
@@ -67,7 +83,7 @@ int path_parse(const char *path, size_t prefix_len, struct path_info *out)
 	}
 	if ((leaf_area(area) || area == PA_LINKS) && *rest)
 		return ENOENT;
-	if (strlen(rest) + prefix_len > PATH_KEY_MAX)
+	if (strlen(rest) + prefix_len > PATH_KEY_MAX || !names_fit(rest))
 		return ENAMETOOLONG;
 	out->area = area;
 	out->rel = rest;

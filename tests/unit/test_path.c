@@ -47,9 +47,21 @@ static void test_too_long(void)
 	struct path_info pi;
 
 	memset(path + 9, 'a', 1016);
+	for (int i = 9 + 200; i < 9 + 1016; i += 201)
+		path[i] = '/'; /* names of 200 bytes */
 	path[9 + 1016] = '\0';
 	CHECK_INT(path_parse(path, 8, &pi), 0); /* 8 + 1016 = 1024 */
 	strcat(path, "b");
+	CHECK_INT(path_parse(path, 8, &pi), ENAMETOOLONG);
+	/* one name over NAME_MAX, in any area */
+	memset(path + 9, 'a', 256);
+	path[9 + 256] = '\0';
+	CHECK_INT(path_parse(path, 8, &pi), ENAMETOOLONG);
+	path[9 + 255] = '\0';
+	CHECK_INT(path_parse(path, 8, &pi), 0);
+	memcpy(path, "/thumbnails/a/", 14);
+	memset(path + 14, 'x', 256);
+	path[14 + 256] = '\0';
 	CHECK_INT(path_parse(path, 8, &pi), ENAMETOOLONG);
 }
 
