@@ -358,6 +358,8 @@ int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
 
 	if (rc)
 		return rc;
+	if (!path_utf8_ok(pi.rel))
+		return ENOENT; /* S3 keys are UTF-8: no such object can exist */
 	if (!*pi.rel && pi.area != PA_METRICS && pi.area != PA_LINKS_INDEX) {
 		dir_attr(ns, out, pi.area == PA_UPLOADS);
 		return 0;
