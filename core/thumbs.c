@@ -301,7 +301,8 @@ static int thumbs_from_bucket(struct thumbs *t, const char *tkey,
 
 	memset(&info, 0, sizeof(info));
 	rc = s3_get(t->s3, tkey, 0, 0, NULL, thumbs_sink_add, &sink, &info);
-	if (rc == 0 && (b.len == 0 || strcmp(info.source_etag, etag) != 0))
+	if (rc == 0 && (b.len == 0 || b.len != info.size ||
+			strcmp(info.source_etag, etag) != 0))
 		rc = ENOENT;
 	if (rc == 0 && thumb_format_of_name(tkey, fmt))
 		*fmt = THUMB_FMT_JPEG;
@@ -329,9 +330,15 @@ static int thumbs_read_decode(struct thumbs *t, const struct cache_key *ck,
 	struct buf src = BUF_INIT, err = BUF_INIT;
 	struct thumbs_sink sink = {&src, THUMBS_SOURCE_MAX};
 	struct thumbs_job job;
-	int rc = s3_get(t->s3, ck->key, 0, 0, ck->etag, thumbs_sink_add, &sink,
-			NULL);
+	struct s3_object info;
+	int rc;
 
+	memset(&info, 0, sizeof(info));
+	rc = s3_get(t->s3, ck->key, 0, 0, ck->etag, thumbs_sink_add, &sink,
+		    &info);
+	/* A body cut short must not be remembered as a broken image. */
+	if (rc == 0 && info.size != src.len)
+		rc = EIO;
 	if (rc == EAGAIN || rc == ENOENT) {
 		rc = ENOENT; /* replaced or deleted: the caller re-stats */
 	} else if (rc == ECANCELED) {
