@@ -141,14 +141,21 @@ static int open_blob(struct ns *ns, int (*fn)(struct ns *, const char *,
 	return 0;
 }
 
+/* The image behind thumbnails/rel (a file, not a folder). */
+static int thumb_file_source(struct ns *ns, const char *rel,
+			     struct buf *src_key, struct meta_attr *src)
+{
+	int rc = ns_thumb_source(ns, rel, src_key, src);
+
+	return !rc && src->is_dir ? EISDIR : rc;
+}
+
 static int make_thumb(struct ns *ns, const char *rel, struct buf *out)
 {
 	struct buf src_key = BUF_INIT;
 	struct meta_attr src;
-	int rc = ns_thumb_source(ns, rel, &src_key, &src);
+	int rc = thumb_file_source(ns, rel, &src_key, &src);
 
-	if (!rc && src.is_dir)
-		rc = EISDIR;
 	if (!rc)
 		rc = thumbs_get(ns->thumbs, src_key.data, src.etag, out);
 	buf_release(&src_key);
@@ -159,10 +166,8 @@ static int make_thumb_link(struct ns *ns, const char *rel, struct buf *out)
 {
 	struct buf src_key = BUF_INIT;
 	struct meta_attr src;
-	int rc = ns_thumb_source(ns, rel, &src_key, &src);
+	int rc = thumb_file_source(ns, rel, &src_key, &src);
 
-	if (!rc && src.is_dir)
-		rc = EISDIR;
 	if (!rc)
 		rc = links_thumb(ns->links, src_key.data, src.etag, time(NULL),
 				 out);
