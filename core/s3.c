@@ -963,9 +963,14 @@ int s3_head(struct s3_client *c, const char *key, struct s3_object *out)
 	struct s3_resp r = {.status = 0};
 	int err = s3_run(c, &req, &r);
 
+	if (!err && !r.have_length) {
+		/* S3 always sends it; without it the size would be a guess */
+		log_error("s3: HEAD: a reply without a valid Content-Length");
+		err = EIO;
+	}
 	if (!err && out) {
 		*out = r.obj;
-		out->size = r.have_length ? r.content_length : 0;
+		out->size = r.content_length;
 	}
 	resp_release(&r);
 	return err;
