@@ -388,9 +388,13 @@ int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
 
 /* --- listings ------------------------------------------------------------ */
 
-/* Add one page of a listing of prefix to l. */
+struct collect;
+static int collect_entry(void *arg, const char *name,
+			 const struct meta_attr *a);
+
+/* Add one page of a listing of prefix to l, and to c. */
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct s3_list_page *page)
+		    const struct s3_list_page *page, struct collect *c)
 {
 	size_t plen = strlen(prefix);
 	int rc = 0;
@@ -404,6 +408,8 @@ static int add_page(struct meta_listing *l, const char *prefix,
 			continue; /* the folder's own marker, or unshowable */
 		snprintf(a.etag, sizeof(a.etag), "%s", e->etag);
 		rc = meta_listing_add(l, name, &a);
+		if (!rc)
+			collect_entry(c, name, &a);
 	}
 	for (size_t i = 0; i < page->nprefixes && !rc; i++) {
 		char *name = page->prefixes[i] + plen;
@@ -416,12 +422,15 @@ static int add_page(struct meta_listing *l, const char *prefix,
 			continue;
 		name[len] = '\0';
 		rc = meta_listing_add(l, name, &a);
+		if (!rc)
+			collect_entry(c, name, &a);
 	}
 	return rc;
 }
 
-/* List prefix completely (one request per 1000 entries) into the cache. */
-static int fetch_listing(struct ns *ns, const char *prefix)
+/* List prefix completely (one request per 1000 entries) into c and the
+ * cache (c gets it even when the cache would not keep it: metadata_ttl=0). */
+static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 {
 	struct meta_listing *l = meta_listing_new();
 	char *token = NULL;
@@ -434,7 +443,7 @@ static int fetch_listing(struct ns *ns, const char *prefix)
 		free(token);
 		token = NULL;
 		if (!rc)
-			rc = add_page(l, prefix, &page);
+			rc = add_page(l, prefix, &page, c);
 		if (!rc && page.next_token)
 			token = strdup(page.next_token);
 		s3_list_page_release(&page);
@@ -499,11 +508,8 @@ static int list_uploads(struct ns *ns, const char *prefix, struct collect *c)
 {
 	int rc = meta_dir_each(ns->meta, prefix, collect_entry, c);
 
-	if (rc == ENOENT) {
-		rc = fetch_listing(ns, prefix);
-		if (!rc)
-			rc = meta_dir_each(ns->meta, prefix, collect_entry, c);
-	}
+	if (rc == ENOENT)
+		rc = fetch_listing(ns, prefix, c);
 	if (rc)
 		return rc;
 	pthread_mutex_lock(&ns->lock);
