@@ -90,11 +90,28 @@ static void test_made_images(struct mime *m)
 {
 	check_vips_format(m, ".gif", "image/gif");
 	check_vips_format(m, ".tif", "image/tiff");
-	check_vips_format(m, ".heic", "image/heic");
 	check_vips_format(m, ".avif", "image/avif");
 	check_vips_format(m, ".jpg", "image/jpeg");
 	check_vips_format(m, ".png", "image/png");
 	check_vips_format(m, ".webp", "image/webp");
+}
+
+/*
+ * HEIC: the ISO-BMFF file-type box that opens every HEIC file (brand heic,
+ * compatible mif1/heic). Encoding one with libvips needs x265, which leaks
+ * a global allocation that fails the ASan build; the box is what the
+ * content test reads.
+ */
+static void test_heic_header(struct mime *m)
+{
+	static const unsigned char ftyp[] = {
+		0x00, 0x00, 0x00, 0x18, 'f', 't', 'y', 'p', 'h', 'e', 'i', 'c',
+		0x00, 0x00, 0x00, 0x00, 'm', 'i', 'f', '1', 'h', 'e', 'i', 'c',
+		0x00, 0x00, 0x00, 0x08, 'm', 'e', 't', 'a'};
+	char type[MIME_TYPE_MAX];
+
+	mime_sniff(m, ftyp, sizeof(ftyp), "uploads/phone-photo", type);
+	CHECK_STR(type, "image/heic");
 }
 
 static void test_text_and_empty(struct mime *m)
@@ -188,6 +205,7 @@ int main(int argc, char **argv)
 		return check_done("mime");
 	test_real_files(m);
 	test_made_images(m);
+	test_heic_header(m);
 	test_text_and_empty(m);
 	test_from_name();
 	test_threads(m);
