@@ -1,0 +1,273 @@
+"""Crashes (issue 6): the daemon killed with SIGKILL while copies and
+thumbnail reads run, then the dead mountpoint cleaned with fusermount3 -u and
+mounted again with the same cache_dir; and SIGTERM while uploads are in
+flight.
+
+Promises under test (docs/SEMANTICS.md): a file whose cp returned 0 is in
+S3 intact whatever happens to the daemon afterwards; the thumbnail cache
+survives a kill (integrity_check passes, its entries are served without
+touching the sources); multipart uploads a killed daemon left are aborted by
+the next start with the same cache_dir (the journal, cache_dir/uploads.db);
+SIGTERM lets a close in progress finish or fail loudly, then unmounts and
+exits 0.
+"""
+
+import os
+import random
+import sqlite3
+import subprocess
+import threading
+import time
+
+import pytest
+
+from helpers import (
+    MIB,
+    _mountinfo_has,
+    list_keys,
+    list_multipart_uploads,
+    sha256_file,
+    sha256_object,
+    wait_for,
+)
+
+JOURNAL_START_BOUND = 20  # seconds after mounting until orphans are aborted
+
+
+def write_random(path, size, seed):
+    rnd = random.Random(seed)
+    with open(path, "wb") as f:
+        left = size
+        while left:
+            n = min(left, MIB)
+            f.write(rnd.randbytes(n))
+            left -= n
+    return path
+
+
+def integrity(db_path):
+    con = sqlite3.connect(str(db_path), timeout=10)
+    try:
+        return [r[0] for r in con.execute("PRAGMA integrity_check")]
+    finally:
+        con.close()
+
+
+class Copier(threading.Thread):
+    """cp files one after another into dest until stopped; records
+    (name, exit status, stderr) of each."""
+
+    def __init__(self, sources, dest):
+        super().__init__(daemon=True)
+        self.sources = sources
+        self.dest = dest
+        self.results = []
+        self.stop = threading.Event()
+
+    def run(self):
+        for name, path in self.sources:
+            if self.stop.is_set():
+                return
+            p = subprocess.run(["cp", str(path), str(self.dest / name)],
+                               capture_output=True, timeout=120)
+            self.results.append((name, p.returncode, p.stderr))
+
+
+class ThumbReader(threading.Thread):
+    """Read thumbnails over and over until stopped (errors expected once
+    the daemon is gone)."""
+
+    def __init__(self, paths):
+        super().__init__(daemon=True)
+        self.paths = paths
+        self.stop = threading.Event()
+        self.reads = 0
+
+    def run(self):
+        while not self.stop.is_set():
+            for p in self.paths:
+                if self.stop.is_set():
+                    return
+                subprocess.run(["cat", str(p)], capture_output=True, timeout=60)
+                self.reads += 1
+
+
+@pytest.mark.deadline(600)
+def test_kill9_loses_nothing_committed_and_cache_survives(rgw, bucket, mount, images, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    m = mount(bucket, opts={"part_size": "5M", "metadata_ttl": 1})
+
+    # Committed before the crash: images whose thumbnails are cached.
+    first = images[:12]
+    names = [f"i{i:02d}{p.suffix.lower()}" for i, p in enumerate(first)]
+    for n, p in zip(names, first):
+        subprocess.run(["cp", str(p), str(m.uploads / n)], check=True, timeout=120)
+    thumbs = {n: (m.thumbs / n).read_bytes() for n in names}
+
+    # During the crash: a big streamed copy, a stream of small copies and
+    # thumbnail reads of the rest of the images.
+    big = write_random(src / "big.bin", 200 * MIB, 1)
+    smalls = [(f"s{i:03d}.bin", write_random(src / f"s{i:03d}.bin", 1000 + i * 3000, i))
+              for i in range(400)]
+    rest = images[12:40]
+    for i, p in enumerate(rest):
+        rgw.s3.upload_file(str(p), bucket, f"uploads/r{i:02d}{p.suffix.lower()}")
+    reader = ThumbReader([m.thumbs / f"r{i:02d}{p.suffix.lower()}" for i, p in enumerate(rest)])
+    copier = Copier(smalls, m.uploads)
+    big_cp = subprocess.Popen(["cp", str(big), str(m.uploads / "big.bin")],
+                              stderr=subprocess.PIPE)
+    reader.start()
+    copier.start()
+    wait_for(lambda: list_multipart_uploads(rgw.s3, bucket), 60,
+             what="the big copy's multipart upload")
+    wait_for(lambda: len(copier.results) >= 20 and reader.reads >= 3, 120,
+             what="copies and thumbnail reads under way")
+    m.kill9()
+    copier.stop.set()
+    reader.stop.set()
+    big_status = big_cp.wait(60)
+    copier.join(150)
+    reader.join(150)
+    assert big_status != 0, "cp of the big file succeeded although the daemon was killed"
+    assert big_cp.stderr.read().strip(), "the big cp failed silently"
+
+    # The dead mountpoint can be cleaned and reused.
+    p = subprocess.run(["fusermount3", "-u", str(m.path)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert not _mountinfo_has(m.path)
+
+    # Every cp that returned 0 is in S3, intact.
+    keys = list_keys(rgw.s3, bucket, "uploads/")
+    done = [n for n, status, _ in copier.results if status == 0]
+    assert len(done) >= 20
+    for n in done:
+        assert sha256_object(rgw.s3, bucket, f"uploads/{n}") == sha256_file(src / n), n
+    for n, status, err in copier.results:
+        if status != 0:
+            assert err.strip(), f"cp of {n} failed silently"
+    for n, p in zip(names, first):
+        assert sha256_object(rgw.s3, bucket, f"uploads/{n}") == sha256_file(p)
+    assert "uploads/big.bin" not in keys
+
+    # The caches pass SQLite's integrity check.
+    dbs = sorted(m.cache_dir.glob("*.db"))
+    assert m.cache_dir / "thumbs.db" in dbs, dbs
+    for db in dbs:
+        assert integrity(db) == ["ok"], db
+
+    # The killed daemon left its multipart upload; the next start aborts it.
+    assert list_multipart_uploads(rgw.s3, bucket), "the kill left no multipart upload to clean"
+    m.remount()
+    wait_for(lambda: not list_multipart_uploads(rgw.s3, bucket), JOURNAL_START_BOUND,
+             what="the next start to abort the dead daemon's multipart upload")
+
+    # The cache still serves its entries: no GET of a source.
+    mark = rgw.log_mark()
+    hits0 = m.metric("imgfs_cache_hits_total")
+    for n in names:
+        assert (m.thumbs / n).read_bytes() == thumbs[n], n
+    gets = rgw.requests(since=mark, method="GET", prefix=f"/{bucket}/uploads/")
+    assert gets == [], f"cached thumbnails fetched their sources again: {gets}"
+    assert m.metric("imgfs_cache_hits_total") - hits0 >= len(names)
+    # And the mount works as before.
+    subprocess.run(["cp", str(first[0]), str(m.uploads / "after.jpg")], check=True, timeout=60)
+    assert sha256_object(rgw.s3, bucket, "uploads/after.jpg") == sha256_file(first[0])
+    m.unmount()
+    for db in sorted(m.cache_dir.glob("*.db")):
+        assert integrity(db) == ["ok"], db
+
+
+@pytest.mark.deadline(300)
+def test_kill9_before_any_part_leaves_nothing(rgw, bucket, mount, tmp_path):
+    """Killed while a file is still being written (no part sent yet): no
+    object and no upload appear, and the remount is clean."""
+    m = mount(bucket, opts={"part_size": "5M"})
+    f = open(m.uploads / "half.bin", "wb")
+    f.write(b"x" * (2 * MIB))
+    f.flush()
+    m.kill9()
+    try:
+        f.close()
+    except OSError:
+        pass
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True, timeout=60)
+    m.remount()
+    assert "uploads/half.bin" not in list_keys(rgw.s3, bucket, "uploads/")
+    assert not list_multipart_uploads(rgw.s3, bucket)
+    assert not (m.uploads / "half.bin").exists()
+
+
+class SlowWriter(threading.Thread):
+    """Write size bytes to path in 1 MiB pieces, pausing between pieces,
+    then close; records where it failed (None when close returned 0)."""
+
+    def __init__(self, path, size, seed, pause):
+        super().__init__(daemon=True)
+        self.path = path
+        self.data = random.Random(seed).randbytes(size)
+        self.pause = pause
+        self.failed = "not finished"
+
+    def run(self):
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        except OSError as e:
+            self.failed = f"open: {e}"
+            return
+        try:
+            for off in range(0, len(self.data), MIB):
+                os.write(fd, self.data[off:off + MIB])
+                time.sleep(self.pause)
+        except OSError as e:
+            self.failed = f"write: {e}"
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+            return
+        try:
+            os.close(fd)
+        except OSError as e:
+            self.failed = f"close: {e}"
+            return
+        self.failed = None
+
+
+@pytest.mark.deadline(300)
+def test_sigterm_finishes_or_fails_uploads_loudly(rgw, bucket, mount, tmp_path):
+    m = mount(bucket, opts={"part_size": "5M"})
+    writers = []
+    # Some finish writing at once and are closing (uploading) at SIGTERM,
+    # some are still writing.
+    for i in range(6):
+        size = (1 + i * 4) * MIB
+        writers.append(SlowWriter(m.uploads / f"w{i}.bin", size, i, pause=0 if i % 2 == 0 else 0.3))
+    for w in writers:
+        w.start()
+    time.sleep(1.0)
+    m.proc.terminate()
+    status = m.proc.wait(120)
+    for w in writers:
+        w.join(60)
+    assert status == 0, f"imgfs exited {status} after SIGTERM\n{m.stderr_text()}"
+    assert not _mountinfo_has(m.path), "SIGTERM did not unmount"
+    keys = list_keys(rgw.s3, bucket, "uploads/")
+    outcomes = {}
+    for i, w in enumerate(writers):
+        key = f"uploads/w{i}.bin"
+        assert w.failed != "not finished", f"writer {i} still blocked after the daemon exited"
+        if w.failed is None:
+            assert key in keys, f"close of {key} returned 0 but it is not in S3"
+            got = rgw.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            assert got == w.data, f"{key} differs"
+        elif key in keys:  # finished at the server as the writer was told no
+            got = rgw.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+            assert got == w.data, f"a failed write left a partial {key}"
+        outcomes[key] = w.failed
+    # Nothing half-made stays behind: aborted now, or by the next start.
+    if list_multipart_uploads(rgw.s3, bucket):
+        m.remount()
+        wait_for(lambda: not list_multipart_uploads(rgw.s3, bucket), JOURNAL_START_BOUND,
+                 what="multipart uploads to be aborted")
+    print(f"\nSIGTERM outcomes: {outcomes}")
