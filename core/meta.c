@@ -4,10 +4,13 @@
  * dirs maps a prefix to its last complete listing (a map name -> attr);
  * attrs maps "prefix\nname" to a single entry learnt from HEAD or from the
  * daemon's own writes, positive or negative. Both expire after ttl.
+ * walks maps a prefix that was ever listed to the misses counted since
+ * (see meta_dir_walked()).
  */
 #include "meta.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,11 +33,17 @@ struct mattr {
 	struct meta_attr a;
 };
 
+struct mwalk {
+	size_t entries;  /* in the last listing stored */
+	unsigned misses; /* lookups that missed since it was stored */
+};
+
 struct meta {
 	double ttl;
 	pthread_mutex_t lock;
 	struct hmap *dirs;  /* protected by lock */
 	struct hmap *attrs; /* protected by lock */
+	struct hmap *walks; /* prefix -> struct mwalk *; protected by lock */
 };
 
 static double now_sec(void)
@@ -101,9 +110,12 @@ struct meta *meta_create(double ttl)
 	m->ttl = ttl;
 	m->dirs = hmap_create();
 	m->attrs = hmap_create();
-	if (!m->dirs || !m->attrs || pthread_mutex_init(&m->lock, NULL)) {
+	m->walks = hmap_create();
+	if (!m->dirs || !m->attrs || !m->walks ||
+	    pthread_mutex_init(&m->lock, NULL)) {
 		hmap_destroy(m->dirs, NULL);
 		hmap_destroy(m->attrs, NULL);
+		hmap_destroy(m->walks, NULL);
 		free(m);
 		errno = ENOMEM;
 		return NULL;
@@ -117,6 +129,7 @@ void meta_destroy(struct meta *m)
 		return;
 	hmap_destroy(m->dirs, mdir_free);
 	hmap_destroy(m->attrs, free);
+	hmap_destroy(m->walks, free);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -197,6 +210,26 @@ enum meta_hit meta_lookup(struct meta *m, const char *dir, const char *name,
 	return hit;
 }
 
+/* Restart the miss count of dir, which now has a listing of n entries.
+ * Lock held. */
+static void walk_reset(struct meta *m, const char *dir, size_t n)
+{
+	struct mwalk *w = hmap_get(m->walks, dir);
+	void *old = NULL;
+
+	if (!w) {
+		w = malloc(sizeof(*w));
+		if (!w)
+			return;
+		if (hmap_put(m->walks, dir, w, &old)) {
+			free(w);
+			return;
+		}
+	}
+	w->entries = n;
+	w->misses = 0;
+}
+
 void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
 {
 	struct mdir *d = malloc(sizeof(*d));
@@ -212,6 +245,8 @@ void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
 	if (hmap_put(m->dirs, dir, d, &old)) {
 		mdir_free(d);
 		old = NULL;
+	} else {
+		walk_reset(m, dir, hmap_count(l->names));
 	}
 	pthread_mutex_unlock(&m->lock);
 	if (old)
@@ -295,6 +330,21 @@ void meta_set_absent(struct meta *m, const char *dir, const char *name)
 	set_locked(m, dir, name, key, NULL);
 	pthread_mutex_unlock(&m->lock);
 	free(key);
+}
+
+int meta_dir_walked(struct meta *m, const char *dir)
+{
+	struct mwalk *w;
+	int relist = 0;
+
+	pthread_mutex_lock(&m->lock);
+	w = m->ttl > 0 ? hmap_get(m->walks, dir) : NULL; /* ttl 0: no reuse */
+	if (w && w->misses < UINT_MAX) {
+		w->misses++;
+		relist = w->misses == 8 + 4 * (w->entries / 1000);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return relist;
 }
 
 struct forget_ctx {

@@ -60,6 +60,14 @@ void meta_set(struct meta *m, const char *dir, const char *name,
 	      const struct meta_attr *a);
 /* Record that dir/name does not exist. */
 void meta_set_absent(struct meta *m, const char *dir, const char *name);
+/* A lookup under dir missed (META_MISS). Returns 1 to the one caller that
+ * should list dir again rather than ask S3 about the single entry: dir was
+ * listed before, and since that listing expired enough entries of it were
+ * missed (8, plus 4 per 1000 entries it held) that one listing costs fewer
+ * requests than a HEAD each — someone is walking the directory. 0 otherwise
+ * (never listed, below the threshold, another caller was told already, or
+ * a ttl of 0 keeps nothing; the count restarts when a listing is stored). */
+int meta_dir_walked(struct meta *m, const char *dir);
 /* Forget everything known about dir's listing and its entries' attributes. */
 void meta_forget_dir(struct meta *m, const char *dir);
 

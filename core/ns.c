@@ -182,17 +182,34 @@ static int probe_key(struct ns *ns, const char *key, struct meta_attr *out)
 	return rc;
 }
 
+struct collect;
+static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c);
+
+/* After dir's listing expired, a walk over its entries (ls -l, reading every
+ * link) would cost a HEAD per entry: list it again once instead. */
+static enum meta_hit relist(struct ns *ns, const char *dir, const char *name,
+			    struct meta_attr *out)
+{
+	if (!meta_dir_walked(ns->meta, dir) || fetch_listing(ns, dir, NULL))
+		return META_MISS;
+	return meta_lookup(ns->meta, dir, name, out);
+}
+
 static int lookup_upload(struct ns *ns, const char *key, const char *prefix,
 			 struct meta_attr *out)
 {
 	char *dir = malloc(strlen(key) + 1);
 	const char *name;
+	enum meta_hit hit;
 	int rc = 0;
 
 	if (!dir)
 		return ENOMEM;
 	name = ns_split_key(key, dir);
-	switch (meta_lookup(ns->meta, dir, name, out)) {
+	hit = meta_lookup(ns->meta, dir, name, out);
+	if (hit == META_MISS)
+		hit = relist(ns, dir, name, out);
+	switch (hit) {
 	case META_FOUND:
 		break;
 	case META_ABSENT:
@@ -392,7 +409,7 @@ struct collect;
 static int collect_entry(void *arg, const char *name,
 			 const struct meta_attr *a);
 
-/* Add one page of a listing of prefix to l, and to c. */
+/* Add one page of a listing of prefix to l, and to c unless NULL. */
 static int add_page(struct meta_listing *l, const char *prefix,
 		    const struct s3_list_page *page, struct collect *c)
 {
@@ -408,7 +425,7 @@ static int add_page(struct meta_listing *l, const char *prefix,
 			continue; /* the folder's own marker, or unshowable */
 		snprintf(a.etag, sizeof(a.etag), "%s", e->etag);
 		rc = meta_listing_add(l, name, &a);
-		if (!rc)
+		if (!rc && c)
 			collect_entry(c, name, &a);
 	}
 	for (size_t i = 0; i < page->nprefixes && !rc; i++) {
@@ -422,14 +439,14 @@ static int add_page(struct meta_listing *l, const char *prefix,
 			continue;
 		name[len] = '\0';
 		rc = meta_listing_add(l, name, &a);
-		if (!rc)
+		if (!rc && c)
 			collect_entry(c, name, &a);
 	}
 	return rc;
 }
 
-/* List prefix completely (one request per 1000 entries) into c and the
- * cache (c gets it even when the cache would not keep it: metadata_ttl=0). */
+/* List prefix completely (one request per 1000 entries) into c (unless
+ * NULL) and the cache (c gets it even when the cache would not keep it: metadata_ttl=0). */
 static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 {
 	struct meta_listing *l = meta_listing_new();
