@@ -18,8 +18,6 @@
 #define _GNU_SOURCE /* O_TMPFILE, mkostemp */
 #include "upload.h"
 
-#include "journal.h"
-
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -30,9 +28,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "journal.h"
 #include "log.h"
 #include "mime.h"
 
@@ -61,7 +61,8 @@ struct upload {
 	enum upload_mode mode;
 	uint64_t size;          /* the file's size, in every mode */
 	int dirty;              /* changed since create or the last commit */
-	int broken;             /* written data was lost: all calls fail */
+	int broken;             /* a write failed or data was lost: every
+				 * call and the commit fail with EIO */
 	char etag[S3_ETAG_MAX]; /* from the last commit, "" when none */
 
 	/*
