@@ -277,14 +277,17 @@ static void thumbs_flight_land(struct thumbs *t, const char *key,
 struct thumbs_sink {
 	struct buf *b;
 	size_t max;
+	int too_big; /* stopped at max, not for lack of memory */
 };
 
 static int thumbs_sink_add(void *arg, const void *data, size_t len)
 {
 	struct thumbs_sink *s = arg;
 
-	if (len > s->max - s->b->len)
+	if (len > s->max - s->b->len) {
+		s->too_big = 1;
 		return 1;
+	}
 	return buf_add(s->b, data, len) ? 1 : 0;
 }
 
@@ -295,7 +298,7 @@ static int thumbs_from_bucket(struct thumbs *t, const char *tkey,
 			      enum thumb_format *fmt)
 {
 	struct buf b = BUF_INIT;
-	struct thumbs_sink sink = {&b, THUMBS_OBJECT_MAX};
+	struct thumbs_sink sink = {&b, THUMBS_OBJECT_MAX, 0};
 	struct s3_object info;
 	int rc;
 
@@ -328,7 +331,7 @@ static int thumbs_read_decode(struct thumbs *t, const struct cache_key *ck,
 			      struct buf *thumb, enum thumb_format *fmt)
 {
 	struct buf src = BUF_INIT, err = BUF_INIT;
-	struct thumbs_sink sink = {&src, THUMBS_SOURCE_MAX};
+	struct thumbs_sink sink = {&src, THUMBS_SOURCE_MAX, 0};
 	struct thumbs_job job;
 	struct s3_object info;
 	int rc;
@@ -341,10 +344,12 @@ static int thumbs_read_decode(struct thumbs *t, const struct cache_key *ck,
 		rc = EIO;
 	if (rc == EAGAIN || rc == ENOENT) {
 		rc = ENOENT; /* replaced or deleted: the caller re-stats */
-	} else if (rc == ECANCELED) {
+	} else if (rc == ECANCELED && sink.too_big) {
 		buf_addf(&err, "source larger than %u bytes",
 			 THUMBS_SOURCE_MAX);
 		rc = thumbs_failed(t, ck, err.data);
+	} else if (rc == ECANCELED) {
+		rc = ENOMEM;
 	} else if (rc) {
 		rc = EIO; /* a failed request is not remembered */
 	} else {
