@@ -260,18 +260,24 @@ static int url_decode(char *s)
 	return 0;
 }
 
-/* Grow an array of elem-sized items to hold one more; zero the new one. */
+/*
+ * Add one zeroed item to an array of elem-sized items holding *n. The
+ * capacity is the smallest power of two >= *n, so the array is full (and
+ * doubles) exactly when *n is 0 or a power of two.
+ */
 static int grow(void **arr, size_t *n, size_t elem)
 {
-	void *p;
+	void *p = *arr;
 
 	if (*n >= XML_ENTRIES_MAX)
 		return EINVAL;
-	p = realloc(*arr, (*n + 1) * elem);
-	if (!p)
-		return ENOMEM;
+	if ((*n & (*n - 1)) == 0) {
+		p = realloc(*arr, (*n ? *n * 2 : 1) * elem);
+		if (!p)
+			return ENOMEM;
+		*arr = p;
+	}
 	memset((char *)p + *n * elem, 0, elem);
-	*arr = p;
 	(*n)++;
 	return 0;
 }
