@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -86,32 +87,105 @@ static int fs_getattr(const char *path, struct stat *st,
 	return 0;
 }
 
-struct fill_ctx {
-	void *buf;
-	fuse_fill_dir_t filler;
-	enum fuse_fill_dir_flags flags;
+/* A folder's entries, taken when a read of the folder starts at offset 0
+ * and then handed out by offset. libfuse passes an entry's attributes on in
+ * a READDIRPLUS reply only when it comes with an offset: without them the
+ * kernel sent a LOOKUP per entry of ls -l. One per open folder (fi->fh). */
+struct dir_snap {
+	size_t n, cap;
+	int err;
+	struct dir_ent {
+		char *name;
+		struct stat st;
+	} *e;
 };
 
-static int fill_one(void *arg, const char *name, const struct ns_attr *a)
+static struct dir_snap *snap_of(const struct fuse_file_info *fi)
 {
-	struct fill_ctx *c = arg;
-	struct stat st;
-
-	fill_stat(&st, a);
-	return c->filler(c->buf, name, &st, 0, c->flags);
+	return (struct dir_snap *)(uintptr_t)fi->fh;
 }
 
+static void snap_clear(struct dir_snap *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		free(s->e[i].name);
+	s->n = 0;
+	s->err = 0;
+}
+
+static int snap_add(void *arg, const char *name, const struct ns_attr *a)
+{
+	struct dir_snap *s = arg;
+
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? 2 * s->cap : 64;
+		struct dir_ent *e = realloc(s->e, cap * sizeof(*e));
+
+		if (!e) {
+			s->err = ENOMEM;
+			return 1;
+		}
+		s->e = e;
+		s->cap = cap;
+	}
+	s->e[s->n].name = strdup(name);
+	if (!s->e[s->n].name) {
+		s->err = ENOMEM;
+		return 1;
+	}
+	fill_stat(&s->e[s->n].st, a);
+	s->n++;
+	return 0;
+}
+
+static int fs_opendir(const char *path, struct fuse_file_info *fi)
+{
+	struct dir_snap *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return -ENOMEM;
+	fi->fh = (uint64_t)(uintptr_t)s;
+	return 0;
+}
+
+static int fs_releasedir(const char *path, struct fuse_file_info *fi)
+{
+	struct dir_snap *s = snap_of(fi);
+
+	if (s) {
+		snap_clear(s);
+		free(s->e);
+		free(s);
+	}
+	return 0;
+}
+
+/* Offsets: "." is entry 0, ".." entry 1, snapshot entry i is i + 2; each is
+ * given the offset of the entry after it. */
 static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		      off_t off, struct fuse_file_info *fi,
 		      enum fuse_readdir_flags flags)
 {
-	struct fill_ctx c = {buf, filler, 0};
+	enum fuse_fill_dir_flags plus = 0;
+	struct dir_snap *s = snap_of(fi);
+	int rc;
 
 	if (flags & FUSE_READDIR_PLUS)
-		c.flags = FUSE_FILL_DIR_PLUS;
-	filler(buf, ".", NULL, 0, 0);
-	filler(buf, "..", NULL, 0, 0);
-	return -ns_readdir(ns(), path, fill_one, &c);
+		plus = FUSE_FILL_DIR_PLUS;
+	if (off == 0) {
+		snap_clear(s);
+		rc = ns_readdir(ns(), path, snap_add, s);
+		if (rc || s->err)
+			return -(rc ? rc : s->err);
+	}
+	for (size_t i = off < 0 ? 0 : (size_t)off; i < s->n + 2; i++) {
+		const char *name = i == 0 ? "." : i == 1 ? ".." : s->e[i - 2].name;
+		const struct stat *st = i < 2 ? NULL : &s->e[i - 2].st;
+
+		if (filler(buf, name, st, (off_t)(i + 1), i < 2 ? 0 : plus))
+			break;
+	}
+	return 0;
 }
 
 /* After open learnt a file's size, drop the kernel's cached attributes. */
@@ -254,7 +328,9 @@ static const struct fuse_operations operations = {
 	.init = fs_init,
 	.destroy = fs_destroy,
 	.getattr = fs_getattr,
+	.opendir = fs_opendir,
 	.readdir = fs_readdir,
+	.releasedir = fs_releasedir,
 	.open = fs_open,
 	.create = fs_create,
 	.read = fs_read,
