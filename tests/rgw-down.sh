@@ -13,7 +13,7 @@
 #   KEEP=1     keep $CEPH_DIR (its logs) after stopping
 set -uo pipefail
 
-CEPH_DIR=${CEPH_DIR:-/tmp/imgfs-rgw}
+CEPH_DIR=$(realpath -m "${CEPH_DIR:-/tmp/imgfs-rgw}")
 GRACEFUL=${GRACEFUL:-0}
 KEEP=${KEEP:-0}
 DAEMONS="client.rgw.a osd.0 mon.a"

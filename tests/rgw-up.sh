@@ -30,7 +30,7 @@
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
-CEPH_DIR=${CEPH_DIR:-/tmp/imgfs-rgw}
+CEPH_DIR=$(realpath -m "${CEPH_DIR:-/tmp/imgfs-rgw}")
 RGW_PORT=${RGW_PORT:-7480}
 MON_PORT=${MON_PORT:-3300}
 OSD_PORT_MIN=${OSD_PORT_MIN:-6800}
