@@ -4,6 +4,7 @@
 #include "fs.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -207,6 +208,11 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 	if (rc)
 		return -rc;
 	opened(path, f, fi);
+	/* Closing a file opened for reading has nothing to commit: spare the
+	 * kernel's FLUSH round trip on every close (one in four requests of a
+	 * link read). */
+	if ((fi->flags & O_ACCMODE) == O_RDONLY)
+		fi->noflush = 1;
 	return 0;
 }
 
