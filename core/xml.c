@@ -14,6 +14,7 @@
 #include <expat.h>
 #include <limits.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,12 +217,17 @@ static int dup_text(const char *text, size_t len, char **out)
 	return 0;
 }
 
+/* An ETag, always quoted: some servers (RGW repeating a completion) leave
+ * the quotes out. */
 static int copy_etag(const char *text, size_t len, char etag[S3_ETAG_MAX])
 {
-	if (len == 0 || len >= S3_ETAG_MAX || memchr(text, '\0', len))
+	int quoted = len >= 2 && text[0] == '"' && text[len - 1] == '"';
+
+	if (len == 0 || len + (quoted ? 0 : 2) >= S3_ETAG_MAX ||
+	    memchr(text, '\0', len) || (!quoted && memchr(text, '"', len)))
 		return EINVAL;
-	memcpy(etag, text, len);
-	etag[len] = '\0';
+	snprintf(etag, S3_ETAG_MAX, "%s%.*s%s", quoted ? "" : "\"", (int)len,
+		 text, quoted ? "" : "\"");
 	return 0;
 }
 

@@ -48,8 +48,9 @@ int xml_parse_list(const char *data, size_t len, struct s3_list_page *out,
 /* <InitiateMultipartUploadResult>: *upload_id is allocated (caller frees). */
 int xml_parse_initiate(const char *data, size_t len, char **upload_id);
 
-/* <CompleteMultipartUploadResult> or <CopyObjectResult>: the new ETag
- * (with quotes, as S3 sends it). EREMOTEIO for an <Error> body. Ceph RGW
+/* <CompleteMultipartUploadResult> or <CopyObjectResult>: the new ETag,
+ * with quotes (as S3 sends it; added when a server leaves them out; the
+ * same holds for the ETags of a listing). EREMOTEIO for an <Error> body. Ceph RGW
  * completes with an empty <ETag/>: then etag is "" (HEAD the object). */
 int xml_parse_complete(const char *data, size_t len,
 		       char etag[S3_ETAG_MAX], struct xml_error *err);

@@ -321,6 +321,9 @@ class FaultProxy:
         self.stall = False       # never answer
         self.requests = []       # request heads seen
         self.connections = 0     # connections accepted
+        self.lose_reply = None   # predicate on a request head: act, then drop the reply
+        self.canned = None       # (predicate, reply bytes): answer once without RGW
+        self.after_lost = None   # reply bytes to arm as canned once a reply is lost
         self.lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -375,6 +378,13 @@ class FaultProxy:
             stall, slow = self.stall, self.slowdowns > 0
             if slow:
                 self.slowdowns -= 1
+        with self.lock:
+            canned = self.canned if self.canned and self.canned[0](head) else None
+            if canned:
+                self.canned = None
+        if canned:
+            conn.sendall(canned[1])
+            return True
         if stall:
             time.sleep(3600)
         if slow:
@@ -384,6 +394,15 @@ class FaultProxy:
         up.sendall(head + body)
         rhead = self._read_head(uf)
         rbody = b"" if head.startswith(b"HEAD ") else uf.read(self._length(rhead))
+        with self.lock:
+            lose = self.lose_reply is not None and self.lose_reply(head)
+            if lose and self.after_lost is not None:
+                self.canned = (self.lose_reply, self.after_lost)
+                self.after_lost = None
+            if lose:
+                self.lose_reply = None
+        if lose:
+            return False
         with self.lock:
             cut = head.startswith(b"GET ") and b"list-type" not in head and \
                 len(rbody) > 1000 and self.cut_gets > 0
@@ -418,6 +437,39 @@ def test_connections_are_reused_and_bounded(cli, rgw, bucket, proxy, tmp_path):
     # one s3cli process per command: 2 connections for the upload, 1 per HEAD
     assert proxy.connections <= 2 + 5, proxy.connections
     assert rgw.s3.get_object(Bucket=bucket, Key="pool/a")["Body"].read() == data
+
+
+def test_lost_replies_of_complete_and_abort(cli, rgw, bucket, proxy, tmp_path):
+    """The server completed (or aborted) but the reply never came: the retry
+    gets NoSuchUpload, and the client still reports the truth."""
+    data = os.urandom(5 * 1024 * 1024 * 2 + 3)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    env = {"IMGFS_ENDPOINT": proxy.endpoint, "IMGFS_LOG_LEVEL": "info"}
+    is_complete = lambda h: h.startswith(b"POST ") and b"uploadId=" in h.split(b"\r\n")[0]
+    # RGW answers a repeated completion with 200 (and an unquoted ETag)
+    proxy.lose_reply = is_complete
+    p = cli.run("mpu", "lost/a", str(src), str(5 * 1024 * 1024), "2", env=env)
+    assert p.stdout.decode().strip() == rgw.s3.head_object(Bucket=bucket, Key="lost/a")["ETag"]
+    assert rgw.s3.get_object(Bucket=bucket, Key="lost/a")["Body"].read() == data
+    # a server may answer it NoSuchUpload: the ETag the parts make decides
+    msg = b"<Error><Code>NoSuchUpload</Code><Message>gone</Message></Error>"
+    proxy.lose_reply = is_complete
+    proxy.after_lost = b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(msg), msg)
+    p = cli.run("mpu", "lost/c", str(src), str(5 * 1024 * 1024), "2", env=env)
+    assert p.stdout.decode().strip() == rgw.s3.head_object(Bucket=bucket, Key="lost/c")["ETag"]
+    assert b"the first reply was lost, the object is complete" in p.stderr
+    # ... and a NoSuchUpload for an upload that did not complete stays an error
+    proxy.canned = (is_complete,
+                    b"HTTP/1.1 404 Not Found\r\nContent-Length: %d\r\n\r\n%s" % (len(msg), msg))
+    proxy.lose_reply = None
+    p = cli.run("mpu", "lost/d", str(src), str(5 * 1024 * 1024), "2", check=False, env=env)
+    assert p.returncode == 1 and b"No such file" in p.stderr
+
+    upload_id = cli.run("mpu-create", "lost/b").stdout.decode().strip()
+    proxy.lose_reply = lambda h: h.startswith(b"DELETE ") and b"uploadId=" in h.split(b"\r\n")[0]
+    cli.run("mpu-abort", "lost/b", upload_id, env=env)
+    assert rgw.s3.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
 def test_retries_slowdown_then_succeeds(cli, rgw, bucket, proxy, tmp_path):

@@ -114,6 +114,11 @@ static void test_mpu_documents(void)
 				  "<ETag></ETag></CompleteMultipartUploadResult>";
 	CHECK_INT(xml_parse_complete(rgw, sizeof(rgw) - 1, etag, &xe), 0);
 	CHECK_STR(etag, "");
+	static const char bare[] = "<CompleteMultipartUploadResult><ETag>"
+				   "e4862329c3d2ae736875a6fa921f471f-3</ETag>"
+				   "</CompleteMultipartUploadResult>";
+	CHECK_INT(xml_parse_complete(bare, sizeof(bare) - 1, etag, &xe), 0);
+	CHECK_STR(etag, "\"e4862329c3d2ae736875a6fa921f471f-3\"");
 
 	CHECK_INT(load("copy.xml", &b), 0);
 	CHECK_INT(xml_parse_copy(b.data, b.len, etag, &xe), 0);
