@@ -114,6 +114,7 @@ def test_small_image_is_one_put_typed_by_content(probe, rgw, bucket, images, suf
     out = probe.run(key, "-i", src)
     assert out["requests"]["PUT"] == 1
     assert out["requests"]["MPU_CREATE"] == 0
+    assert out["uploads"] == 1 and out["upload_errors"] == 0
     h = head(rgw, bucket, key)
     assert h["ContentType"] == want
     assert h["ContentLength"] == src.stat().st_size
@@ -235,6 +236,13 @@ def test_truncate_a_streamed_file(probe, rgw, bucket, tmp_path, size, tee, outco
         assert out["requests"]["PUT"] == 1 and out["requests"]["MPU_ABORT"] == 1
     else:
         assert out["requests"]["MPU_COMPLETE"] == 1
+
+
+def test_destroy_without_commit_aborts(probe, rgw, bucket, tmp_path):
+    src = write_random_file(tmp_path / "dropped", 40 * MIB)
+    out = probe.run("uploads/dropped", "-i", src, "-X")
+    assert out["requests"]["MPU_CREATE"] == 1 and out["uploads"] == 0
+    assert_absent(rgw, bucket, "uploads/dropped")
 
 
 # ------------------------------------------------------------- the spool
@@ -360,6 +368,7 @@ def test_refused_multipart_start_leaves_nothing(probe, rgw, bucket, tmp_path):
     assert out["exit"] == 1 and out["stage"] == "write" and out["errno"] == 5, out
     assert out["close_errno"] == 5, out
     assert out["requests"]["PUT"] == 0
+    assert out["uploads"] == 0 and out["upload_errors"] == 1
     assert_absent(rgw, bucket, "uploads/mpu-refused")
 
 
@@ -372,6 +381,7 @@ def test_refused_small_put_leaves_nothing(probe, rgw, bucket, tmp_path):
     finally:
         rgw.s3.delete_bucket_policy(Bucket=bucket)
     assert out["exit"] == 1 and out["stage"] == "commit" and out["errno"] == 5, out
+    assert out["uploads"] == 0 and out["upload_errors"] == 1
     assert_absent(rgw, bucket, "uploads/small-refused")
 
 

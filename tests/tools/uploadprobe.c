@@ -43,6 +43,7 @@ struct probe {
 	uint64_t patch_off;       /* patch: bytes written last */
 	size_t patch_len;
 	int read_back;            /* -r: compare upload_read with the input */
+	int no_commit;            /* -X: destroy the upload without a commit */
 	int truncate;             /* -t: truncate to trunc_size after writing */
 	uint64_t trunc_size;
 	uint64_t pause_at;        /* -w: stop after this many bytes ... */
@@ -69,7 +70,7 @@ static void usage(void)
 		"usage: uploadprobe [-i FILE] [-P PART] [-n INFLIGHT] [-b BLOCK]\n"
 		"  [-d SPOOLDIR] [-T] [-m stream|patch|random|append|twice]\n"
 		"  [-o PATCH_OFF] [-l PATCH_LEN] [-r] [-t SIZE] [-w BYTES -W FILE]\n"
-		"  [-S SEED] [-v] KEY\n");
+		"  [-S SEED] [-X] [-v] KEY\n");
 }
 
 static int parse_size(const char *s, uint64_t *out)
@@ -105,6 +106,7 @@ static int parse_opt(struct probe *p, int c, const char *arg)
 	case 'd': p->uc.spool_dir = arg; return 0;
 	case 'T': p->uc.tee_spool = 1; return 0;
 	case 'r': p->read_back = 1; return 0;
+	case 'X': p->no_commit = 1; return 0;
 	case 'W': p->pause_file = arg; return 0;
 	case 'v': log_setup(LOG_LVL_DEBUG, 0); return 0;
 	case 'm': return parse_mode(arg, &p->mode);
@@ -132,7 +134,7 @@ static int parse_args(struct probe *p, int argc, char **argv)
 {
 	int c;
 
-	while ((c = getopt(argc, argv, "i:P:n:b:d:Tm:o:l:rt:w:W:S:v")) != -1) {
+	while ((c = getopt(argc, argv, "i:P:n:b:d:Tm:o:l:rt:w:W:S:vX")) != -1) {
 		if (c == '?' || parse_opt(p, c, optarg) != 0)
 			return -1;
 	}
@@ -348,7 +350,11 @@ static int truncate_to(struct probe *p)
 
 static int commit(struct probe *p)
 {
-	int rc = upload_commit(p->up, p->etag);
+	int rc;
+
+	if (p->no_commit)
+		return 0;
+	rc = upload_commit(p->up, p->etag);
 
 	return rc ? fail(p, "commit", rc) : 0;
 }
@@ -452,12 +458,15 @@ static void report(const struct probe *p, double seconds)
 	printf("{\"result\": \"%s\", \"stage\": \"%s\", \"errno\": %d, "
 	       "\"error\": \"%s\", \"close_errno\": %d, \"bytes\": %" PRIu64 ", \"size\": %" PRIu64
 	       ", \"seconds\": %.3f, \"mib_per_s\": %.1f, "
-	       "\"peak_rss_kib\": %ld, \"etag\": \"%s\", \"requests\": {",
+	       "\"peak_rss_kib\": %ld, \"etag\": \"%s\", \"uploads\": %" PRIu64
+	       ", \"upload_errors\": %" PRIu64 ", \"requests\": {",
 	       p->err ? "error" : "ok", p->stage ? p->stage : "", p->err,
 	       p->err ? strerror(p->err) : "", p->close_err, p->written,
 	       p->up ? upload_size(p->up) : 0, seconds,
 	       seconds > 0 ? (double)p->written / 1048576.0 / seconds : 0.0,
-	       peak_rss_kib(), etag);
+	       peak_rss_kib(), etag,
+	       metrics_get(p->metrics, MC_UPLOADS),
+	       metrics_get(p->metrics, MC_UPLOAD_ERRORS));
 	for (unsigned i = 0; i < sizeof(ops) / sizeof(*ops); i++)
 		printf("%s\"%s\": %" PRIu64, i ? ", " : "",
 		       metrics_op_name(ops[i]),
