@@ -32,6 +32,7 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
 
 #include "log.h"
 #include "sigv4.h"
@@ -1284,6 +1285,77 @@ static int complete_etag(struct s3_client *c, const char *key,
 	return err;
 }
 
+/* The binary MD5 in a part's ETag ("\"<32 hex>\""). EINVAL when it is
+ * not one (SSE-KMS parts have other ETags). */
+static int etag_md5(const char *etag, unsigned char bin[16])
+{
+	size_t n = strlen(etag);
+
+	if (n != 34 || etag[0] != '"' || etag[33] != '"')
+		return EINVAL;
+	for (size_t i = 0; i < 16; i++) {
+		unsigned v;
+		char hex[3] = {etag[1 + 2 * i], etag[2 + 2 * i], '\0'};
+
+		if (!isxdigit((unsigned char)hex[0]) ||
+		    !isxdigit((unsigned char)hex[1]) ||
+		    sscanf(hex, "%2x", &v) != 1)
+			return EINVAL;
+		bin[i] = (unsigned char)v;
+	}
+	return 0;
+}
+
+/* The ETag S3 gives the completed upload of these parts: the MD5 of their
+ * binary MD5s, a dash and the part count. */
+static int mpu_expected_etag(const struct s3_part *parts, size_t nparts,
+			     char out[S3_ETAG_MAX])
+{
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	unsigned char md[EVP_MAX_MD_SIZE], bin[16];
+	unsigned int mdlen = 0;
+	int err = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) ? 0 : ENOMEM;
+
+	for (size_t i = 0; !err && i < nparts; i++) {
+		err = etag_md5(parts[i].etag, bin);
+		if (!err && !EVP_DigestUpdate(ctx, bin, sizeof(bin)))
+			err = EIO;
+	}
+	if (!err && (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != 16))
+		err = EIO;
+	EVP_MD_CTX_free(ctx);
+	if (err)
+		return err;
+	out[0] = '"';
+	for (unsigned i = 0; i < 16; i++)
+		snprintf(out + 1 + 2 * i, 3, "%02x", md[i]);
+	snprintf(out + 33, S3_ETAG_MAX - 33, "-%zu\"", nparts);
+	return 0;
+}
+
+/*
+ * A completion answered NoSuchUpload: an earlier attempt (ours, or curl's
+ * own resend on a reused connection) may have completed the upload and
+ * lost its reply. It did when the object now has exactly the ETag these
+ * parts make.
+ */
+static int complete_confirm(struct s3_client *c, const char *key,
+			    const struct s3_part *parts, size_t nparts,
+			    char etag[S3_ETAG_MAX])
+{
+	char want[S3_ETAG_MAX], k[S3_LOG_KEY_MAX + 8];
+	struct s3_object obj;
+
+	if (mpu_expected_etag(parts, nparts, want) ||
+	    s3_head(c, key, &obj) || strcmp(obj.etag, want) != 0)
+		return ENOENT;
+	log_key(key, k);
+	log_info("s3: MPU_COMPLETE %s: the first reply was lost, the object "
+		 "is complete", k);
+	snprintf(etag, S3_ETAG_MAX, "%s", want);
+	return 0;
+}
+
 int s3_mpu_complete(struct s3_client *c, const char *key,
 		    const char *upload_id, const struct s3_part *parts,
 		    size_t nparts, char etag_out[S3_ETAG_MAX])
@@ -1304,7 +1376,10 @@ int s3_mpu_complete(struct s3_client *c, const char *key,
 	req.body_len = body.len;
 	if (!err)
 		err = s3_run(c, &req, &r);
-	if (!err && xml_parse_complete(r.body.data, r.body.len, etag, NULL)) {
+	if (err == ENOENT) /* curl itself resends on a reused connection */
+		err = complete_confirm(c, key, parts, nparts, etag);
+	else if (!err && xml_parse_complete(r.body.data, r.body.len, etag,
+					    NULL)) {
 		log_error("s3: MPU_COMPLETE: unreadable response");
 		err = EIO;
 	}
@@ -1329,6 +1404,8 @@ int s3_mpu_abort(struct s3_client *c, const char *key, const char *upload_id)
 	req.query = q.data;
 	if (!err)
 		err = s3_run(c, &req, &r);
+	if (err == ENOENT && req.attempts > 1)
+		err = 0; /* an earlier attempt aborted it and lost the reply */
 	buf_release(&q);
 	resp_release(&r);
 	return err;
