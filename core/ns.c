@@ -151,23 +151,59 @@ static int writer_size(struct ns *ns, const char *key, uint64_t *size)
 	return found;
 }
 
-/* Ask S3 about key: an object, or a folder (a key below key + "/"). */
-static int probe_key(struct ns *ns, const char *key, struct meta_attr *out)
+struct collect;
+static int add_page(struct meta_listing *l, const char *prefix,
+		    const struct s3_list_page *page, struct collect *c);
+
+/* List dir into the cache when it fits in one page. Once one name in a
+ * folder is missing, the next ones (cp or rsync of new files) are then
+ * answered without a HEAD and a LIST each. 0, ENOSPC (more than a page:
+ * remembered, not listed again) or an error. */
+static int list_small_dir(struct ns *ns, const char *dir)
 {
-	struct s3_object obj;
+	struct s3_list_page page = {0};
+	struct meta_listing *l = NULL;
+	int rc = meta_dir_listable(ns->meta, dir) ? 0 : ENOSPC;
+
+	if (!rc)
+		rc = s3_list(ns->s3, dir, "/", NULL, 1000, &page);
+	if (!rc && page.next_token) {
+		meta_dir_set_big(ns->meta, dir);
+		rc = ENOSPC;
+	}
+	if (!rc) {
+		l = meta_listing_new();
+		rc = l ? add_page(l, dir, &page, NULL) : ENOMEM;
+	}
+	if (!rc)
+		meta_dir_store(ns->meta, dir, l);
+	else
+		meta_listing_free(l);
+	s3_list_page_release(&page);
+	return rc;
+}
+
+/* key has no object: is it a folder? From a listing of its parent dir
+ * when that is small, else from a LIST of key + "/". */
+static int probe_folder(struct ns *ns, const char *key, const char *dir,
+			struct meta_attr *out)
+{
 	struct s3_list_page page = {0};
 	struct buf prefix = BUF_INIT;
-	int rc = s3_head(ns->s3, key, &obj);
+	int rc;
 
-	memset(out, 0, sizeof(*out));
-	if (rc == 0) {
-		out->size = obj.size;
-		out->mtime = obj.mtime;
-		snprintf(out->etag, sizeof(out->etag), "%s", obj.etag);
-		return 0;
+	if (list_small_dir(ns, dir) == 0) {
+		switch (meta_lookup(ns->meta, dir, key + strlen(dir), out)) {
+		case META_FOUND:
+			if (out->is_dir)
+				out->mtime = ns->started;
+			return 0;
+		case META_ABSENT:
+			return ENOENT;
+		case META_MISS:
+			break;
+		}
 	}
-	if (rc != ENOENT)
-		return rc;
 	rc = buf_addf(&prefix, "%s/", key);
 	if (!rc)
 		rc = s3_list(ns->s3, prefix.data, "/", NULL, 1, &page);
@@ -182,7 +218,26 @@ static int probe_key(struct ns *ns, const char *key, struct meta_attr *out)
 	return rc;
 }
 
-struct collect;
+/* Ask S3 about key (in dir): an object, or a folder (a key below
+ * key + "/"). */
+static int probe_key(struct ns *ns, const char *key, const char *dir,
+		     struct meta_attr *out)
+{
+	struct s3_object obj;
+	int rc = s3_head(ns->s3, key, &obj);
+
+	memset(out, 0, sizeof(*out));
+	if (rc == 0) {
+		out->size = obj.size;
+		out->mtime = obj.mtime;
+		snprintf(out->etag, sizeof(out->etag), "%s", obj.etag);
+		return 0;
+	}
+	if (rc != ENOENT)
+		return rc;
+	return probe_folder(ns, key, dir, out);
+}
+
 static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c);
 
 /* After dir's listing expired, a walk over its entries (ls -l, reading every
@@ -216,7 +271,7 @@ static int lookup_upload(struct ns *ns, const char *key, const char *prefix,
 		rc = ENOENT;
 		break;
 	case META_MISS:
-		rc = probe_key(ns, key, out);
+		rc = probe_key(ns, key, dir, out);
 		if (rc == 0)
 			meta_set(ns->meta, dir, name, out);
 		else if (rc == ENOENT)
