@@ -25,13 +25,22 @@ from helpers import (
     MIB,
     _mountinfo_has,
     list_keys,
-    list_multipart_uploads,
     sha256_file,
     sha256_object,
     wait_for,
 )
 
 JOURNAL_START_BOUND = 20  # seconds after mounting until orphans are aborted
+
+
+def list_multipart_uploads(s3, bucket):
+    """Every multipart upload in progress, through all pages: RGW can answer
+    a page with no upload and IsTruncated when the bucket holds many
+    objects, so the first page alone says nothing."""
+    out = []
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+        out += page.get("Uploads", [])
+    return out
 
 
 def write_random(path, size, seed):
@@ -107,7 +116,6 @@ def test_kill9_loses_nothing_committed_and_cache_survives(rgw, bucket, mount, im
 
     # During the crash: a big streamed copy, a stream of small copies and
     # thumbnail reads of the rest of the images.
-    big = write_random(src / "big.bin", 200 * MIB, 1)
     smalls = [(f"s{i:03d}.bin", write_random(src / f"s{i:03d}.bin", 1000 + i * 3000, i))
               for i in range(400)]
     rest = images[12:40]
@@ -115,22 +123,27 @@ def test_kill9_loses_nothing_committed_and_cache_survives(rgw, bucket, mount, im
         rgw.s3.upload_file(str(p), bucket, f"uploads/r{i:02d}{p.suffix.lower()}")
     reader = ThumbReader([m.thumbs / f"r{i:02d}{p.suffix.lower()}" for i, p in enumerate(rest)])
     copier = Copier(smalls, m.uploads)
-    big_cp = subprocess.Popen(["cp", str(big), str(m.uploads / "big.bin")],
-                              stderr=subprocess.PIPE)
+    # A slow writer, so that it is still writing (parts going up) at the kill.
+    big = SlowWriter(m.uploads / "big.bin", 300 * MIB, 1, pause=0.05)
+    big.start()
     reader.start()
     copier.start()
-    wait_for(lambda: list_multipart_uploads(rgw.s3, bucket), 60,
-             what="the big copy's multipart upload")
-    wait_for(lambda: len(copier.results) >= 20 and reader.reads >= 3, 120,
-             what="copies and thumbnail reads under way")
-    m.kill9()
-    copier.stop.set()
-    reader.stop.set()
-    big_status = big_cp.wait(60)
-    copier.join(150)
-    reader.join(150)
-    assert big_status != 0, "cp of the big file succeeded although the daemon was killed"
-    assert big_cp.stderr.read().strip(), "the big cp failed silently"
+    try:
+        wait_for(lambda: list_multipart_uploads(rgw.s3, bucket), 60,
+                 what="the big copy's multipart upload")
+        wait_for(lambda: len(copier.results) >= 20 and reader.reads >= 3, 120,
+                 what="copies and thumbnail reads under way")
+        m.kill9()
+    finally:
+        copier.stop.set()
+        reader.stop.set()
+        big.join(60)
+        if big.proc.poll() is None:
+            big.proc.kill()
+        copier.join(150)
+        reader.join(150)
+    assert big.failed and big.failed != "not finished", \
+        f"the big write did not fail although the daemon was killed: {big.failed}"
 
     # The dead mountpoint can be cleaned and reused.
     p = subprocess.run(["fusermount3", "-u", str(m.path)], capture_output=True, text=True, timeout=60)
@@ -193,45 +206,70 @@ def test_kill9_before_any_part_leaves_nothing(rgw, bucket, mount, tmp_path):
         pass
     subprocess.run(["fusermount3", "-u", str(m.path)], check=True, timeout=60)
     m.remount()
-    assert "uploads/half.bin" not in list_keys(rgw.s3, bucket, "uploads/")
+    assert "uploads/half.bin" not in list_keys(rgw.s3, bucket, "uploads/"), m.stderr_text()
     assert not list_multipart_uploads(rgw.s3, bucket)
     assert not (m.uploads / "half.bin").exists()
 
 
-class SlowWriter(threading.Thread):
+WRITER = r"""
+import os, random, sys, time
+path, size, seed, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+rnd = random.Random(seed)
+try:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+except OSError as e:
+    print(f"open: {e}", flush=True); sys.exit(0)
+try:
+    for off in range(0, size, 1 << 20):
+        os.write(fd, rnd.randbytes(min(1 << 20, size - off)))
+        time.sleep(pause)
+except OSError as e:
+    print(f"write: {e}", flush=True)
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+    sys.exit(0)
+try:
+    os.close(fd)
+except OSError as e:
+    print(f"close: {e}", flush=True); sys.exit(0)
+print("ok", flush=True)
+"""
+
+
+class SlowWriter:
     """Write size bytes to path in 1 MiB pieces, pausing between pieces,
-    then close; records where it failed (None when close returned 0)."""
+    then close, in a child process of its own: a descriptor open in this
+    (multi-threaded) process would be inherited by every cp another thread
+    starts, and each such child's exit closes it, which flushes the file
+    (a close uploads). .failed: None once close returned 0, else where it
+    failed."""
 
     def __init__(self, path, size, seed, pause):
-        super().__init__(daemon=True)
         self.path = path
-        self.data = random.Random(seed).randbytes(size)
+        self.size = size
+        self.seed = seed
         self.pause = pause
+        self.proc = None
         self.failed = "not finished"
 
-    def run(self):
+    @property
+    def data(self):
+        return random.Random(self.seed).randbytes(self.size)
+
+    def start(self):
+        self.proc = subprocess.Popen(
+            ["/usr/bin/python3", "-c", WRITER, str(self.path), str(self.size), str(self.seed),
+             str(self.pause)], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL)
+
+    def join(self, timeout):
         try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        except OSError as e:
-            self.failed = f"open: {e}"
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
             return
-        try:
-            for off in range(0, len(self.data), MIB):
-                os.write(fd, self.data[off:off + MIB])
-                time.sleep(self.pause)
-        except OSError as e:
-            self.failed = f"write: {e}"
-            try:
-                os.close(fd)
-            except OSError:
-                pass
-            return
-        try:
-            os.close(fd)
-        except OSError as e:
-            self.failed = f"close: {e}"
-            return
-        self.failed = None
+        line = out.decode(errors="replace").strip()
+        self.failed = None if line == "ok" else (line or f"exit {self.proc.returncode}")
 
 
 @pytest.mark.deadline(300)

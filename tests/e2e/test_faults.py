@@ -20,7 +20,9 @@ import time
 
 import pytest
 
-from helpers import MIB, list_keys, list_multipart_uploads, sha256_file, sha256_object, wait_for
+from helpers import MIB, list_keys, sha256_file, sha256_object, wait_for
+
+from test_crash import list_multipart_uploads  # noqa: E402 (paginated)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from faultproxy import ProxyProcess  # noqa: E402
@@ -141,6 +143,16 @@ def check_outcomes(rgw, bucket, sources, results, prefix="uploads/"):
     return failed
 
 
+def failure_details(m, results, failed, lines=6):
+    """The cp messages and the daemon's log lines about failed copies."""
+    log = m.stderr_text().splitlines()
+    out = []
+    for name in failed[:10]:
+        out.append(f"{name}: {results[name][1].decode(errors='replace').strip()}")
+        out += ["    " + x for x in log if name in x][-lines:]
+    return "\n".join(out)
+
+
 def assert_no_multipart_left(rgw, bucket, within=15):
     wait_for(lambda: not list_multipart_uploads(rgw.s3, bucket), within,
              what="ListMultipartUploads to be empty")
@@ -165,7 +177,7 @@ def test_500_files_through_faults_land_intact(rgw, bucket, mount, images, tmp_pa
     assert inj.get("reset_request", 0) + inj.get("reset_response", 0) >= 10, stats
     assert inj.get("stall", 0) >= 3, stats
     # 13% faulty requests against 6 attempts each: losing a file is rare.
-    assert len(failed) <= 2, f"failed: {failed}"
+    assert len(failed) <= 2, f"failed: {failed}\n" + failure_details(m, results, failed)
     assert m.metric("imgfs_retries_total") > 0
     slowest = max(r[2] for r in results.values())
     print(f"\n500 files in {elapsed:.0f}s, slowest cp {slowest:.1f}s, "
