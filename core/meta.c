@@ -210,6 +210,8 @@ enum meta_hit meta_lookup(struct meta *m, const char *dir, const char *name,
 	return hit;
 }
 
+#define META_PAGE 1000 /* entries in one LIST page */
+
 /* Restart the miss count of dir, which now has a listing of n entries.
  * Lock held. */
 static void walk_reset(struct meta *m, const char *dir, size_t n)
@@ -341,10 +343,29 @@ int meta_dir_walked(struct meta *m, const char *dir)
 	w = m->ttl > 0 ? hmap_get(m->walks, dir) : NULL; /* ttl 0: no reuse */
 	if (w && w->misses < UINT_MAX) {
 		w->misses++;
-		relist = w->misses == 8 + 4 * (w->entries / 1000);
+		relist = w->misses == 8 + 4 * (w->entries / META_PAGE);
 	}
 	pthread_mutex_unlock(&m->lock);
 	return relist;
+}
+
+int meta_dir_listable(struct meta *m, const char *dir)
+{
+	struct mwalk *w;
+	int ok;
+
+	pthread_mutex_lock(&m->lock);
+	w = hmap_get(m->walks, dir);
+	ok = m->ttl > 0 && (!w || w->entries <= META_PAGE);
+	pthread_mutex_unlock(&m->lock);
+	return ok;
+}
+
+void meta_dir_set_big(struct meta *m, const char *dir)
+{
+	pthread_mutex_lock(&m->lock);
+	walk_reset(m, dir, META_PAGE + 1);
+	pthread_mutex_unlock(&m->lock);
 }
 
 struct forget_ctx {

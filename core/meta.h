@@ -68,6 +68,12 @@ void meta_set_absent(struct meta *m, const char *dir, const char *name);
  * (never listed, below the threshold, another caller was told already, or
  * a ttl of 0 keeps nothing; the count restarts when a listing is stored). */
 int meta_dir_walked(struct meta *m, const char *dir);
+/* Whether listing dir to answer a single lookup is worth it: 0 when dir is
+ * known to hold more than one page (1000 entries) or the ttl is 0 (nothing
+ * would be kept). */
+int meta_dir_listable(struct meta *m, const char *dir);
+/* Remember that dir holds more than one page of entries. */
+void meta_dir_set_big(struct meta *m, const char *dir);
 /* Forget everything known about dir's listing and its entries' attributes. */
 void meta_forget_dir(struct meta *m, const char *dir);
 
