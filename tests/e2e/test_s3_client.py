@@ -648,3 +648,35 @@ def test_tls_is_verified(cli, tmp_path):
         assert b"TLS certificate verification is off" in p.stderr
     finally:
         srv.close()
+
+
+def rgw_serves_virtual_hosts(rgw):
+    """Does this RGW know "localhost" as its DNS name (so that
+    BUCKET.localhost:PORT is virtual-hosted)? curl resolves *.localhost to
+    loopback by itself."""
+    conf = rgw.ceph_dir / "ceph.conf" if rgw.ceph_dir else None
+    if conf is None or not conf.exists():
+        return False
+    text = conf.read_text().replace("_", " ")
+    return re.search(r"(?m)^\s*rgw dns name\s*=\s*localhost\s*$", text) is not None
+
+
+def test_virtual_hosted_addressing(cli, rgw, bucket, tmp_path):
+    if not rgw_serves_virtual_hosts(rgw):
+        pytest.skip("this RGW has no 'rgw dns name = localhost' (tests/rgw-up.sh)")
+    env = {"IMGFS_ENDPOINT": f"http://localhost:{rgw.port}", "IMGFS_ADDRESSING": "virtual"}
+    f = tmp_path / "f"
+    f.write_bytes(os.urandom(6 * 1024 * 1024))
+    cli.run("put", "v/a b+c.txt", str(f), env=env)
+    assert cli.run("get", "v/a b+c.txt", env=env).stdout == f.read_bytes()
+    cli.run("cp", "v/a b+c.txt", "v/copy", env=env)
+    cli.run("mpu", "v/m", str(f), str(5 * 1024 * 1024), "2", env=env)
+    assert cli.run("mpu-ls", "v/", env=env).stdout == b""
+    p = cli.run("ls", "v/", "/", env=env)
+    assert sorted(l.split(" ", 3)[3] for l in p.stdout.decode().splitlines()) == \
+        ["v/a b+c.txt", "v/copy", "v/m"]
+    url = cli.run("presign", "v/a b+c.txt", "60", env=env).stdout.decode().strip()
+    assert url.startswith(f"http://{bucket}.localhost:{rgw.port}/v/a%20b%2Bc.txt?")
+    got = subprocess.run(["curl", "-sf", url], capture_output=True, timeout=60)
+    assert got.returncode == 0 and got.stdout == f.read_bytes()
+    assert sorted(k for k, _, _ in boto_keys(rgw.s3, bucket)) == ["v/a b+c.txt", "v/copy", "v/m"]
