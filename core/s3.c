@@ -1071,13 +1071,13 @@ int s3_copy(struct s3_client *c, const char *src_key, const char *dst_key)
 		err = add_sse(c, &req);
 	if (!err)
 		err = s3_run(c, &req, &r);
-	if (!err)
-		err = xml_parse_copy(r.body.data, r.body.len, etag, NULL);
+	if (!err && xml_parse_copy(r.body.data, r.body.len, etag, NULL)) {
+		log_error("s3: COPY: unreadable response");
+		err = EIO;
+	}
 	buf_release(&src);
 	resp_release(&r);
-	return err ? (err == ENOENT || err == EACCES || err == ENOMEM ? err
-								       : EIO)
-		   : 0;
+	return err;
 }
 
 static int list_query(const char *prefix, const char *delimiter,
