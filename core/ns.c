@@ -89,6 +89,7 @@ void ns_free(struct ns *ns)
 {
 	if (!ns)
 		return;
+	ns_release_all(ns);
 	journal_close(ns->journal); /* before the client its janitor uses */
 	links_destroy(ns->links);
 	thumbs_destroy(ns->thumbs);
@@ -383,9 +384,12 @@ static int thumb_attr(struct ns *ns, const char *rel, int as_link,
 			rc = thumbs_key_for(ns->thumbs, src_key.data, &tkey);
 			if (!rc)
 				rc = link_size(ns, tkey.data, &out->size);
-		} else {
-			thumbs_peek_size(ns->thumbs, src_key.data, src.etag,
-					 &out->size);
+		} else if (thumbs_peek_size(ns->thumbs, src_key.data,
+					    src.etag, &out->size)) {
+			/* Not made yet: the source's size, so readers that
+			 * skip empty files (file(1)) still open it; open
+			 * learns the true size and invalidates this one. */
+			out->size = src.size;
 		}
 	}
 	buf_release(&src_key);
