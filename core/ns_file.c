@@ -27,11 +27,27 @@ static struct ns_file *file_new(struct ns *ns, enum ns_file_kind kind)
 	}
 	f->ns = ns;
 	f->kind = kind;
+	pthread_mutex_lock(&ns->lock);
+	f->next = ns->files;
+	if (f->next)
+		f->next->prev = f;
+	ns->files = f;
+	pthread_mutex_unlock(&ns->lock);
 	return f;
 }
 
 static void file_free(struct ns_file *f)
 {
+	struct ns *ns = f->ns;
+
+	pthread_mutex_lock(&ns->lock);
+	if (f->prev)
+		f->prev->next = f->next;
+	else
+		ns->files = f->next;
+	if (f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&ns->lock);
 	reader_destroy(f->reader);
 	upload_destroy(f->upload);
 	buf_release(&f->blob);
@@ -395,4 +411,18 @@ int ns_truncate(struct ns *ns, const char *path, struct ns_file *f,
 	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&f->lock);
 	return rc;
+}
+
+void ns_release_all(struct ns *ns)
+{
+	struct ns_file *f;
+
+	for (;;) {
+		pthread_mutex_lock(&ns->lock);
+		f = ns->files;
+		pthread_mutex_unlock(&ns->lock);
+		if (!f)
+			return;
+		ns_release(f);
+	}
 }

@@ -39,6 +39,7 @@ struct ns {
 	pthread_mutex_t lock;
 	struct hmap *writers;     /* key -> struct ns_file *; protected by lock */
 	struct hmap *local_dirs;  /* "uploads/a/" -> (void *)1; protected by lock */
+	struct ns_file *files;    /* every open file; protected by lock */
 	uint64_t index_size;      /* last gallery page built; protected by lock */
 	uint64_t metrics_size;    /* last .metrics rendered; protected by lock */
 };
@@ -51,6 +52,7 @@ enum ns_file_kind {
 
 struct ns_file {
 	struct ns *ns;
+	struct ns_file *prev, *next; /* in ns->files; protected by ns->lock */
 	enum ns_file_kind kind;
 	pthread_mutex_t lock;     /* serialises calls on this file */
 	char *key;                /* NF_READ, NF_WRITE */
@@ -84,6 +86,10 @@ void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
 		    const char *etag);
 /* The source at key was replaced or removed: forget its thumbnail. */
 void ns_forget_thumb(struct ns *ns, const char *key);
+
+/* Free every file still open (the kernel went away without releasing
+ * them). */
+void ns_release_all(struct ns *ns);
 
 /* Split a key under the uploads prefix into its folder prefix and name.
  * dir must hold strlen(key) + 1 bytes. Returns the name. */
