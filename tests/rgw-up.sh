@@ -137,6 +137,8 @@ bluestore cache size = 134217728
 rgw frontends = beast endpoint=127.0.0.1:$RGW_PORT
 rgw data = $CEPH_DIR/rgw.a
 rgw thread pool size = 32
+# Virtual-hosted requests (BUCKET.localhost:PORT) resolve to loopback by themselves.
+rgw dns name = localhost
 # Level 1 logs one access line per request, which tests count.
 debug rgw = $RGW_DEBUG
 # Free the space of deleted objects within seconds, not hours: a memstore
