@@ -19,6 +19,8 @@ Environment:
                          (memstore, 8 GiB; objects are deleted after use)
   IMGFS_BENCH_KEEP=1     keep the work directory (logs) afterwards
   IMGFS_BIN              the daemon (build/imgfs)
+
+bench.py --table FILE.json prints the table of an earlier run again.
 """
 
 import concurrent.futures
@@ -618,12 +620,12 @@ def w_links(b, n=10000):
 TARGETS = {
     # workload: (baseline tool, imgfs tool, check(ratio, imgfs result), text)
     "cp image set": ("curl (sequential PUTs)", "imgfs",
-                     lambda q, r: q <= 1.15, "<= 1.15x curl"),
+                     lambda q, r: q <= 1.15, "<= 1.15x curl's time"),
     "write 1 GiB": ("curl (one PUT)", "imgfs",
                     lambda q, r: 1 / q >= 0.9 and r["rss"] <= 200e6,
-                    ">= 0.9x curl throughput, RSS <= 200 MB"),
+                    ">= 0.9x curl's throughput, RSS <= 200 MB"),
     "read 1 GiB": ("curl (one GET)", "imgfs", lambda q, r: 1 / q >= 0.9,
-                   ">= 0.9x curl throughput"),
+                   ">= 0.9x curl's throughput"),
 }
 
 
@@ -637,7 +639,10 @@ def verdicts(results):
         a, r = get(w, base), get(w, tool)
         if a and r:
             q = r["median"] / a["median"]
-            out.append((w, text, f"{q:.2f}x", check(q, r)))
+            got = f"{q:.2f}x" if w == "cp image set" else f"{1 / q:.2f}x"
+            if r["rss"] and w != "cp image set":
+                got += f", {r['rss'] / MIB:.0f} MiB"
+            out.append((w, text, got, check(q, r)))
     a, c, wm = get("ls -l 5000", "boto3 ListObjectsV2"), get("ls -l 5000", "imgfs cold"), \
         get("ls -l 5000", "imgfs warm")
     if a and c and wm:
@@ -680,7 +685,7 @@ def baseline_of(results, r):
 
 def table(results, machine):
     lines = [f"imgfs bench — {machine}", "",
-             "| workload | tool | median | throughput | peak RSS | vs baseline |",
+             "| workload | tool | median | throughput | peak RSS | time vs baseline |",
              "| --- | --- | ---: | ---: | ---: | ---: |"]
     for r in results:
         med = r["median"]
@@ -709,14 +714,21 @@ def machine():
                 cpu = line.split(":", 1)[1].strip()
                 break
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    rev = subprocess.run(["git", "-C", str(REPO), "describe", "--always", "--dirty"],
+                         capture_output=True, text=True).stdout.strip() or "?"
     return (f"{platform.node()}: {os.cpu_count()} x {cpu}, {mem:.0f} GiB RAM, "
-            f"Linux {platform.release()}, load {os.getloadavg()[0]:.1f} at start")
+            f"Linux {platform.release()}, load {os.getloadavg()[0]:.1f} at start; "
+            f"imgfs {IMGFS_BIN} at {rev}, {REPEAT} runs each")
 
 
 WORKLOADS = ("cp", "write", "read", "ls", "thumbs", "links")
 
 
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":
+        doc = json.loads(pathlib.Path(sys.argv[2]).read_text())
+        print(table(doc["results"], doc["machine"]))
+        return
     if not IMGFS_BIN.exists():
         sys.exit(f"bench: {IMGFS_BIN} not built (make)")
     for tool in ("curl", "vipsthumbnail", "fusermount3") + (("s3fs", "rclone") if PEERS else ()):
