@@ -1,0 +1,65 @@
+#!/bin/bash
+# check-all.sh: the slow checks CI runs besides `make test` (`make check-all`):
+#
+#   1. make asan     unit and end-to-end tests against an ASan+UBSan build
+#                    (build/asan/imgfs; timeouts scaled by 3)
+#   2. valgrind      tests/valgrind.sh: memcheck over mount, cp, ls,
+#                    thumbnails, links, unmount (plain build/imgfs)
+#   3. make fuzz     every libFuzzer target for FUZZ_SECONDS each
+#
+# Every stage runs even when an earlier one failed; the summary names the
+# failures and the exit status is non-zero if any stage failed. Expect about
+# an hour on 2 cores: the ASan e2e run dominates (~40 min), valgrind ~10 min,
+# fuzzing 5 targets x FUZZ_SECONDS (default 60 s here).
+#
+# Env: CHECK_STAGES   stages to run (default "asan valgrind fuzz")
+#      FUZZ_SECONDS   per fuzz target (default 60)
+#      PYTEST_ARGS    passed to the ASan e2e run (e.g. -m "not slow")
+set -uo pipefail
+
+cd "$(dirname "$0")/.."
+MAKE=${MAKE:-make}
+STAGES=${CHECK_STAGES:-asan valgrind fuzz}
+export FUZZ_SECONDS=${FUZZ_SECONDS:-60}
+failed=()
+summary=()
+
+stage() {
+	local name=$1 t0=$SECONDS status
+	shift
+	echo "== check-all: $name" >&2
+	"$@"
+	status=$?
+	summary+=("$(printf '%-9s %-4s %5ss' "$name" "$([ $status -eq 0 ] && echo ok || echo FAIL)" $((SECONDS - t0)))")
+	[ $status -eq 0 ] || failed+=("$name")
+}
+
+run_asan() {
+	# make asan builds into build/asan; the tests must run that daemon.
+	IMGFS_BIN=$PWD/build/asan/imgfs IMGFS_BUILD=$PWD/build/asan \
+	IMGFS_TIMEOUT_SCALE=${IMGFS_TIMEOUT_SCALE:-3} \
+	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+		$MAKE asan
+}
+
+run_valgrind() {
+	$MAKE -j2 all && tests/valgrind.sh
+}
+
+for s in $STAGES; do
+	case $s in
+	asan) stage asan run_asan ;;
+	valgrind) stage valgrind run_valgrind ;;
+	fuzz) stage fuzz $MAKE fuzz ;;
+	*) echo "check-all: unknown stage $s" >&2; failed+=("$s") ;;
+	esac
+done
+
+echo "== check-all summary" >&2
+printf '  %s\n' "${summary[@]}" >&2
+if [ ${#failed[@]} -gt 0 ]; then
+	echo "check-all: FAILED: ${failed[*]}" >&2
+	exit 1
+fi
+echo "check-all: all stages passed" >&2
