@@ -35,9 +35,10 @@ rgw (session)
     tests/rgw-up.sh uses; IMGFS_TEST_CEPH_DIR gives its log and restarts).
     Otherwise one is started for the session in a temporary directory, on
     IMGFS_RGW_PORT/IMGFS_MON_PORT/IMGFS_OSD_PORT_MIN when set, else on free
-    ports chosen from the pid; IMGFS_RGW_OBJECTSTORE (memstore|bluestore)
-    and IMGFS_RGW_MEMSTORE_BYTES pass through; IMGFS_KEEP_RGW=1 keeps its
-    directory (logs) afterwards.
+    ports chosen from the pid; IMGFS_RGW_OBJECTSTORE (memstore, the
+    default, or bluestore), IMGFS_RGW_MEMSTORE_BYTES (default 6 GiB) and
+    IMGFS_RGW_BLUESTORE_BYTES pass through to tests/rgw-up.sh;
+    IMGFS_KEEP_RGW=1 keeps its directory (logs) afterwards.
 
 bucket (function)
     The name (str) of a new, empty bucket. Afterwards its multipart uploads
@@ -48,11 +49,12 @@ mount (function)
     cache_dir=None, timeout=None) runs $IMGFS_BIN (default build/imgfs)
     with -f, -o endpoint=...,region=...,cache_dir=... plus opts (a dict, a
     "k=v,k=v" string or a list of "k=v"), env on top of rgw.env(), and
-    fg_args before BUCKET MOUNTPOINT; it returns once the mountpoint shows
+    fg_args before BUCKET MOUNTPOINT (IMGFS_TEST_LOG_LEVEL=debug adds
+    log_level=debug to every mount); it returns once the mountpoint shows
     in /proc/self/mountinfo, and fails the test with the daemon's stderr if
     it exits first. The Mount object:
       .path, .uploads, .thumbs, .links (pathlib.Path)
-      .bucket, .cache_dir, .proc, .pid
+      .bucket, .cache_dir, .proc, .pid, .mounted()
       .stderr_text()         the current daemon's stderr so far
       .metrics()             .metrics parsed: {'name{a="x",b="y"}': value}
                              (labels sorted; no braces without labels)
