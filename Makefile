@@ -108,3 +108,7 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libimgfs.a
 # libFuzzer targets, each run for a bounded time on its committed corpus.
 fuzz:
 	tests/fuzz/run.sh
+
+# The slow checks: ASan+UBSan end-to-end, valgrind, fuzzing (about an hour).
+check-all: deps all
+	tests/check-all.sh
