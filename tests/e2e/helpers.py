@@ -60,7 +60,7 @@ def is_sanitized(binary):
     """Whether the binary was built with AddressSanitizer."""
     try:
         with open(binary, "rb") as f:
-            return b"AddressSanitizer" in f.read()
+            return b"__asan_init" in f.read()
     except OSError:
         return False
 
