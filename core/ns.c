@@ -561,13 +561,16 @@ static int collect_entry(void *arg, const char *name, const struct meta_attr *a)
 static int collect_local(void *arg, const char *key, void *value)
 {
 	struct collect *c = arg;
-	const char *rest = key + c->plen;
-	size_t len = strcspn(rest, "/");
+	const char *rest;
+	size_t len;
 	struct meta_attr a = {0};
 	char name[PATH_NAME_MAX + 1];
 
-	if (strncmp(key, c->prefix, c->plen) != 0 || !len ||
-	    len > PATH_NAME_MAX)
+	if (strncmp(key, c->prefix, c->plen) != 0)
+		return 0; /* not below the folder (key may be shorter) */
+	rest = key + c->plen;
+	len = strcspn(rest, "/");
+	if (!len || len > PATH_NAME_MAX)
 		return 0;
 	if (rest[len] == '/' && rest[len + 1] != '\0')
 		return 0; /* deeper than one level */
