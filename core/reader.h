@@ -17,8 +17,8 @@
 
 #include "s3.h"
 
-#define READER_CHUNK (4u << 20) /* bytes per ranged GET */
-#define READER_AHEAD 4          /* chunks fetched ahead when sequential */
+#define READER_CHUNK (8u << 20) /* bytes per ranged GET */
+#define READER_AHEAD 2          /* chunks fetched ahead when sequential */
 #define READER_SLOTS (READER_AHEAD + 2)
 
 struct reader;
