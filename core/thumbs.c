@@ -291,6 +291,15 @@ static int thumbs_sink_add(void *arg, const void *data, size_t len)
 	return buf_add(s->b, data, len) ? 1 : 0;
 }
 
+/* The source-etag metadata a stored thumbnail carries: the source's ETag
+ * and the thumbnail spec, so that an instance with another thumb_size or
+ * crop never takes it for its own. */
+static void thumbs_stamp(const struct thumbs *t, const char *etag,
+			 char out[S3_ETAG_MAX])
+{
+	snprintf(out, S3_ETAG_MAX, "%s;%s", etag, thumb_engine_spec(t->engine));
+}
+
 /* The thumbnail object, if its source-etag says it is of this source:
  * 0 (bytes in out, *fmt set) or ENOENT. */
 static int thumbs_from_bucket(struct thumbs *t, const char *tkey,
@@ -300,12 +309,14 @@ static int thumbs_from_bucket(struct thumbs *t, const char *tkey,
 	struct buf b = BUF_INIT;
 	struct thumbs_sink sink = {&b, THUMBS_OBJECT_MAX, 0};
 	struct s3_object info;
+	char stamp[S3_ETAG_MAX];
 	int rc;
 
 	memset(&info, 0, sizeof(info));
+	thumbs_stamp(t, etag, stamp);
 	rc = s3_get(t->s3, tkey, 0, 0, NULL, thumbs_sink_add, &sink, &info);
 	if (rc == 0 && (b.len == 0 || b.len != info.size ||
-			strcmp(info.source_etag, etag) != 0))
+			strcmp(info.source_etag, stamp) != 0))
 		rc = ENOENT;
 	if (rc == 0 && thumb_format_of_name(tkey, fmt))
 		*fmt = THUMB_FMT_JPEG;
@@ -403,11 +414,15 @@ static int thumbs_generate(struct thumbs *t, const struct cache_key *ck,
 static int thumbs_store(struct thumbs *t, const char *tkey, const char *etag,
 			const struct buf *thumb, enum thumb_format fmt)
 {
+	char stamp[S3_ETAG_MAX];
 	struct s3_put_opts opts = {
 		.content_type = thumb_format_mime(fmt),
-		.source_etag = etag,
+		.source_etag = stamp,
 	};
-	int rc = s3_put(t->s3, tkey, thumb->data, thumb->len, &opts, NULL);
+	int rc;
+
+	thumbs_stamp(t, etag, stamp);
+	rc = s3_put(t->s3, tkey, thumb->data, thumb->len, &opts, NULL);
 
 	if (rc)
 		log_warn("thumbnail %s: cannot store it in the bucket: %s",
@@ -503,12 +518,14 @@ int thumbs_ensure_stored(struct thumbs *t, const char *src_key,
 	enum thumbs_origin origin = ORIGIN_CACHE;
 	enum thumb_format fmt;
 	struct s3_object obj;
+	char stamp[S3_ETAG_MAX];
 	int rc = thumbs_key_for(t, src_key, &tkey);
 
 	memset(&obj, 0, sizeof(obj));
+	thumbs_stamp(t, src_etag, stamp);
 	if (!rc)
 		rc = s3_head(t->s3, tkey.data, &obj);
-	if (rc == 0 && strcmp(obj.source_etag, src_etag) == 0)
+	if (rc == 0 && strcmp(obj.source_etag, stamp) == 0)
 		goto out_release;
 	if (rc == 0 || rc == ENOENT)
 		rc = thumbs_fetch(t, src_key, src_etag, &thumb, &origin);

@@ -175,7 +175,11 @@ def test_real_image_set_and_remount_serves_from_sqlite(rgw, bucket, mount, image
     name = next(iter(names))
     head = rgw.s3.head_object(Bucket=bucket, Key=f"thumbnails/set/{name}")
     src_head = rgw.s3.head_object(Bucket=bucket, Key=f"uploads/set/{name}")
-    assert head["Metadata"].get("source-etag") == src_head["ETag"]
+    # the source's ETag and the thumbnail spec (size/crop), so that another
+    # instance with other settings never takes it for its own
+    etag, _, spec = head["Metadata"].get("source-etag", "").partition(";")
+    assert etag == src_head["ETag"]
+    assert spec.startswith(f"{EDGE}/none/")
     assert head["ContentType"].startswith("image/")
 
     m.remount()
@@ -304,8 +308,8 @@ def test_replace_and_delete_source(rgw, bucket, mount):
     assert t.size == (EDGE, 85) and t.convert("RGB").getpixel((5, 5))[2] > 250
     src_etag = rgw.s3.head_object(Bucket=bucket, Key="uploads/swap.png")["ETag"]
     wait_for(
-        lambda: rgw.s3.head_object(Bucket=bucket, Key="thumbnails/swap.png")["Metadata"].get("source-etag")
-        == src_etag,
+        lambda: rgw.s3.head_object(Bucket=bucket, Key="thumbnails/swap.png")["Metadata"]
+        .get("source-etag", "").partition(";")[0] == src_etag,
         10, what="the stored thumbnail to follow the new source",
     )
 
@@ -523,3 +527,19 @@ def test_pixel_limit_option(rgw, bucket, mount):
     assert decode(read_thumb(m.thumbs / "small.png")).size == (EDGE, EDGE)
     lines = [ln for ln in m.stderr_text().splitlines() if "big.png" in ln]
     assert len(lines) == 1 and "2000x1500" in lines[0], lines
+
+
+def test_other_thumb_size_does_not_reuse_stored_thumbnail(rgw, bucket, mount, images, tmp_path):
+    src = next(p for p in images if p.suffix == ".jpg")
+    a = mount(bucket, cache_dir=tmp_path / "cache-a")
+    shutil.copyfile(src, a.uploads / "s.jpg")
+    assert max(decode(read_thumb(a.thumbs / "s.jpg")).size) == EDGE
+    wait_for(lambda: "thumbnails/s.jpg" in list_keys(rgw.s3, bucket, "thumbnails/"), 10,
+             what="the thumbnail stored in the bucket")
+    a.unmount()
+
+    b = mount(bucket, opts={"thumb_size": 64}, cache_dir=tmp_path / "cache-b")
+    assert max(decode(read_thumb(b.thumbs / "s.jpg")).size) == 64
+    assert b.metric(GENERATED) == 1
+    head = rgw.s3.head_object(Bucket=bucket, Key="thumbnails/s.jpg")
+    assert head["Metadata"]["source-etag"].partition(";")[2].startswith("64/none/")
