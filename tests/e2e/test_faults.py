@@ -11,6 +11,7 @@ failure is not remembered as a bad image.
 """
 
 import concurrent.futures
+import hashlib
 import os
 import pathlib
 import random
@@ -261,7 +262,6 @@ def test_reads_are_correct_or_eio(rgw, bucket, mount, images, tmp_path, proxy):
             kind, data = read_outcome(m.uploads / name, timeout=20 * request_bound(retries))
             outcomes[kind] += 1
             if kind == "ok":
-                import hashlib
                 assert hashlib.sha256(data).hexdigest() == want[name], f"wrong bytes for {name}"
         proxy.set_rules([])
         m.unmount()

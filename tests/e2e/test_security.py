@@ -13,7 +13,6 @@ other users cannot enter the mount unless allow_other is asked for.
 
 import errno
 import os
-import pathlib
 import re
 import shutil
 import signal
@@ -277,11 +276,9 @@ def test_allow_other_only_when_asked(rgw, bucket, mount):
     opts = mount_options(m.path)
     assert opts is not None and "allow_other" not in opts, opts
     assert "nosuid" in opts and "nodev" in opts, opts
-    st = os.stat(m.path)
     m.unmount()
     m2 = mount(bucket, opts=["allow_other"])
     assert "allow_other" in mount_options(m2.path)
-    del st
 
 
 def test_credentials_file_readable_by_others_warns(rgw, bucket, mount, tmp_path):
