@@ -74,7 +74,8 @@ test: deps
 
 # The same tests against an ASan+UBSan build.
 asan: deps
-	$(MAKE) BUILD=build/asan WERROR=-Werror \
+	$(MAKE) BUILD=build/asan WERROR=-Werror IMGFS_BIN=build/asan/imgfs \
+		IMGFS_BUILD=build/asan IMGFS_TIMEOUT_SCALE=3 \
 		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" unit e2e
 
