@@ -95,10 +95,48 @@ static void locked_exec(struct journal *j, const char *sql, const char *a,
 	pthread_mutex_unlock(&j->lock);
 }
 
-void journal_add(struct journal *j, const char *key, const char *upload_id)
+long long journal_begin(struct journal *j, const char *key)
 {
-	locked_exec(j, "INSERT OR REPLACE INTO mpu(upload_id, key) VALUES(?, ?)",
-		    upload_id, key);
+	long long row = 0;
+
+	if (!j)
+		return 0;
+	pthread_mutex_lock(&j->lock);
+	if (exec2(j, "INSERT INTO mpu(upload_id, key) VALUES(NULL, ?)", key,
+		  NULL) == 0)
+		row = sqlite3_last_insert_rowid(j->db);
+	pthread_mutex_unlock(&j->lock);
+	return row;
+}
+
+static void exec_row(struct journal *j, const char *sql, long long row,
+		     const char *text)
+{
+	sqlite3_stmt *st;
+
+	if (!j || !row)
+		return;
+	pthread_mutex_lock(&j->lock);
+	if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) == SQLITE_OK) {
+		if (text)
+			sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+		sqlite3_bind_int64(st, 2, row);
+		if (sqlite3_step(st) != SQLITE_DONE)
+			log_warn("journal: %s", sqlite3_errmsg(j->db));
+		sqlite3_finalize(st);
+	}
+	pthread_mutex_unlock(&j->lock);
+}
+
+void journal_bind(struct journal *j, long long handle, const char *upload_id)
+{
+	exec_row(j, "UPDATE mpu SET upload_id = ?1 WHERE rowid = ?2", handle,
+		 upload_id);
+}
+
+void journal_cancel(struct journal *j, long long handle)
+{
+	exec_row(j, "DELETE FROM mpu WHERE rowid = ?2", handle, NULL);
 }
 
 void journal_done(struct journal *j, const char *upload_id)
@@ -117,47 +155,79 @@ void journal_orphan(struct journal *j, const char *upload_id)
 	}
 }
 
-/* The orphans, as NUL-separated "upload_id\0key\0" pairs. */
-static int list_orphans(struct journal *j, struct buf *out, int *n)
+/* The orphans, as NUL-separated "rowid\0upload_id\0key\0" triples
+ * (upload_id "" when the create's reply was never handled). */
+static int list_orphans(struct journal *j, struct buf *out)
 {
 	sqlite3_stmt *st;
 	int rc;
 
-	*n = 0;
 	pthread_mutex_lock(&j->lock);
 	rc = sqlite3_prepare_v2(j->db,
-				"SELECT upload_id, key FROM mpu WHERE orphan = 1",
-				-1, &st, NULL);
+				"SELECT rowid, ifnull(upload_id, ''), key FROM mpu"
+				" WHERE orphan = 1", -1, &st, NULL);
 	while (rc == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW) {
-		const char *id = (const char *)sqlite3_column_text(st, 0);
-		const char *key = (const char *)sqlite3_column_text(st, 1);
+		for (int i = 0; i < 3; i++) {
+			const char *v = (const char *)sqlite3_column_text(st, i);
 
-		buf_add(out, id, strlen(id) + 1);
-		buf_add(out, key, strlen(key) + 1);
-		(*n)++;
+			buf_add(out, v ? v : "", strlen(v ? v : "") + 1);
+		}
 	}
 	sqlite3_finalize(st);
 	pthread_mutex_unlock(&j->lock);
 	return rc == SQLITE_OK ? 0 : EIO;
 }
 
+struct key_uploads {
+	const char *key;
+	struct buf ids; /* NUL-separated upload ids of exactly key */
+};
+
+static void collect_upload(void *arg, const char *key, const char *upload_id,
+			   time_t initiated)
+{
+	struct key_uploads *k = arg;
+
+	if (strcmp(key, k->key) == 0)
+		buf_add(&k->ids, upload_id, strlen(upload_id) + 1);
+}
+
+/* Abort the uploads of key whose ids were never recorded. 0 or errno. */
+static int abort_by_key(struct s3_client *s3, const char *key)
+{
+	struct key_uploads k = {key, BUF_INIT};
+	int rc = s3_mpu_list(s3, key, collect_upload, &k);
+
+	for (size_t off = 0; !rc && off < k.ids.len;) {
+		const char *id = k.ids.data + off;
+
+		rc = s3_mpu_abort(s3, key, id);
+		rc = rc == ENOENT ? 0 : rc;
+		off += strlen(id) + 1;
+	}
+	buf_release(&k.ids);
+	return rc;
+}
+
 int journal_sweep(struct journal *j, struct s3_client *s3)
 {
 	struct buf list = BUF_INIT;
-	int n, left = 0;
+	int left = 0;
 
-	if (list_orphans(j, &list, &n))
+	if (list_orphans(j, &list))
 		return 0;
 	for (size_t off = 0; off < list.len;) {
-		const char *id = list.data + off;
+		const char *row = list.data + off;
+		const char *id = row + strlen(row) + 1;
 		const char *key = id + strlen(id) + 1;
-		int rc = s3_mpu_abort(s3, key, id);
+		int rc = *id ? s3_mpu_abort(s3, key, id) : abort_by_key(s3, key);
 
 		off = (size_t)(key + strlen(key) + 1 - list.data);
 		if (rc == 0 || rc == ENOENT) {
 			log_info("aborted the unfinished multipart upload of %s",
 				 key);
-			journal_done(j, id);
+			exec_row(j, "DELETE FROM mpu WHERE rowid = ?2",
+				 strtoll(row, NULL, 10), NULL);
 		} else {
 			left++;
 		}

@@ -31,9 +31,19 @@ void journal_close(struct journal *j);
  * the journal's janitor). 0 or errno. */
 int journal_start(struct journal *j, struct s3_client *s3);
 
-/* Record / forget a multipart upload. Failures are logged, not returned:
- * the journal is a safety net, never a reason to fail an upload. */
-void journal_add(struct journal *j, const char *key, const char *upload_id);
+/*
+ * Record a multipart upload of key about to be created, before the request
+ * is sent (a crash between S3 creating it and the reply being handled must
+ * not leave it unknown); returns a handle for journal_bind(), 0 on failure.
+ * An orphan never bound is cleaned by listing the key's uploads.
+ * Failures are logged, not returned: the journal is a safety net, never a
+ * reason to fail an upload.
+ */
+long long journal_begin(struct journal *j, const char *key);
+/* The create succeeded with upload_id. */
+void journal_bind(struct journal *j, long long handle, const char *upload_id);
+/* The create failed: forget the record. */
+void journal_cancel(struct journal *j, long long handle);
 void journal_done(struct journal *j, const char *upload_id);
 /* The abort of upload_id failed: leave it to the janitor. */
 void journal_orphan(struct journal *j, const char *upload_id);

@@ -379,17 +379,20 @@ static int mpu_begin(struct upload *u, const void *head, size_t head_len)
 {
 	char type[MIME_TYPE_MAX];
 	struct s3_put_opts opts = {.content_type = type};
+	long long row;
 	int rc;
 
 	mime_sniff(u->conf->mime, head, head_len, u->key, type);
+	row = journal_begin(u->conf->journal, u->key);
 	rc = s3_mpu_create(u->s3, u->key, &opts, &u->upload_id);
 	if (rc) {
 		log_error("upload %s: cannot start a multipart upload: %s",
 			  u->key, strerror(rc));
+		journal_cancel(u->conf->journal, row);
 		u->upload_id = NULL;
 		return EIO;
 	}
-	journal_add(u->conf->journal, u->key, u->upload_id);
+	journal_bind(u->conf->journal, row, u->upload_id);
 	rc = workers_start(u);
 	if (rc) {
 		if (s3_mpu_abort(u->s3, u->key, u->upload_id))
