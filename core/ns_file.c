@@ -27,6 +27,7 @@ static struct ns_file *file_new(struct ns *ns, enum ns_file_kind kind)
 	}
 	f->ns = ns;
 	f->kind = kind;
+	f->refs = 1;
 	pthread_mutex_lock(&ns->lock);
 	f->next = ns->files;
 	if (f->next)
@@ -36,18 +37,23 @@ static struct ns_file *file_new(struct ns *ns, enum ns_file_kind kind)
 	return f;
 }
 
+/* Drop one reference; the last one unlinks and frees f. */
 static void file_free(struct ns_file *f)
 {
 	struct ns *ns = f->ns;
+	int last;
 
 	pthread_mutex_lock(&ns->lock);
-	if (f->prev)
+	last = --f->refs == 0;
+	if (last && f->prev)
 		f->prev->next = f->next;
-	else
+	else if (last)
 		ns->files = f->next;
-	if (f->next)
+	if (last && f->next)
 		f->next->prev = f->prev;
 	pthread_mutex_unlock(&ns->lock);
+	if (!last)
+		return;
 	reader_destroy(f->reader);
 	upload_destroy(f->upload);
 	buf_release(&f->blob);
@@ -62,6 +68,20 @@ static void register_writer(struct ns *ns, struct ns_file *f)
 	pthread_mutex_lock(&ns->lock);
 	f->registered = hmap_put(ns->writers, f->key, f, NULL) == 0;
 	pthread_mutex_unlock(&ns->lock);
+}
+
+/* The registered writer of key with a reference taken, or NULL. The
+ * caller drops it with file_free(). */
+static struct ns_file *borrow_writer(struct ns *ns, const char *key)
+{
+	struct ns_file *f;
+
+	pthread_mutex_lock(&ns->lock);
+	f = hmap_get(ns->writers, key);
+	if (f)
+		f->refs++;
+	pthread_mutex_unlock(&ns->lock);
+	return f;
 }
 
 static void unregister_writer(struct ns *ns, struct ns_file *f)
@@ -383,6 +403,20 @@ static int truncate_closed(struct ns *ns, const char *rel, uint64_t size)
 	return rc;
 }
 
+/* truncate(2) or ftruncate(2) of a file open for writing. */
+static int truncate_open(struct ns_file *f, uint64_t size)
+{
+	int rc;
+
+	if (f->kind != NF_WRITE)
+		return EROFS;
+	pthread_mutex_lock(&f->lock);
+	rc = upload_truncate(f->upload, size);
+	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
 int ns_truncate(struct ns *ns, const char *path, struct ns_file *f,
 		uint64_t size)
 {
@@ -390,26 +424,24 @@ int ns_truncate(struct ns *ns, const char *path, struct ns_file *f,
 	struct buf key = BUF_INIT;
 	int rc;
 
-	if (!f && path) {
-		rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
-		if (rc)
-			return rc;
-		if (pi.area != PA_UPLOADS)
-			return EROFS;
-		rc = ns_upload_key(ns, pi.rel, &key);
-		pthread_mutex_lock(&ns->lock);
-		f = rc ? NULL : hmap_get(ns->writers, key.data);
-		pthread_mutex_unlock(&ns->lock);
-		buf_release(&key);
-		if (!f)
-			return truncate_closed(ns, pi.rel, size);
-	}
-	if (!f || f->kind != NF_WRITE)
-		return f ? EROFS : EBADF;
-	pthread_mutex_lock(&f->lock);
-	rc = upload_truncate(f->upload, size);
-	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
-	pthread_mutex_unlock(&f->lock);
+	if (f)
+		return truncate_open(f, size);
+	if (!path)
+		return EBADF;
+	rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+	if (rc)
+		return rc;
+	if (pi.area != PA_UPLOADS)
+		return EROFS;
+	rc = ns_upload_key(ns, pi.rel, &key);
+	f = rc ? NULL : borrow_writer(ns, key.data);
+	buf_release(&key);
+	if (rc)
+		return rc;
+	if (!f)
+		return truncate_closed(ns, pi.rel, size);
+	rc = truncate_open(f, size);
+	file_free(f);
 	return rc;
 }
 

@@ -53,6 +53,9 @@ enum ns_file_kind {
 struct ns_file {
 	struct ns *ns;
 	struct ns_file *prev, *next; /* in ns->files; protected by ns->lock */
+	unsigned refs;            /* the open's reference plus one per borrower
+				     (ns_truncate by path); protected by
+				     ns->lock; freed when it drops to 0 */
 	enum ns_file_kind kind;
 	pthread_mutex_t lock;     /* serialises calls on this file */
 	char *key;                /* NF_READ, NF_WRITE */
