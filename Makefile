@@ -22,11 +22,11 @@ DEB_BENCH := s3fs rclone
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wwrite-strings -Wformat=2 -Wno-unused-parameter
 CFLAGS ?= -O2 -g
-override CFLAGS += -std=gnu11 -pthread $(WARN) $(WERROR) -I. \
+override CFLAGS += -std=gnu11 -pthread $(WARN) $(WERROR) -I. -Icore \
 	$(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 override LDLIBS += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
-CORE_SRC := $(sort $(wildcard core/*.c))
+CORE_SRC := $(sort $(wildcard core/*/*.c))
 FS_SRC := $(sort $(wildcard fs/*.c))
 UNIT_SRC := $(sort $(wildcard tests/unit/test_*.c))
 CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
@@ -38,7 +38,7 @@ UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
 all: $(BUILD)/imgfs $(UNIT_BIN)
 
-$(BUILD)/%.o: %.c $(wildcard core/*.h fs/*.h tests/unit/*.h)
+$(BUILD)/%.o: %.c $(wildcard core/*/*.h fs/*.h tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c -o $@ $<
 
@@ -93,7 +93,7 @@ uninstall:
 	rm -f $(DESTDIR)$(PREFIX)/bin/imgfs $(DESTDIR)$(PREFIX)/share/man/man1/imgfs.1
 
 format:
-	clang-format -i core/*.[ch] fs/*.[ch] tests/unit/*.[ch]
+	clang-format -i core/*/*.[ch] fs/*.[ch] tests/unit/*.[ch]
 
 clean:
 	rm -rf $(BUILD)

@@ -8,8 +8,8 @@
 #define FUSE_USE_VERSION 314
 #include <fuse.h>
 
-#include "core/cfg.h"
-#include "core/ns.h"
+#include "config/cfg.h"
+#include "ns/ns.h"
 
 /* What the FUSE callbacks find in fuse_get_context()->private_data. */
 struct fs_state {

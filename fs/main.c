@@ -13,9 +13,9 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/buf.h"
-#include "core/creds.h"
-#include "core/log.h"
+#include "base/buf.h"
+#include "aws/creds.h"
+#include "base/log.h"
 
 extern char **environ;
 

@@ -11,7 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "core/log.h"
+#include "base/log.h"
 
 #define FS_BLKSIZE (1u << 20) /* st_blksize: invites large writes */
 

@@ -1,6 +1,6 @@
 """Temporary credentials from the network: EC2 instance metadata (IMDSv2)
 and container credentials, fetched by imgfs' credential chain
-(build/tools/credsprobe drives core/creds) from tests/credserver.py on
+(build/tools/credsprobe drives core/aws/creds) from tests/credserver.py on
 127.0.0.1. Nothing here ever talks to 169.254.x.x or any other address.
 
 What is checked: each protocol end to end (IMDSv2 session token, role

@@ -41,7 +41,7 @@ FAULT_MIX = [
 REQUEST_TIMEOUT = 3
 CONNECT_TIMEOUT = 3
 RETRIES = 5
-BACKOFF_CAP = 5  # core/s3.c: full jitter capped at 5 s
+BACKOFF_CAP = 5  # core/store/s3.c: full jitter capped at 5 s
 
 
 def request_bound(retries=RETRIES):

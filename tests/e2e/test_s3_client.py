@@ -1,4 +1,4 @@
-"""End-to-end tests of core/s3 through build/tools/s3cli against a real RGW.
+"""End-to-end tests of core/store/s3 through build/tools/s3cli against a real RGW.
 
 RGW verifies every SigV4 signature, so a signing mistake fails here. The
 bucket is checked independently with boto3. A small in-process TCP proxy

@@ -1,4 +1,4 @@
-"""The upload engine (core/upload) against a real RGW, driven directly by
+"""The upload engine (core/io/upload) against a real RGW, driven directly by
 build/tools/uploadprobe (no FUSE): single PUTs with sniffed types, streamed
 multipart uploads in bounded memory, seek-back patches, spooled random
 writes, appends to existing objects, re-commits, and failures that must

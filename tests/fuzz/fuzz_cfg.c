@@ -2,7 +2,7 @@
  * libFuzzer target: the configuration parser and the shared credentials
  * file reader. Each input is read as the INI file named by --config, as
  * the argument of -o, as a size, and as an AWS credentials file.
- * fuzz-sources: core/cfg.c core/creds.c core/buf.c core/log.c
+ * fuzz-sources: core/config/cfg.c core/aws/creds.c core/base/buf.c core/base/log.c
  */
 #define _GNU_SOURCE
 #include <stdint.h>
@@ -12,9 +12,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "core/cfg.h"
-#include "core/creds.h"
-#include "core/log.h"
+#include "config/cfg.h"
+#include "aws/creds.h"
+#include "base/log.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,13 +1,13 @@
 /*
  * libFuzzer target: mount path classification and the checks on names
  * that come from the bucket.
- * fuzz-sources: core/path.c
+ * fuzz-sources: core/ns/path.c
  */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/path.h"
+#include "ns/path.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

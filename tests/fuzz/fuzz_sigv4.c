@@ -1,7 +1,7 @@
 /*
  * fuzz_sigv4: libFuzzer target for the SigV4 canonicaliser.
  *
- * fuzz-sources: core/sigv4.c core/buf.c
+ * fuzz-sources: core/aws/sigv4.c core/base/buf.c
  *
  * The input is split at newlines into method, path, query and "name:value"
  * header lines; the whole input is also percent-encoded and canonicalised as
@@ -16,8 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
-#include "core/sigv4.h"
+#include "base/buf.h"
+#include "aws/sigv4.h"
 
 #define FUZZ_MAX_FIELDS 12
 

@@ -3,14 +3,14 @@
  * byte picks the file name (and so the output format); the rest is the
  * source. Every input must give a thumbnail or EIO, never a crash, and
  * the pixel limit is kept small so that no input decodes for long.
- * fuzz-sources: core/thumb.c core/buf.c core/log.c
+ * fuzz-sources: core/image/thumb.c core/base/buf.c core/base/log.c
  */
 #include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "core/buf.h"
-#include "core/thumb.h"
+#include "base/buf.h"
+#include "image/thumb.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -2,14 +2,14 @@
  * Fuzz target: every S3 response parser of core/xml over the same bytes.
  * A parser must return 0 or an errno and leave nothing allocated on error.
  *
- * fuzz-sources: core/xml.c core/buf.c
+ * fuzz-sources: core/store/xml.c core/base/buf.c
  */
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/xml.h"
+#include "store/xml.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -4,8 +4,8 @@
 # sanitizer report or leak.
 #
 # A target names the core sources it needs in a comment line
-#     fuzz-sources: core/a.c core/b.c
-# (without it, every core/*.c is linked). Adding a target = its .c file plus a
+#     fuzz-sources: core/base/a.c core/io/b.c
+# (without it, every core/*/*.c is linked). Adding a target = its .c file plus a
 # corpus directory.
 #
 # Usage: tests/fuzz/run.sh [NAME...]     (default: every target)
@@ -28,7 +28,7 @@ fi
 WARN="-Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 -Wwrite-strings -Wformat=2 -Wno-unused-parameter"
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined"
-CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread $WARN -I. \
+CFLAGS="-std=gnu11 -g -O1 -fno-omit-frame-pointer -pthread $WARN -I. -Icore \
 $(pkg-config --cflags $PKGS 2>/dev/null)"
 LIBS="$(pkg-config --libs $PKGS 2>/dev/null) -lpthread -lm"
 
@@ -36,7 +36,7 @@ LIBS="$(pkg-config --libs $PKGS 2>/dev/null) -lpthread -lm"
 sources_of() {
 	srcs=$(sed -n 's/.*fuzz-sources:[[:space:]]*\([^*]*\).*/\1/p' "$1")
 	if [ -z "$srcs" ]; then
-		srcs=$(ls core/*.c)
+		srcs=$(ls core/*/*.c)
 	fi
 	echo $srcs
 }

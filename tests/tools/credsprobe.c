@@ -26,9 +26,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/cfg.h"
-#include "core/creds.h"
-#include "core/log.h"
+#include "config/cfg.h"
+#include "aws/creds.h"
+#include "base/log.h"
 
 extern char **environ;
 

@@ -19,11 +19,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/buf.h"
-#include "core/cfg.h"
-#include "core/creds.h"
-#include "core/metrics.h"
-#include "core/s3.h"
+#include "base/buf.h"
+#include "config/cfg.h"
+#include "aws/creds.h"
+#include "base/metrics.h"
+#include "store/s3.h"
 
 extern char **environ;
 

@@ -21,13 +21,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "core/cfg.h"
-#include "core/creds.h"
-#include "core/log.h"
-#include "core/metrics.h"
-#include "core/mime.h"
-#include "core/s3.h"
-#include "core/upload.h"
+#include "config/cfg.h"
+#include "aws/creds.h"
+#include "base/log.h"
+#include "base/metrics.h"
+#include "io/mime.h"
+#include "store/s3.h"
+#include "io/upload.h"
 
 extern char **environ;
 

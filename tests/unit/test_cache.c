@@ -17,9 +17,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "core/buf.h"
-#include "core/cache.h"
-#include "core/metrics.h"
+#include "base/buf.h"
+#include "image/cache.h"
+#include "base/metrics.h"
 #include "tests/unit/check.h"
 
 #define SPEC "128/none/v1"

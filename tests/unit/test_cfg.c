@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "core/cfg.h"
-#include "core/log.h"
+#include "config/cfg.h"
+#include "base/log.h"
 
 #define DATA "tests/unit/data/cfg/"
 

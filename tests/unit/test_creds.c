@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "core/creds.h"
-#include "core/log.h"
+#include "aws/creds.h"
+#include "base/log.h"
 
 static char tmpdir[] = "/tmp/imgfs-test-creds-XXXXXX";
 static char cred_path[128], conf_path[128];

@@ -14,9 +14,9 @@
 #include <time.h>
 
 #include "check.h"
-#include "core/buf.h"
-#include "core/links.h"
-#include "core/metrics.h"
+#include "base/buf.h"
+#include "ns/links.h"
+#include "base/metrics.h"
 
 /* How many times needle occurs in hay. */
 static size_t count(const char *hay, const char *needle)

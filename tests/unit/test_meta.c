@@ -6,8 +6,8 @@
 #include <unistd.h>
 
 #include "check.h"
-#include "core/hmap.h"
-#include "core/meta.h"
+#include "base/hmap.h"
+#include "ns/meta.h"
 
 static int count_entry(void *arg, const char *key, void *value)
 {

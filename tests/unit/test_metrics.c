@@ -6,8 +6,8 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "core/buf.h"
-#include "core/metrics.h"
+#include "base/buf.h"
+#include "base/metrics.h"
 
 /* Is the line "# HELP name text", "# TYPE name kind" or
  * "name{k="v",...} number"? Returns the metric name's length, 0 if bad. */

@@ -8,8 +8,8 @@
 #include <vips/vips.h>
 
 #include "check.h"
-#include "core/buf.h"
-#include "core/mime.h"
+#include "base/buf.h"
+#include "io/mime.h"
 
 /* Read the first file matching pattern into out; 0 when none. */
 static int read_first(const char *pattern, struct buf *out)

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "check.h"
-#include "core/path.h"
+#include "ns/path.h"
 
 static void check_area(const char *path, enum path_area area, const char *rel)
 {

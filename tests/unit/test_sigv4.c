@@ -22,8 +22,8 @@
 
 #include <json-c/json.h>
 
-#include "core/buf.h"
-#include "core/sigv4.h"
+#include "base/buf.h"
+#include "aws/sigv4.h"
 #include "tests/unit/check.h"
 
 #define MAX_HDRS 32

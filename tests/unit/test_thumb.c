@@ -18,8 +18,8 @@
 
 #include <vips/vips.h>
 
-#include "core/buf.h"
-#include "core/thumb.h"
+#include "base/buf.h"
+#include "image/thumb.h"
 #include "tests/unit/check.h"
 
 #define EDGE 128

@@ -8,9 +8,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "core/buf.h"
-#include "core/thumb.h"
-#include "core/thumbs.h"
+#include "base/buf.h"
+#include "image/thumb.h"
+#include "image/thumbs.h"
 #include "tests/unit/check.h"
 
 static void test_is_image(void)

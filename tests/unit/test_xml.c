@@ -7,8 +7,8 @@
 #include <stdlib.h>
 
 #include "check.h"
-#include "core/buf.h"
-#include "core/xml.h"
+#include "base/buf.h"
+#include "store/xml.h"
 
 static const char *fixture_dir = "tests/unit/data/xml";
 

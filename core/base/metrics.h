@@ -1,0 +1,62 @@
+/*
+ * metrics: the daemon's counters, rendered in Prometheus text format.
+ *
+ * Every update is a relaxed atomic add, so any thread may count at any
+ * time without a lock. metrics_render() reads a consistent-enough snapshot.
+ */
+#ifndef IMGFS_METRICS_H
+#define IMGFS_METRICS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/buf.h"
+
+enum metrics_op {
+	MOP_GET, MOP_PUT, MOP_HEAD, MOP_DELETE, MOP_COPY, MOP_LIST,
+	MOP_MPU_CREATE, MOP_MPU_PART, MOP_MPU_COMPLETE, MOP_MPU_ABORT,
+	MOP_MPU_LIST, MOP_CREDS, MOP__COUNT
+};
+
+enum metrics_counter {
+	MC_RETRIES,          /* S3 request attempts after the first */
+	MC_BYTES_UP,         /* body bytes sent to S3 */
+	MC_BYTES_DOWN,       /* body bytes received from S3 */
+	MC_UPLOADS,          /* files uploaded at close */
+	MC_UPLOAD_ERRORS,    /* uploads that failed (close returned an error) */
+	MC_THUMBS_GENERATED, /* thumbnails decoded and encoded */
+	MC_THUMB_ERRORS,     /* sources that could not be thumbnailed */
+	MC_CACHE_HITS,       /* thumbnails served from SQLite */
+	MC_CACHE_MISSES,
+	MC_CACHE_EVICTIONS,
+	MC_THUMB_S3_HITS,    /* thumbnails reused from the bucket */
+	MC_LINK_READS,       /* .links/ files opened */
+	MC_ERRORS,           /* operations that returned an error to a caller */
+	MC__COUNT
+};
+
+enum metrics_gauge { MG_CACHE_BYTES, MG_CACHE_ENTRIES, MG__COUNT };
+
+struct metrics;
+
+/* NULL with errno set on ENOMEM. */
+struct metrics *metrics_create(void);
+void metrics_destroy(struct metrics *m);
+
+/* One finished S3 request: HTTP status (0 for a transport error) and its
+ * duration in seconds. */
+void metrics_request(struct metrics *m, enum metrics_op op, int status,
+		     double seconds);
+void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t n);
+void metrics_gauge_set(struct metrics *m, enum metrics_gauge g, int64_t v);
+uint64_t metrics_get(const struct metrics *m, enum metrics_counter c);
+/* Requests of op so far, all statuses. */
+uint64_t metrics_requests(const struct metrics *m, enum metrics_op op);
+
+/* Append the Prometheus text exposition. 0 or ENOMEM. */
+int metrics_render(const struct metrics *m, struct buf *out);
+
+/* "GET", "PUT", ... */
+const char *metrics_op_name(enum metrics_op op);
+
+#endif

@@ -1,0 +1,485 @@
+/*
+ * thumb: the thumbnail engine on libvips (see thumb.h).
+ *
+ * The pipeline of thumb_make(): refuse empty input; open the source's
+ * header only (sequential access reads no pixels) and refuse it over the
+ * pixel limit; vips_thumbnail_buffer() with shrink-on-load, autorotation
+ * and fail_on=truncated for the loader, converting through the embedded
+ * ICC profile to sRGB when there is one (libvips converts CMYK itself; an
+ * sRGB transform of an untagged image would shift its colours); normalise
+ * to 8 bits sRGB (or grey), flatten alpha on white for JPEG; encode with
+ * metadata stripped.
+ *
+ * The only process-wide state is libvips' own initialisation, the set of
+ * formats it can write, and a fixed malloc mmap threshold so that the
+ * memory of a decode goes back to the system; all set once (pthread_once)
+ * and never changed afterwards.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <unistd.h>
+
+#include <vips/vips.h>
+
+#include "base/log.h"
+#include "image/thumb.h"
+
+#define THUMB_SPEC_VERSION "v1"
+#define THUMB_PROBE_EDGE 16
+#define THUMB_VIPS_THREADS_MAX 4
+#define THUMB_MMAP_THRESHOLD (256 * 1024)
+
+struct thumb_engine {
+	struct thumb_conf conf;
+	char spec[64];
+};
+
+/* libvips' process-wide initialisation: written once under vips_once. */
+static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
+static int vips_init_err;      /* 0 or the errno of a failed init */
+static unsigned vips_savable;  /* bit per enum thumb_format */
+
+static const struct {
+	const char *ext;
+	enum thumb_format fmt;
+} thumb_exts[] = {
+	{"jpg", THUMB_FMT_JPEG}, {"jpeg", THUMB_FMT_JPEG},
+	{"png", THUMB_FMT_PNG},  {"webp", THUMB_FMT_WEBP},
+	{"gif", THUMB_FMT_GIF},  {"tif", THUMB_FMT_TIFF},
+	{"tiff", THUMB_FMT_TIFF}, {"heic", THUMB_FMT_HEIC},
+	{"heif", THUMB_FMT_HEIC}, {"avif", THUMB_FMT_AVIF},
+};
+
+static const struct {
+	const char *name;
+	const char *mime;
+} thumb_fmts[THUMB_FMT__COUNT] = {
+	[THUMB_FMT_JPEG] = {"jpeg", "image/jpeg"},
+	[THUMB_FMT_PNG] = {"png", "image/png"},
+	[THUMB_FMT_WEBP] = {"webp", "image/webp"},
+	[THUMB_FMT_GIF] = {"gif", "image/gif"},
+	[THUMB_FMT_TIFF] = {"tiff", "image/tiff"},
+	[THUMB_FMT_HEIC] = {"heic", "image/heic"},
+	[THUMB_FMT_AVIF] = {"avif", "image/avif"},
+};
+
+const char *thumb_format_name(enum thumb_format fmt)
+{
+	return fmt < THUMB_FMT__COUNT ? thumb_fmts[fmt].name : "jpeg";
+}
+
+const char *thumb_format_mime(enum thumb_format fmt)
+{
+	return fmt < THUMB_FMT__COUNT ? thumb_fmts[fmt].mime : "image/jpeg";
+}
+
+int thumb_format_parse(const char *name, enum thumb_format *out)
+{
+	for (int f = 0; f < THUMB_FMT__COUNT; f++) {
+		if (strcmp(name, thumb_fmts[f].name) == 0) {
+			*out = (enum thumb_format)f;
+			return 0;
+		}
+	}
+	return EINVAL;
+}
+
+int thumb_format_of_name(const char *name, enum thumb_format *out)
+{
+	const char *dot = strrchr(name, '.');
+
+	if (!dot || dot == name || strchr(dot, '/'))
+		return ENOENT;
+	for (size_t i = 0; i < sizeof(thumb_exts) / sizeof(thumb_exts[0]); i++) {
+		if (strcasecmp(dot + 1, thumb_exts[i].ext) == 0) {
+			*out = thumb_exts[i].fmt;
+			return 0;
+		}
+	}
+	return ENOENT;
+}
+
+/* Encode im as fmt into a g_malloc'ed buffer, metadata stripped. */
+static int thumb_save(VipsImage *im, enum thumb_format fmt, void **data,
+		      size_t *len)
+{
+	switch (fmt) {
+	case THUMB_FMT_JPEG:
+		return vips_jpegsave_buffer(im, data, len, "Q", 80,
+					    "optimize_coding", TRUE, "strip",
+					    TRUE, NULL);
+	case THUMB_FMT_PNG:
+		return vips_pngsave_buffer(im, data, len, "compression", 6,
+					   "strip", TRUE, NULL);
+	case THUMB_FMT_WEBP:
+		return vips_webpsave_buffer(im, data, len, "Q", 80, "strip",
+					    TRUE, NULL);
+	case THUMB_FMT_GIF:
+		return vips_gifsave_buffer(im, data, len, "strip", TRUE, NULL);
+	case THUMB_FMT_TIFF:
+		return vips_tiffsave_buffer(
+			im, data, len, "compression",
+			VIPS_FOREIGN_TIFF_COMPRESSION_DEFLATE, "strip", TRUE,
+			NULL);
+	case THUMB_FMT_AVIF:
+		return vips_heifsave_buffer(
+			im, data, len, "Q", 50, "compression",
+			VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", 2, "strip",
+			TRUE, NULL);
+	default:
+		return -1;
+	}
+}
+
+/* Can fmt be written? A real encode of a small image, not a registry
+ * look-up: a saver can be registered while its codec is missing. HEIC is
+ * never written: browsers do not display it (the gallery would show
+ * nothing) and x265 leaks memory on every encode; a .heic source gets a
+ * JPEG thumbnail named NAME.heic.jpg. */
+static int thumb_probe(VipsImage *sample, enum thumb_format fmt)
+{
+	void *data = NULL;
+	size_t len = 0;
+	int ok = thumb_save(sample, fmt, &data, &len) == 0 && len > 0;
+
+	g_free(data);
+	vips_error_clear();
+	return ok;
+}
+
+/* libvips' warnings (about EXIF oddities, tiles of a truncated file...)
+ * go to the daemon's log at debug level instead of stderr. */
+static void thumb_glib_log(const char *domain, GLogLevelFlags level,
+			   const char *message, void *arg)
+{
+	(void)level;
+	(void)arg;
+	log_debug("%s: %s", domain ? domain : "glib", message);
+}
+
+static void *thumb_init_main(void *arg)
+{
+	VipsImage *sample = NULL;
+
+	(void)arg;
+	if (VIPS_INIT("imgfs")) {
+		vips_init_err = EIO;
+		log_error("thumbnails: libvips init failed: %s",
+			  vips_error_buffer());
+		vips_error_clear();
+		return NULL;
+	}
+	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE |
+				  G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG,
+			  thumb_glib_log, NULL);
+	/* Decoders allocate and free tens of megabytes in pieces of one to
+	 * a few megabytes; glibc's sliding mmap threshold would keep them
+	 * in the heap for good after the first large image. */
+	mallopt(M_MMAP_THRESHOLD, THUMB_MMAP_THRESHOLD);
+	vips_block_untrusted_set(TRUE);
+	vips_cache_set_max(0);
+	vips_cache_set_max_mem(0);
+	vips_cache_set_max_files(0);
+	if (vips_black(&sample, THUMB_PROBE_EDGE, THUMB_PROBE_EDGE, "bands", 3,
+		       NULL) == 0) {
+		for (int f = 0; f < THUMB_FMT__COUNT; f++)
+			if (thumb_probe(sample, (enum thumb_format)f))
+				vips_savable |= 1u << f;
+		g_object_unref(sample);
+	}
+	vips_error_clear();
+	vips_thread_shutdown();
+	return NULL;
+}
+
+/* libvips is initialised on a short-lived thread of its own, so that its
+ * per-thread state does not stay with whichever caller came first. */
+static void thumb_init_once(void)
+{
+	pthread_t th;
+	int rc = pthread_create(&th, NULL, thumb_init_main, NULL);
+
+	if (rc) {
+		vips_init_err = rc;
+		log_error("thumbnails: cannot start libvips init thread: %s",
+			  strerror(rc));
+		return;
+	}
+	pthread_join(th, NULL);
+}
+
+static int thumb_init(void)
+{
+	pthread_once(&vips_once, thumb_init_once);
+	return vips_init_err;
+}
+
+int thumb_can_save(enum thumb_format fmt)
+{
+	if (thumb_init() || fmt >= THUMB_FMT__COUNT)
+		return 0;
+	return (vips_savable >> fmt) & 1u;
+}
+
+void thumb_thread_done(void)
+{
+	vips_thread_shutdown();
+}
+
+static const char *thumb_crop_name(enum thumb_crop crop)
+{
+	switch (crop) {
+	case THUMB_CROP_ATTENTION:
+		return "attention";
+	case THUMB_CROP_CENTRE:
+		return "centre";
+	default:
+		return "none";
+	}
+}
+
+static int thumb_vips_threads(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (n < 1)
+		return 1;
+	return n > THUMB_VIPS_THREADS_MAX ? THUMB_VIPS_THREADS_MAX : (int)n;
+}
+
+struct thumb_engine *thumb_engine_create(const struct thumb_conf *conf)
+{
+	struct thumb_engine *e;
+	int rc = thumb_init();
+
+	if (rc) {
+		errno = rc;
+		return NULL;
+	}
+	if (conf->size == 0 || conf->max_pixels == 0) {
+		log_error("thumbnails: size and max_pixels must be positive");
+		errno = EINVAL;
+		return NULL;
+	}
+	e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->conf = *conf;
+	snprintf(e->spec, sizeof(e->spec), "%u/%s/%s", conf->size,
+		 thumb_crop_name(conf->crop), THUMB_SPEC_VERSION);
+	vips_concurrency_set(thumb_vips_threads());
+	return e;
+}
+
+void thumb_engine_destroy(struct thumb_engine *e)
+{
+	free(e);
+}
+
+const char *thumb_engine_spec(const struct thumb_engine *e)
+{
+	return e->spec;
+}
+
+int thumb_output_name(const char *src_name, struct buf *out)
+{
+	enum thumb_format fmt;
+
+	if (thumb_format_of_name(src_name, &fmt))
+		return EINVAL;
+	if (buf_adds(out, src_name))
+		return ENOMEM;
+	if (!thumb_can_save(fmt) && buf_adds(out, ".jpg"))
+		return ENOMEM;
+	return 0;
+}
+
+/* Is name "<stem>.jpg" for a stem whose format cannot be written? Then
+ * append the stem to out: 0, ENOENT or ENOMEM. */
+static int thumb_appended_stem(const char *name, struct buf *out)
+{
+	size_t n = strlen(name);
+	struct buf stem = BUF_INIT;
+	enum thumb_format fmt;
+	int rc = ENOENT;
+
+	if (n <= 4 || strcmp(name + n - 4, ".jpg") != 0)
+		return ENOENT;
+	if (buf_add(&stem, name, n - 4))
+		return ENOMEM;
+	if (thumb_format_of_name(stem.data, &fmt) == 0 && !thumb_can_save(fmt))
+		rc = buf_add(out, stem.data, stem.len) ? ENOMEM : 0;
+	buf_release(&stem);
+	return rc;
+}
+
+int thumb_source_name(const char *thumb_name, struct buf *out)
+{
+	enum thumb_format fmt;
+	int rc = thumb_appended_stem(thumb_name, out);
+
+	if (rc != ENOENT)
+		return rc;
+	if (thumb_format_of_name(thumb_name, &fmt) || !thumb_can_save(fmt))
+		return ENOENT;
+	return buf_adds(out, thumb_name) ? ENOMEM : 0;
+}
+
+/* Move libvips' error text (or fallback) into err as one line. */
+static int thumb_fail(struct buf *err, const char *fallback)
+{
+	char *msg = vips_error_buffer_copy();
+	const char *text = msg && *msg ? msg : fallback;
+	size_t start = err ? err->len : 0;
+
+	if (err && buf_adds(err, text) == 0) {
+		for (size_t i = start; i < err->len; i++)
+			if (err->data[i] == '\n' || err->data[i] == '\r')
+				err->data[i] = ' ';
+		while (err->len > start && err->data[err->len - 1] == ' ')
+			err->data[--err->len] = '\0';
+	}
+	g_free(msg);
+	return EIO;
+}
+
+/* Read the header only and refuse a source over the pixel limit; tell
+ * whether it embeds an ICC profile. */
+static int thumb_check_header(const struct thumb_engine *e, const void *src,
+			      size_t len, int *has_icc, struct buf *err)
+{
+	VipsImage *im = vips_image_new_from_buffer(
+		src, len, "", "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
+		VIPS_FAIL_ON_TRUNCATED, NULL);
+	uint64_t pixels;
+
+	if (!im)
+		return thumb_fail(err, "unknown image format");
+	pixels = (uint64_t)vips_image_get_width(im) *
+		 (uint64_t)vips_image_get_height(im);
+	if (pixels > e->conf.max_pixels) {
+		if (err)
+			buf_addf(err,
+				 "image is %dx%d, over the limit of %llu pixels",
+				 vips_image_get_width(im),
+				 vips_image_get_height(im),
+				 (unsigned long long)e->conf.max_pixels);
+		g_object_unref(im);
+		return EIO;
+	}
+	*has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
+	g_object_unref(im);
+	return 0;
+}
+
+static VipsInteresting thumb_interesting(enum thumb_crop crop)
+{
+	switch (crop) {
+	case THUMB_CROP_ATTENTION:
+		return VIPS_INTERESTING_ATTENTION;
+	case THUMB_CROP_CENTRE:
+		return VIPS_INTERESTING_CENTRE;
+	default:
+		return VIPS_INTERESTING_NONE;
+	}
+}
+
+/* Replace *im by next after an operation that made it: 0, or -1 when
+ * the operation failed (rc != 0; *im is kept). */
+static int thumb_step(VipsImage **im, VipsImage *next, int rc)
+{
+	if (rc)
+		return -1;
+	g_object_unref(*im);
+	*im = next;
+	return 0;
+}
+
+/* 8-bit sRGB (or 8-bit grey), alpha flattened on white for JPEG. */
+static int thumb_normalise(VipsImage **im, enum thumb_format fmt)
+{
+	VipsInterpretation type = vips_image_get_interpretation(*im);
+	int grey = type == VIPS_INTERPRETATION_B_W ||
+		   type == VIPS_INTERPRETATION_GREY16;
+	VipsInterpretation want = grey ? VIPS_INTERPRETATION_B_W
+				       : VIPS_INTERPRETATION_sRGB;
+	VipsImage *next = NULL;
+	int rc;
+
+	if ((*im)->BandFmt != VIPS_FORMAT_UCHAR || type != want) {
+		rc = vips_colourspace(*im, &next, want, NULL);
+		if (thumb_step(im, next, rc))
+			return -1;
+	}
+	if ((*im)->BandFmt != VIPS_FORMAT_UCHAR) {
+		rc = vips_cast(*im, &next, VIPS_FORMAT_UCHAR, NULL);
+		if (thumb_step(im, next, rc))
+			return -1;
+	}
+	if (fmt == THUMB_FMT_JPEG && vips_image_hasalpha(*im)) {
+		VipsArrayDouble *white = vips_array_double_newv(1, 255.0);
+
+		rc = vips_flatten(*im, &next, "background", white, NULL);
+		vips_area_unref(VIPS_AREA(white));
+		if (thumb_step(im, next, rc))
+			return -1;
+	}
+	return 0;
+}
+
+static int thumb_encode(VipsImage *im, enum thumb_format fmt,
+			struct buf *out, struct buf *err)
+{
+	void *data = NULL;
+	size_t len = 0;
+	int rc;
+
+	if (thumb_save(im, fmt, &data, &len))
+		return thumb_fail(err, "encoder failed");
+	rc = buf_add(out, data, len) ? ENOMEM : 0;
+	g_free(data);
+	return rc;
+}
+
+int thumb_make(const struct thumb_engine *e, const void *src, size_t len,
+	       const char *src_name, struct buf *out, enum thumb_format *fmt,
+	       struct buf *err)
+{
+	enum thumb_format f = THUMB_FMT_JPEG;
+	VipsImage *im = NULL;
+	int has_icc = 0, rc;
+
+	if (thumb_format_of_name(src_name, &f) || !thumb_can_save(f))
+		f = THUMB_FMT_JPEG;
+	if (len == 0) {
+		if (err)
+			buf_adds(err, "empty file");
+		return EIO;
+	}
+	rc = thumb_check_header(e, src, len, &has_icc, err);
+	if (rc)
+		return rc;
+	if (vips_thumbnail_buffer((void *)src, len, &im, (int)e->conf.size,
+				  "height", (int)e->conf.size, "size",
+				  VIPS_SIZE_DOWN, "crop",
+				  thumb_interesting(e->conf.crop),
+				  "export_profile", has_icc ? "srgb" : NULL,
+				  "option_string",
+				  "fail_on=truncated", NULL))
+		return thumb_fail(err, "cannot decode image");
+	if (thumb_normalise(&im, f)) {
+		g_object_unref(im);
+		return thumb_fail(err, "cannot convert image");
+	}
+	rc = thumb_encode(im, f, out, err);
+	g_object_unref(im);
+	if (rc == 0)
+		*fmt = f;
+	return rc;
+}

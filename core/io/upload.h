@@ -1,0 +1,115 @@
+/*
+ * upload: one file being written into the bucket.
+ *
+ * Sequential writes stream: bytes collect in part-sized buffers; once the
+ * file outgrows one part a multipart upload starts and full parts go up in
+ * the background, at most conf->parts_in_flight at a time, so memory stays
+ * bounded by a few parts whatever the file's size. The first part is held
+ * until commit, so a writer that seeks back to patch a header still works.
+ * Any other non-sequential write (or a truncate, or a read of the data)
+ * switches the file to a spool in the cache directory, which is uploaded at
+ * commit. Nothing is visible in the bucket before upload_commit() returns 0;
+ * a failed commit aborts the multipart upload, so no partial object exists.
+ *
+ * Not thread-safe per object: the caller serialises calls on one upload
+ * (the FUSE layer holds a lock per open file). Different uploads may be
+ * used from different threads at once.
+ *
+ * Threads: each upload that goes multipart runs its own parts_in_flight
+ * worker threads (signals blocked), started with the multipart upload and
+ * joined when it completes or is aborted; an upload_write() that hands over
+ * a full part blocks while that many parts are queued or in flight. Memory
+ * per file is at most parts_in_flight + 2 parts. The Content-Type of a
+ * multipart upload is sniffed from part 1 as it is when part 2 is handed
+ * out (later patches of part 1 do not change it).
+ *
+ * Seeking back: writes, truncates and reads within part 1 or the part
+ * being filled stay in memory (while the file fits in part 1, everything
+ * does). Anything else moves the file to the spool. Parts 2..n already
+ * handed to S3 are no longer in memory: with conf->tee_spool the worker
+ * that sends a part also writes it to the spool file, so any later seek
+ * still works, at the cost of writing the whole file to the cache
+ * directory (about 2.3 s of system CPU per GiB where it was measured, off
+ * the writer's path, and disk space for the file). Without it (or once a
+ * spool write fails, e.g. ENOSPC, which is logged) a write or truncate
+ * that needs those bytes returns EIO, logged, and breaks the upload (see
+ * Failures). A read that needs them returns EIO; that breaks nothing.
+ *
+ * Failures: any upload_write() or upload_truncate() that fails (EIO, ENOSPC,
+ * EFBIG, ENOMEM, a part that could not be sent) breaks the upload: every
+ * later call and the commit return EIO and the multipart upload is
+ * aborted, so the bucket never gets a file that misses a write (a cp that
+ * failed half-way must not leave a truncated object). A truncate to 0
+ * always starts afresh.
+ *
+ * Limits: a streamed file has at most 10,000 parts (part_size * 10,000
+ * bytes; a write past that returns EFBIG); a spooled file is sent with
+ * parts grown to fit. existing = 1 content is loaded with one GET the first
+ * time it is needed (a missing object counts as empty).
+ */
+#ifndef IMGFS_UPLOAD_H
+#define IMGFS_UPLOAD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "base/metrics.h"
+#include "store/s3.h"
+
+struct mime;
+struct journal;
+
+struct upload_conf {
+	uint64_t part_size;       /* bytes per multipart part (>= 5 MiB) */
+	unsigned parts_in_flight; /* parts uploading at once for this file */
+	const char *spool_dir;    /* where spool files are made (unlinked at once) */
+	struct mime *mime;        /* Content-Type sniffer (core/mime.h), or NULL:
+				   * the key's extension alone decides */
+	struct journal *journal;  /* records multipart uploads in progress so
+				   * that none is left behind (core/journal.h),
+				   * or NULL */
+	int tee_spool;            /* 1: parts streamed are also written to a spool
+				   * file, so a later seek back into them works
+				   * (see "Seeking back" below) */
+};
+
+struct upload;
+
+/*
+ * Start writing key. With existing = 1 the current object is the starting
+ * content (loaded into the spool on the first write that needs it, e.g.
+ * O_APPEND or a write without O_TRUNC); with 0 the file starts empty
+ * (create or O_TRUNC). NULL with errno set. conf and s3 must outlive it.
+ */
+struct upload *upload_create(struct s3_client *s3, struct metrics *m,
+			     const struct upload_conf *conf, const char *key,
+			     int existing, uint64_t existing_size);
+
+/* Write len bytes at off. 0 or errno (ENOSPC, EIO for a part that failed). */
+int upload_write(struct upload *u, const void *data, size_t len, uint64_t off);
+/* Read back written data (switches to the spool). *got = bytes read. */
+int upload_read(struct upload *u, void *data, size_t len, uint64_t off,
+		size_t *got);
+/* Set the size (extending with zeros). 0 or errno. */
+int upload_truncate(struct upload *u, uint64_t size);
+/* The file's current size. */
+uint64_t upload_size(const struct upload *u);
+/* Has anything changed since create or the last successful commit? */
+int upload_dirty(const struct upload *u);
+
+/*
+ * Make the object in the bucket equal to what was written: a single PUT for
+ * a small file, completion of the multipart upload for a large one. The
+ * Content-Type is sniffed from the first bytes. Afterwards the upload may
+ * be written again (a later commit uploads the whole file again).
+ * 0, or EIO (after retries; nothing partial is left in the bucket).
+ * etag_out (may be NULL) gets the new ETag; when nothing had changed no
+ * request is made and it gets the last commit's ETag, or "" if none.
+ * Counts MC_UPLOADS or MC_UPLOAD_ERRORS (not for a commit with nothing to do).
+ */
+int upload_commit(struct upload *u, char etag_out[S3_ETAG_MAX]);
+
+/* Abort any multipart upload in progress and free everything. */
+void upload_destroy(struct upload *u);
+
+#endif

@@ -1,0 +1,404 @@
+/*
+ * meta: listing and attribute cache (see meta.h).
+ *
+ * dirs maps a prefix to its last complete listing (a map name -> attr);
+ * attrs maps "prefix\nname" to a single entry learnt from HEAD or from the
+ * daemon's own writes, positive or negative. Both expire after ttl.
+ * walks maps a prefix that was ever listed to the misses counted since
+ * (see meta_dir_walked()).
+ */
+#include "ns/meta.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/buf.h"
+#include "base/hmap.h"
+
+struct meta_listing {
+	struct hmap *names; /* name -> struct meta_attr * */
+};
+
+struct mdir {
+	double stamp;
+	struct meta_listing *l;
+};
+
+struct mattr {
+	double stamp;
+	int absent;
+	struct meta_attr a;
+};
+
+struct mwalk {
+	size_t entries;  /* in the last listing stored */
+	unsigned misses; /* lookups that missed since it was stored */
+};
+
+struct meta {
+	double ttl;
+	pthread_mutex_t lock;
+	struct hmap *dirs;  /* protected by lock */
+	struct hmap *attrs; /* protected by lock */
+	struct hmap *walks; /* prefix -> struct mwalk *; protected by lock */
+};
+
+static double now_sec(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+struct meta_listing *meta_listing_new(void)
+{
+	struct meta_listing *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	l->names = hmap_create();
+	if (!l->names) {
+		free(l);
+		return NULL;
+	}
+	return l;
+}
+
+int meta_listing_add(struct meta_listing *l, const char *name,
+		     const struct meta_attr *a)
+{
+	struct meta_attr *copy = malloc(sizeof(*copy));
+	void *old;
+
+	if (!copy)
+		return ENOMEM;
+	*copy = *a;
+	if (hmap_put(l->names, name, copy, &old)) {
+		free(copy);
+		return ENOMEM;
+	}
+	free(old);
+	return 0;
+}
+
+void meta_listing_free(struct meta_listing *l)
+{
+	if (!l)
+		return;
+	hmap_destroy(l->names, free);
+	free(l);
+}
+
+static void mdir_free(void *p)
+{
+	struct mdir *d = p;
+
+	meta_listing_free(d->l);
+	free(d);
+}
+
+struct meta *meta_create(double ttl)
+{
+	struct meta *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->ttl = ttl;
+	m->dirs = hmap_create();
+	m->attrs = hmap_create();
+	m->walks = hmap_create();
+	if (!m->dirs || !m->attrs || !m->walks ||
+	    pthread_mutex_init(&m->lock, NULL)) {
+		hmap_destroy(m->dirs, NULL);
+		hmap_destroy(m->attrs, NULL);
+		hmap_destroy(m->walks, NULL);
+		free(m);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return m;
+}
+
+void meta_destroy(struct meta *m)
+{
+	if (!m)
+		return;
+	hmap_destroy(m->dirs, mdir_free);
+	hmap_destroy(m->attrs, free);
+	hmap_destroy(m->walks, free);
+	pthread_mutex_destroy(&m->lock);
+	free(m);
+}
+
+/* The attrs map's key for dir/name; NULL on ENOMEM. */
+static char *attr_key(const char *dir, const char *name)
+{
+	struct buf b = BUF_INIT;
+
+	if (buf_addf(&b, "%s\n%s", dir, name)) {
+		buf_release(&b);
+		return NULL;
+	}
+	return buf_detach(&b, NULL);
+}
+
+/* A fresh listing of dir, or NULL; drops a stale one. Lock held. */
+static struct mdir *fresh_dir(struct meta *m, const char *dir, double now)
+{
+	struct mdir *d = hmap_get(m->dirs, dir);
+
+	if (d && now - d->stamp > m->ttl) {
+		mdir_free(hmap_remove(m->dirs, dir));
+		d = NULL;
+	}
+	return d;
+}
+
+/* A fresh single entry for key, or NULL; drops a stale one. Lock held. */
+static struct mattr *fresh_attr(struct meta *m, const char *key, double now)
+{
+	struct mattr *a = hmap_get(m->attrs, key);
+
+	if (a && now - a->stamp > m->ttl) {
+		free(hmap_remove(m->attrs, key));
+		a = NULL;
+	}
+	return a;
+}
+
+static enum meta_hit lookup_locked(struct meta *m, const char *dir,
+				   const char *name, const char *key,
+				   struct meta_attr *out)
+{
+	double now = now_sec();
+	struct mattr *a = fresh_attr(m, key, now);
+	struct mdir *d;
+	struct meta_attr *e;
+
+	if (a) {
+		if (a->absent)
+			return META_ABSENT;
+		*out = a->a;
+		return META_FOUND;
+	}
+	d = fresh_dir(m, dir, now);
+	if (!d)
+		return META_MISS;
+	e = hmap_get(d->l->names, name);
+	if (!e)
+		return META_ABSENT;
+	*out = *e;
+	return META_FOUND;
+}
+
+enum meta_hit meta_lookup(struct meta *m, const char *dir, const char *name,
+			  struct meta_attr *out)
+{
+	char *key = attr_key(dir, name);
+	enum meta_hit hit;
+
+	if (!key)
+		return META_MISS;
+	pthread_mutex_lock(&m->lock);
+	hit = lookup_locked(m, dir, name, key, out);
+	pthread_mutex_unlock(&m->lock);
+	free(key);
+	return hit;
+}
+
+#define META_PAGE 1000 /* entries in one LIST page */
+
+/* Restart the miss count of dir, which now has a listing of n entries.
+ * Lock held. */
+static void walk_reset(struct meta *m, const char *dir, size_t n)
+{
+	struct mwalk *w = hmap_get(m->walks, dir);
+	void *old = NULL;
+
+	if (!w) {
+		w = malloc(sizeof(*w));
+		if (!w)
+			return;
+		if (hmap_put(m->walks, dir, w, &old)) {
+			free(w);
+			return;
+		}
+	}
+	w->entries = n;
+	w->misses = 0;
+}
+
+void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
+{
+	struct mdir *d = malloc(sizeof(*d));
+	void *old = NULL;
+
+	if (!d) {
+		meta_listing_free(l);
+		return;
+	}
+	d->stamp = now_sec();
+	d->l = l;
+	pthread_mutex_lock(&m->lock);
+	if (hmap_put(m->dirs, dir, d, &old)) {
+		mdir_free(d);
+		old = NULL;
+	} else {
+		walk_reset(m, dir, hmap_count(l->names));
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (old)
+		mdir_free(old);
+}
+
+struct each_ctx {
+	int (*fn)(void *arg, const char *name, const struct meta_attr *a);
+	void *arg;
+};
+
+static int each_entry(void *arg, const char *name, void *value)
+{
+	struct each_ctx *c = arg;
+
+	return c->fn(c->arg, name, value);
+}
+
+int meta_dir_each(struct meta *m, const char *dir,
+		  int (*fn)(void *arg, const char *name,
+			    const struct meta_attr *a),
+		  void *arg)
+{
+	struct each_ctx c = {fn, arg};
+	struct mdir *d;
+	int r = ENOENT;
+
+	pthread_mutex_lock(&m->lock);
+	d = fresh_dir(m, dir, now_sec());
+	if (d) {
+		hmap_each(d->l->names, each_entry, &c);
+		r = 0;
+	}
+	pthread_mutex_unlock(&m->lock);
+	return r;
+}
+
+/* Record one entry (a = NULL: absent) in both maps. Lock held. */
+static void set_locked(struct meta *m, const char *dir, const char *name,
+		       const char *key, const struct meta_attr *a)
+{
+	struct mattr *e = malloc(sizeof(*e));
+	struct mdir *d = fresh_dir(m, dir, now_sec());
+	void *old = NULL;
+
+	if (d && a)
+		meta_listing_add(d->l, name, a);
+	else if (d)
+		free(hmap_remove(d->l->names, name));
+	if (!e)
+		return;
+	e->stamp = now_sec();
+	e->absent = !a;
+	if (a)
+		e->a = *a;
+	if (hmap_put(m->attrs, key, e, &old))
+		free(e);
+	free(old);
+}
+
+void meta_set(struct meta *m, const char *dir, const char *name,
+	      const struct meta_attr *a)
+{
+	char *key = attr_key(dir, name);
+
+	if (!key)
+		return;
+	pthread_mutex_lock(&m->lock);
+	set_locked(m, dir, name, key, a);
+	pthread_mutex_unlock(&m->lock);
+	free(key);
+}
+
+void meta_set_absent(struct meta *m, const char *dir, const char *name)
+{
+	char *key = attr_key(dir, name);
+
+	if (!key)
+		return;
+	pthread_mutex_lock(&m->lock);
+	set_locked(m, dir, name, key, NULL);
+	pthread_mutex_unlock(&m->lock);
+	free(key);
+}
+
+int meta_dir_walked(struct meta *m, const char *dir)
+{
+	struct mwalk *w;
+	int relist = 0;
+
+	pthread_mutex_lock(&m->lock);
+	w = m->ttl > 0 ? hmap_get(m->walks, dir) : NULL; /* ttl 0: no reuse */
+	if (w && w->misses < UINT_MAX) {
+		w->misses++;
+		relist = w->misses == 8 + 4 * (w->entries / META_PAGE);
+	}
+	pthread_mutex_unlock(&m->lock);
+	return relist;
+}
+
+int meta_dir_listable(struct meta *m, const char *dir)
+{
+	struct mwalk *w;
+	int ok;
+
+	pthread_mutex_lock(&m->lock);
+	w = hmap_get(m->walks, dir);
+	ok = m->ttl > 0 && (!w || w->entries <= META_PAGE);
+	pthread_mutex_unlock(&m->lock);
+	return ok;
+}
+
+void meta_dir_set_big(struct meta *m, const char *dir)
+{
+	pthread_mutex_lock(&m->lock);
+	walk_reset(m, dir, META_PAGE + 1);
+	pthread_mutex_unlock(&m->lock);
+}
+
+struct forget_ctx {
+	const char *dir;
+	size_t len;
+	struct buf doomed; /* NUL-separated keys to remove */
+};
+
+static int collect_under(void *arg, const char *key, void *value)
+{
+	struct forget_ctx *c = arg;
+
+	if (strncmp(key, c->dir, c->len) == 0 && key[c->len] == '\n')
+		buf_add(&c->doomed, key, strlen(key) + 1);
+	return 0;
+}
+
+void meta_forget_dir(struct meta *m, const char *dir)
+{
+	struct forget_ctx c = {dir, strlen(dir), BUF_INIT};
+	struct mdir *d;
+
+	pthread_mutex_lock(&m->lock);
+	d = hmap_remove(m->dirs, dir);
+	hmap_each(m->attrs, collect_under, &c);
+	for (size_t off = 0; off < c.doomed.len;) {
+		const char *k = c.doomed.data + off;
+
+		free(hmap_remove(m->attrs, k));
+		off += strlen(k) + 1;
+	}
+	pthread_mutex_unlock(&m->lock);
+	if (d)
+		mdir_free(d);
+	buf_release(&c.doomed);
+}

@@ -1,0 +1,717 @@
+/*
+ * ns: attributes, listings and folder operations of the namespace
+ * (see ns.h). Open files live in ns_file.c.
+ */
+#include "ns/ns_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/log.h"
+
+struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
+{
+	struct ns *ns = calloc(1, sizeof(*ns));
+
+	if (!ns)
+		return NULL;
+	ns->cfg = cfg;
+	ns->creds = creds;
+	ns->uid = getuid();
+	ns->gid = getgid();
+	ns->started = time(NULL);
+	ns->upconf.part_size = cfg->fs.part_size;
+	ns->upconf.parts_in_flight = cfg->fs.parts_in_flight;
+	ns->upconf.spool_dir = cfg->cache.dir;
+	ns->upconf.tee_spool = 1; /* seeking back into a streamed file works */
+	ns->mime = mime_create();
+	ns->upconf.mime = ns->mime;
+	ns->metrics = metrics_create();
+	ns->meta = meta_create(cfg->fs.metadata_ttl);
+	ns->writers = hmap_create();
+	ns->local_dirs = hmap_create();
+	if (!ns->metrics || !ns->meta || !ns->mime || !ns->writers || !ns->local_dirs ||
+	    pthread_mutex_init(&ns->lock, NULL)) {
+		ns_free(ns);
+		errno = ENOMEM;
+		return NULL;
+	}
+	return ns;
+}
+
+int ns_check(struct ns *ns, char *err, size_t errlen)
+{
+	struct s3_client *s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
+	struct s3_list_page page = {0};
+	int rc;
+
+	if (!s3) {
+		snprintf(err, errlen, "cannot create the S3 client: %s",
+			 strerror(errno));
+		return errno;
+	}
+	rc = s3_list(s3, ns->cfg->fs.uploads_prefix, "/", NULL, 1, &page);
+	s3_list_page_release(&page);
+	s3_destroy(s3);
+	if (rc)
+		snprintf(err, errlen, "cannot list bucket '%s' at %s: %s",
+			 ns->cfg->s3.bucket, ns->cfg->s3.endpoint,
+			 rc == EACCES ? "access denied"
+			 : rc == ENOENT ? "no such bucket"
+					: strerror(rc));
+	return rc;
+}
+
+int ns_start(struct ns *ns)
+{
+	ns->s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
+	if (!ns->s3)
+		return errno;
+	ns->journal = journal_open(ns->cfg->cache.dir);
+	if (!ns->journal || journal_start(ns->journal, ns->s3))
+		return errno ? errno : EIO;
+	ns->upconf.journal = ns->journal;
+	ns->thumbs = thumbs_create(&ns->cfg->thumb, &ns->cfg->cache,
+				   &ns->cfg->fs, ns->s3, ns->metrics);
+	if (!ns->thumbs)
+		return errno ? errno : EIO;
+	ns->links = links_create(&ns->cfg->link, &ns->cfg->fs, ns->s3,
+				 ns->creds, ns->thumbs, ns->metrics);
+	if (!ns->links)
+		return errno ? errno : EIO;
+	return 0;
+}
+
+void ns_free(struct ns *ns)
+{
+	if (!ns)
+		return;
+	ns_release_all(ns);
+	journal_close(ns->journal); /* before the client its janitor uses */
+	links_destroy(ns->links);
+	thumbs_destroy(ns->thumbs);
+	s3_destroy(ns->s3);
+	meta_destroy(ns->meta);
+	mime_destroy(ns->mime);
+	hmap_destroy(ns->writers, NULL);
+	hmap_destroy(ns->local_dirs, NULL);
+	metrics_destroy(ns->metrics);
+	pthread_mutex_destroy(&ns->lock);
+	free(ns);
+}
+
+int ns_upload_key(const struct ns *ns, const char *rel, struct buf *out)
+{
+	return buf_addf(out, "%s%s", ns->cfg->fs.uploads_prefix, rel);
+}
+
+int ns_dir_prefix(const struct ns *ns, const char *rel, struct buf *out)
+{
+	return buf_addf(out, "%s%s%s", ns->cfg->fs.uploads_prefix, rel,
+			*rel ? "/" : "");
+}
+
+const char *ns_split_key(const char *key, char *dir)
+{
+	const char *slash = strrchr(key, '/');
+	size_t n = slash ? (size_t)(slash - key) + 1 : 0;
+
+	memcpy(dir, key, n);
+	dir[n] = '\0';
+	return key + n;
+}
+
+/* --- attributes ---------------------------------------------------------- */
+
+static int local_dir(struct ns *ns, const char *prefix)
+{
+	int found;
+
+	pthread_mutex_lock(&ns->lock);
+	found = hmap_get(ns->local_dirs, prefix) != NULL;
+	pthread_mutex_unlock(&ns->lock);
+	return found;
+}
+
+/* The size of an open writer of key, if there is one. */
+static int writer_size(struct ns *ns, const char *key, uint64_t *size)
+{
+	struct ns_file *f;
+	int found = 0;
+
+	pthread_mutex_lock(&ns->lock);
+	f = hmap_get(ns->writers, key);
+	if (f) {
+		*size = __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+		found = 1;
+	}
+	pthread_mutex_unlock(&ns->lock);
+	return found;
+}
+
+struct collect;
+static int add_page(struct meta_listing *l, const char *prefix,
+		    const struct s3_list_page *page, struct collect *c);
+
+/* List dir into the cache when it fits in one page. Once one name in a
+ * folder is missing, the next ones (cp or rsync of new files) are then
+ * answered without a HEAD and a LIST each. 0, ENOSPC (more than a page:
+ * remembered, not listed again) or an error. */
+static int list_small_dir(struct ns *ns, const char *dir)
+{
+	struct s3_list_page page = {0};
+	struct meta_listing *l = NULL;
+	int rc = meta_dir_listable(ns->meta, dir) ? 0 : ENOSPC;
+
+	if (!rc)
+		rc = s3_list(ns->s3, dir, "/", NULL, 1000, &page);
+	if (!rc && page.next_token) {
+		meta_dir_set_big(ns->meta, dir);
+		rc = ENOSPC;
+	}
+	if (!rc) {
+		l = meta_listing_new();
+		rc = l ? add_page(l, dir, &page, NULL) : ENOMEM;
+	}
+	if (!rc)
+		meta_dir_store(ns->meta, dir, l);
+	else
+		meta_listing_free(l);
+	s3_list_page_release(&page);
+	return rc;
+}
+
+/* key has no object: is it a folder? From a listing of its parent dir
+ * when that is small, else from a LIST of key + "/". */
+static int probe_folder(struct ns *ns, const char *key, const char *dir,
+			struct meta_attr *out)
+{
+	struct s3_list_page page = {0};
+	struct buf prefix = BUF_INIT;
+	int rc;
+
+	if (list_small_dir(ns, dir) == 0) {
+		switch (meta_lookup(ns->meta, dir, key + strlen(dir), out)) {
+		case META_FOUND:
+			if (out->is_dir)
+				out->mtime = ns->started;
+			return 0;
+		case META_ABSENT:
+			return ENOENT;
+		case META_MISS:
+			break;
+		}
+	}
+	rc = buf_addf(&prefix, "%s/", key);
+	if (!rc)
+		rc = s3_list(ns->s3, prefix.data, "/", NULL, 1, &page);
+	if (!rc && page.nentries + page.nprefixes == 0)
+		rc = ENOENT;
+	if (!rc) {
+		out->is_dir = 1;
+		out->mtime = ns->started;
+	}
+	s3_list_page_release(&page);
+	buf_release(&prefix);
+	return rc;
+}
+
+/* Ask S3 about key (in dir): an object, or a folder (a key below
+ * key + "/"). */
+static int probe_key(struct ns *ns, const char *key, const char *dir,
+		     struct meta_attr *out)
+{
+	struct s3_object obj;
+	int rc = s3_head(ns->s3, key, &obj);
+
+	memset(out, 0, sizeof(*out));
+	if (rc == 0) {
+		out->size = obj.size;
+		out->mtime = obj.mtime;
+		snprintf(out->etag, sizeof(out->etag), "%s", obj.etag);
+		return 0;
+	}
+	if (rc != ENOENT)
+		return rc;
+	return probe_folder(ns, key, dir, out);
+}
+
+static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c);
+
+/* After dir's listing expired, a walk over its entries (ls -l, reading every
+ * link) would cost a HEAD per entry: list it again once instead. */
+static enum meta_hit relist(struct ns *ns, const char *dir, const char *name,
+			    struct meta_attr *out)
+{
+	if (!meta_dir_walked(ns->meta, dir) || fetch_listing(ns, dir, NULL))
+		return META_MISS;
+	return meta_lookup(ns->meta, dir, name, out);
+}
+
+static int lookup_upload(struct ns *ns, const char *key, const char *prefix,
+			 struct meta_attr *out)
+{
+	char *dir = malloc(strlen(key) + 1);
+	const char *name;
+	enum meta_hit hit;
+	int rc = 0;
+
+	if (!dir)
+		return ENOMEM;
+	name = ns_split_key(key, dir);
+	hit = meta_lookup(ns->meta, dir, name, out);
+	if (hit == META_MISS)
+		hit = relist(ns, dir, name, out);
+	switch (hit) {
+	case META_FOUND:
+		break;
+	case META_ABSENT:
+		rc = ENOENT;
+		break;
+	case META_MISS:
+		rc = probe_key(ns, key, dir, out);
+		if (rc == 0)
+			meta_set(ns->meta, dir, name, out);
+		else if (rc == ENOENT)
+			meta_set_absent(ns->meta, dir, name);
+		break;
+	}
+	if (rc == ENOENT && local_dir(ns, prefix)) {
+		memset(out, 0, sizeof(*out));
+		out->is_dir = 1;
+		out->mtime = ns->started;
+		rc = 0;
+	}
+	free(dir);
+	return rc;
+}
+
+int ns_upload_attr(struct ns *ns, const char *rel, struct meta_attr *out)
+{
+	struct buf key = BUF_INIT, prefix = BUF_INIT;
+	uint64_t size;
+	int rc;
+
+	rc = ns_upload_key(ns, rel, &key);
+	if (!rc)
+		rc = buf_addf(&prefix, "%s/", key.data);
+	if (!rc && writer_size(ns, key.data, &size)) {
+		memset(out, 0, sizeof(*out));
+		out->size = size;
+		out->mtime = time(NULL);
+	} else if (!rc) {
+		rc = lookup_upload(ns, key.data, prefix.data, out);
+	}
+	buf_release(&key);
+	buf_release(&prefix);
+	return rc;
+}
+
+int ns_thumb_source(struct ns *ns, const char *rel, struct buf *src_key,
+		    struct meta_attr *src)
+{
+	char *parent = malloc(strlen(rel) + 1);
+	struct buf name = BUF_INIT, src_rel = BUF_INIT;
+	const char *leaf;
+	int rc;
+
+	if (!parent)
+		return ENOMEM;
+	leaf = path_split(rel, parent);
+	rc = ns_upload_attr(ns, rel, src);
+	if (rc == 0 && src->is_dir)
+		goto out; /* folders mirror folders */
+	rc = thumbs_source_for(leaf, &name);
+	if (!rc)
+		rc = buf_addf(&src_rel, "%s%s%s", parent, *parent ? "/" : "",
+			      name.data);
+	if (!rc)
+		rc = ns_upload_attr(ns, src_rel.data, src);
+	if (!rc && (src->is_dir || !thumbs_is_image(name.data)))
+		rc = ENOENT;
+	if (!rc)
+		rc = ns_upload_key(ns, src_rel.data, src_key);
+out:
+	buf_release(&name);
+	buf_release(&src_rel);
+	free(parent);
+	return rc;
+}
+
+static void dir_attr(const struct ns *ns, struct ns_attr *a, int writable)
+{
+	memset(a, 0, sizeof(*a));
+	a->is_dir = 1;
+	a->writable = writable;
+	a->mtime = ns->started;
+}
+
+/* The length of the link file for key, as a read would return it. */
+static int link_size(struct ns *ns, const char *key, uint64_t *size)
+{
+	struct buf url = BUF_INIT;
+	int rc = links_object(ns->links, key, time(NULL), &url);
+
+	*size = url.len;
+	buf_release(&url);
+	return rc;
+}
+
+static void file_attr(struct ns_attr *a, const struct meta_attr *m)
+{
+	memset(a, 0, sizeof(*a));
+	a->is_dir = m->is_dir;
+	a->size = m->size;
+	a->mtime = m->mtime;
+}
+
+static int thumb_attr(struct ns *ns, const char *rel, int as_link,
+		      struct ns_attr *out)
+{
+	struct buf src_key = BUF_INIT, tkey = BUF_INIT;
+	struct meta_attr src;
+	int rc = ns_thumb_source(ns, rel, &src_key, &src);
+
+	if (rc == 0 && src.is_dir) {
+		dir_attr(ns, out, 0);
+	} else if (rc == 0) {
+		file_attr(out, &src);
+		out->size = 0;
+		if (as_link) {
+			rc = thumbs_key_for(ns->thumbs, src_key.data, &tkey);
+			if (!rc)
+				rc = link_size(ns, tkey.data, &out->size);
+		} else if (thumbs_peek_size(ns->thumbs, src_key.data,
+					    src.etag, &out->size)) {
+			/* Not made yet: the source's size, so readers that
+			 * skip empty files (file(1)) still open it; open
+			 * learns the true size and invalidates this one. */
+			out->size = src.size;
+		}
+	}
+	buf_release(&src_key);
+	buf_release(&tkey);
+	return rc;
+}
+
+static int upload_attr(struct ns *ns, const char *rel, int as_link,
+		       struct ns_attr *out)
+{
+	struct buf key = BUF_INIT;
+	struct meta_attr m;
+	int rc = ns_upload_attr(ns, rel, &m);
+
+	if (rc)
+		return rc;
+	file_attr(out, &m);
+	out->writable = !as_link;
+	if (as_link && !m.is_dir) {
+		rc = ns_upload_key(ns, rel, &key);
+		if (!rc)
+			rc = link_size(ns, key.data, &out->size);
+		buf_release(&key);
+	}
+	return rc;
+}
+
+static uint64_t locked_size(struct ns *ns, const uint64_t *field)
+{
+	uint64_t v;
+
+	pthread_mutex_lock(&ns->lock);
+	v = *field;
+	pthread_mutex_unlock(&ns->lock);
+	return v;
+}
+
+int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
+{
+	struct path_info pi;
+	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+
+	if (rc)
+		return rc;
+	if (!path_utf8_ok(pi.rel))
+		return ENOENT; /* S3 keys are UTF-8: no such object can exist */
+	if (!*pi.rel && pi.area != PA_METRICS && pi.area != PA_LINKS_INDEX) {
+		dir_attr(ns, out, pi.area == PA_UPLOADS);
+		return 0;
+	}
+	switch (pi.area) {
+	case PA_UPLOADS:
+		return upload_attr(ns, pi.rel, 0, out);
+	case PA_LINKS_UPLOADS:
+		return upload_attr(ns, pi.rel, 1, out);
+	case PA_THUMBS:
+		return thumb_attr(ns, pi.rel, 0, out);
+	case PA_LINKS_THUMBS:
+		return thumb_attr(ns, pi.rel, 1, out);
+	case PA_LINKS_INDEX:
+	case PA_METRICS:
+		memset(out, 0, sizeof(*out));
+		out->mtime = time(NULL);
+		out->size = locked_size(ns, pi.area == PA_METRICS
+						    ? &ns->metrics_size
+						    : &ns->index_size);
+		return 0;
+	default:
+		return ENOENT;
+	}
+}
+
+/* --- listings ------------------------------------------------------------ */
+
+struct collect;
+static int collect_entry(void *arg, const char *name,
+			 const struct meta_attr *a);
+
+/* Add one page of a listing of prefix to l, and to c unless NULL. */
+static int add_page(struct meta_listing *l, const char *prefix,
+		    const struct s3_list_page *page, struct collect *c)
+{
+	size_t plen = strlen(prefix);
+	int rc = 0;
+
+	for (size_t i = 0; i < page->nentries && !rc; i++) {
+		const struct s3_list_entry *e = &page->entries[i];
+		const char *name = e->key + plen;
+		struct meta_attr a = {0, e->size, e->mtime, ""};
+
+		if (!path_name_ok(name, strlen(name)))
+			continue; /* the folder's own marker, or unshowable */
+		snprintf(a.etag, sizeof(a.etag), "%s", e->etag);
+		rc = meta_listing_add(l, name, &a);
+		if (!rc && c)
+			collect_entry(c, name, &a);
+	}
+	for (size_t i = 0; i < page->nprefixes && !rc; i++) {
+		char *name = page->prefixes[i] + plen;
+		size_t len = strlen(name);
+		struct meta_attr a = {1, 0, 0, ""};
+
+		if (len && name[len - 1] == '/')
+			len--;
+		if (!path_name_ok(name, len))
+			continue;
+		name[len] = '\0';
+		rc = meta_listing_add(l, name, &a);
+		if (!rc && c)
+			collect_entry(c, name, &a);
+	}
+	return rc;
+}
+
+/* List prefix completely (one request per 1000 entries) into c (unless
+ * NULL) and the cache (c gets it even when the cache would not keep it: metadata_ttl=0). */
+static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
+{
+	struct meta_listing *l = meta_listing_new();
+	char *token = NULL;
+	int rc = l ? 0 : ENOMEM;
+
+	do {
+		struct s3_list_page page = {0};
+
+		rc = s3_list(ns->s3, prefix, "/", token, 1000, &page);
+		free(token);
+		token = NULL;
+		if (!rc)
+			rc = add_page(l, prefix, &page, c);
+		if (!rc && page.next_token)
+			token = strdup(page.next_token);
+		s3_list_page_release(&page);
+	} while (!rc && token);
+	free(token);
+	if (rc) {
+		meta_listing_free(l);
+		return rc;
+	}
+	meta_dir_store(ns->meta, prefix, l);
+	return 0;
+}
+
+struct collect {
+	struct hmap *seen;       /* name -> struct meta_attr * */
+	const char *prefix;
+	size_t plen;
+	int err;
+};
+
+static int collect_entry(void *arg, const char *name, const struct meta_attr *a)
+{
+	struct collect *c = arg;
+	struct meta_attr *copy = malloc(sizeof(*copy));
+	void *old = NULL;
+
+	if (!copy || hmap_put(c->seen, name, copy, &old)) {
+		free(copy);
+		c->err = ENOMEM;
+		return 1;
+	}
+	*copy = *a;
+	free(old);
+	return 0;
+}
+
+/* Entries the bucket does not show yet: empty folders made with mkdir and
+ * files being written. Locks held: ns->lock. */
+static int collect_local(void *arg, const char *key, void *value)
+{
+	struct collect *c = arg;
+	const char *rest;
+	size_t len;
+	struct meta_attr a = {0};
+	char name[PATH_NAME_MAX + 1];
+
+	if (strncmp(key, c->prefix, c->plen) != 0)
+		return 0; /* not below the folder (key may be shorter) */
+	rest = key + c->plen;
+	len = strcspn(rest, "/");
+	if (!len || len > PATH_NAME_MAX)
+		return 0;
+	if (rest[len] == '/' && rest[len + 1] != '\0')
+		return 0; /* deeper than one level */
+	a.is_dir = value == (void *)1 && rest[len] == '/';
+	memcpy(name, rest, len);
+	name[len] = '\0';
+	if (!hmap_get(c->seen, name))
+		collect_entry(c, name, &a);
+	return 0;
+}
+
+/* Every entry of the uploads folder prefix, into c->seen. */
+static int list_uploads(struct ns *ns, const char *prefix, struct collect *c)
+{
+	int rc = meta_dir_each(ns->meta, prefix, collect_entry, c);
+
+	if (rc == ENOENT)
+		rc = fetch_listing(ns, prefix, c);
+	if (rc)
+		return rc;
+	pthread_mutex_lock(&ns->lock);
+	hmap_each(ns->local_dirs, collect_local, c);
+	hmap_each(ns->writers, collect_local, c);
+	pthread_mutex_unlock(&ns->lock);
+	return c->err;
+}
+
+struct emit {
+	struct ns *ns;
+	enum path_area area;
+	const char *prefix;  /* the uploads folder listed */
+	ns_fill_fn fn;
+	void *arg;
+};
+
+static int emit_thumb(struct emit *e, const char *name,
+		      const struct meta_attr *m, struct ns_attr *a)
+{
+	struct buf tname = BUF_INIT, key = BUF_INIT, tkey = BUF_INIT;
+	int rc;
+
+	if (!thumbs_is_image(name))
+		return 0;
+	rc = thumbs_name_for(name, &tname);
+	if (!rc)
+		rc = buf_addf(&key, "%s%s", e->prefix, name);
+	if (!rc && e->area == PA_THUMBS)
+		thumbs_peek_size(e->ns->thumbs, key.data, m->etag, &a->size);
+	else if (!rc)
+		rc = thumbs_key_for(e->ns->thumbs, key.data, &tkey);
+	if (!rc && e->area == PA_LINKS_THUMBS)
+		rc = link_size(e->ns, tkey.data, &a->size);
+	if (!rc)
+		rc = e->fn(e->arg, tname.data, a);
+	buf_release(&tname);
+	buf_release(&key);
+	buf_release(&tkey);
+	return rc;
+}
+
+static int emit_entry(void *arg, const char *name, void *value)
+{
+	struct emit *e = arg;
+	const struct meta_attr *m = value;
+	struct ns_attr a;
+	struct buf key = BUF_INIT;
+	int rc;
+
+	file_attr(&a, m);
+	if (m->is_dir) {
+		dir_attr(e->ns, &a, e->area == PA_UPLOADS);
+		return e->fn(e->arg, name, &a);
+	}
+	a.writable = e->area == PA_UPLOADS;
+	if (e->area == PA_UPLOADS)
+		return e->fn(e->arg, name, &a);
+	if (e->area != PA_LINKS_UPLOADS)
+		return emit_thumb(e, name, m, &a);
+	a.size = 0;
+	rc = buf_addf(&key, "%s%s", e->prefix, name);
+	if (!rc)
+		rc = link_size(e->ns, key.data, &a.size);
+	if (!rc)
+		rc = e->fn(e->arg, name, &a);
+	buf_release(&key);
+	return rc;
+}
+
+static int readdir_top(struct ns *ns, enum path_area area, ns_fill_fn fn,
+		       void *arg)
+{
+	static const char *const root[] = {"uploads", "thumbnails", ".links",
+					   ".metrics"};
+	static const char *const links[] = {"uploads", "thumbnails",
+					    "index.html"};
+	const char *const *names = area == PA_ROOT ? root : links;
+	int n = area == PA_ROOT ? 4 : 3;
+	struct ns_attr a;
+
+	for (int i = 0; i < n; i++) {
+		int leaf = !strcmp(names[i], ".metrics") ||
+			   !strcmp(names[i], "index.html");
+
+		dir_attr(ns, &a, !strcmp(names[i], "uploads"));
+		if (leaf) {
+			a.is_dir = 0;
+			a.size = locked_size(ns, area == PA_ROOT
+							 ? &ns->metrics_size
+							 : &ns->index_size);
+		}
+		if (fn(arg, names[i], &a))
+			break;
+	}
+	return 0;
+}
+
+int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg)
+{
+	struct path_info pi;
+	struct buf prefix = BUF_INIT;
+	struct collect c = {0};
+	struct emit e = {ns, 0, NULL, fn, arg};
+	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+
+	if (rc)
+		return rc;
+	if (pi.area == PA_ROOT || pi.area == PA_LINKS)
+		return readdir_top(ns, pi.area, fn, arg);
+	if (pi.area == PA_METRICS || pi.area == PA_LINKS_INDEX)
+		return ENOTDIR;
+	c.seen = hmap_create();
+	rc = c.seen ? ns_dir_prefix(ns, pi.rel, &prefix) : ENOMEM;
+	c.prefix = prefix.data;
+	c.plen = prefix.len;
+	if (!rc)
+		rc = list_uploads(ns, prefix.data, &c);
+	e.area = pi.area;
+	e.prefix = prefix.data;
+	if (!rc)
+		hmap_each(c.seen, emit_entry, &e);
+	hmap_destroy(c.seen, free);
+	buf_release(&prefix);
+	return rc;
+}

@@ -1,0 +1,91 @@
+/*
+ * ns: the namespace a mount shows, in errno terms.
+ *
+ *   /uploads/...            objects under the uploads prefix, read/write
+ *   /thumbnails/...         thumbnails of the image files in uploads/
+ *   /.links/uploads/...     presigned URLs of the uploads
+ *   /.links/thumbnails/...  presigned URLs of the thumbnails
+ *   /.links/index.html      the gallery page
+ *   /.metrics               the daemon's counters
+ *
+ * Every function returns 0 or a positive errno; the FUSE layer negates it.
+ * All functions are thread-safe; an ns_file may be used from several
+ * threads (calls on one file are serialised inside).
+ *
+ * Lifecycle: ns_new() parses nothing and starts no thread; ns_check()
+ * verifies the bucket can be reached (before daemonising); ns_start()
+ * creates the S3 client, the thumbnail service and the rest (in the FUSE
+ * init callback, after daemonising); ns_free() waits for open files' work
+ * and frees everything.
+ */
+#ifndef IMGFS_NS_H
+#define IMGFS_NS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "config/cfg.h"
+#include "aws/creds.h"
+
+struct ns;
+struct ns_file;
+
+struct ns_attr {
+	int is_dir;
+	int writable;  /* 0 in the read-only areas */
+	uint64_t size;
+	time_t mtime;
+};
+
+/* NULL with errno set. cfg and creds must outlive the ns. */
+struct ns *ns_new(const struct cfg *cfg, struct creds *creds);
+/* Check that the bucket answers with these credentials. 0, or an errno with
+ * a one-line reason in err. Starts and stops its own client. */
+int ns_check(struct ns *ns, char *err, size_t errlen);
+/* Create the services. 0 or errno (logged). */
+int ns_start(struct ns *ns);
+void ns_free(struct ns *ns);
+
+int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out);
+
+/* Call fn for each entry of the folder at path ("." and ".." excluded).
+ * fn returns non-zero to stop early. */
+typedef int (*ns_fill_fn)(void *arg, const char *name,
+			  const struct ns_attr *a);
+int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg);
+
+/* Open an existing file with open(2) flags; *out on success. */
+int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out);
+/* Create a file in uploads/ (O_CREAT); *out on success. */
+int ns_create(struct ns *ns, const char *path, int flags,
+	      struct ns_file **out);
+
+int ns_read(struct ns_file *f, void *buf, size_t len, uint64_t off,
+	    size_t *got);
+int ns_write(struct ns_file *f, const void *buf, size_t len, uint64_t off);
+/* close(2) and fsync(2): make the bucket hold what was written. EIO when
+ * the upload failed (nothing partial is left in the bucket). */
+int ns_flush(struct ns_file *f);
+/* The last reference is gone: free the file. */
+void ns_release(struct ns_file *f);
+
+/* Should the kernel bypass its page cache (content made at open)? */
+int ns_file_direct_io(const struct ns_file *f);
+/* Did open learn the file's size, so cached attributes are stale? */
+int ns_file_size_changed(const struct ns_file *f);
+
+/* truncate(2) by path, or ftruncate(2) when f is not NULL. */
+int ns_truncate(struct ns *ns, const char *path, struct ns_file *f,
+		uint64_t size);
+int ns_unlink(struct ns *ns, const char *path);
+int ns_mkdir(struct ns *ns, const char *path);
+int ns_rmdir(struct ns *ns, const char *path);
+/* flags: 0 or RENAME_NOREPLACE. */
+int ns_rename(struct ns *ns, const char *from, const char *to,
+	      unsigned flags);
+/* chmod, chown, utimens: accepted (and not stored) in uploads/, EROFS in
+ * the read-only areas. */
+int ns_setattr(struct ns *ns, const char *path);
+
+#endif

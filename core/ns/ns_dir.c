@@ -1,0 +1,364 @@
+/*
+ * ns_dir: operations that change the uploads tree by name: unlink, mkdir,
+ * rmdir, rename, setattr (see ns.h).
+ */
+#include "ns/ns_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+/* Parse path, which must be strictly inside uploads/. */
+static int upload_rel(struct ns *ns, const char *path, const char **rel)
+{
+	struct path_info pi;
+	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+
+	if (rc)
+		return rc == ENOENT ? EROFS : rc; /* outside uploads/ */
+	if (pi.area != PA_UPLOADS)
+		return EROFS;
+	if (!*pi.rel)
+		return EBUSY;
+	*rel = pi.rel;
+	return 0;
+}
+
+void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
+		    const char *etag)
+{
+	char *dir = malloc(strlen(key) + 1);
+	struct meta_attr a = {0, size, time(NULL), ""};
+	const char *name;
+
+	if (!dir)
+		return;
+	name = ns_split_key(key, dir);
+	snprintf(a.etag, sizeof(a.etag), "%s", etag ? etag : "");
+	meta_set(ns->meta, dir, name, &a);
+	free(dir);
+}
+
+static void note_absent(struct ns *ns, const char *key)
+{
+	char *dir = malloc(strlen(key) + 1);
+	const char *name;
+
+	if (!dir)
+		return;
+	name = ns_split_key(key, dir);
+	meta_set_absent(ns->meta, dir, name);
+	free(dir);
+}
+
+void ns_forget_thumb(struct ns *ns, const char *key)
+{
+	const char *slash = strrchr(key, '/');
+
+	if (thumbs_is_image(slash ? slash + 1 : key))
+		thumbs_forget(ns->thumbs, key);
+}
+
+int ns_setattr(struct ns *ns, const char *path)
+{
+	struct path_info pi;
+	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+
+	if (rc)
+		return rc;
+	return pi.area == PA_UPLOADS ? 0 : EROFS;
+}
+
+int ns_unlink(struct ns *ns, const char *path)
+{
+	struct buf key = BUF_INIT;
+	struct meta_attr a;
+	const char *rel;
+	int rc = upload_rel(ns, path, &rel);
+
+	if (!rc)
+		rc = ns_upload_attr(ns, rel, &a);
+	if (!rc && a.is_dir)
+		rc = EISDIR;
+	if (!rc)
+		rc = ns_upload_key(ns, rel, &key);
+	if (!rc)
+		rc = s3_delete(ns->s3, key.data);
+	if (!rc) {
+		note_absent(ns, key.data);
+		ns_forget_thumb(ns, key.data);
+	}
+	buf_release(&key);
+	return rc;
+}
+
+int ns_mkdir(struct ns *ns, const char *path)
+{
+	struct buf prefix = BUF_INIT;
+	struct meta_attr a;
+	const char *rel;
+	int rc = upload_rel(ns, path, &rel);
+
+	if (rc)
+		return rc == EBUSY ? EEXIST : rc;
+	if (!path_utf8_ok(rel))
+		return EILSEQ;
+	rc = ns_upload_attr(ns, rel, &a);
+	if (rc != ENOENT)
+		return rc ? rc : EEXIST;
+	rc = ns_dir_prefix(ns, rel, &prefix);
+	pthread_mutex_lock(&ns->lock);
+	if (!rc)
+		rc = hmap_put(ns->local_dirs, prefix.data, (void *)1, NULL);
+	pthread_mutex_unlock(&ns->lock);
+	if (!rc) {
+		prefix.data[prefix.len - 1] = '\0';
+		note_absent(ns, prefix.data); /* drop the cached negative */
+	}
+	buf_release(&prefix);
+	return rc;
+}
+
+struct under {
+	const char *prefix;
+	size_t plen;
+};
+
+/* Stops the walk at a key strictly below the prefix. */
+static int key_under(void *arg, const char *key, void *value)
+{
+	const struct under *u = arg;
+
+	return strncmp(key, u->prefix, u->plen) == 0 && key[u->plen] != '\0';
+}
+
+/* Does anything live below the folder prefix: objects other than its own
+ * marker, local folders, files being written? Lock not held. */
+static int dir_empty(struct ns *ns, const char *prefix, int *empty)
+{
+	struct s3_list_page page = {0};
+	struct under u = {prefix, strlen(prefix)};
+	int rc = s3_list(ns->s3, prefix, "/", NULL, 2, &page);
+
+	*empty = !rc && page.nprefixes == 0;
+	for (size_t i = 0; *empty && i < page.nentries; i++)
+		if (strcmp(page.entries[i].key, prefix) != 0)
+			*empty = 0;
+	s3_list_page_release(&page);
+	pthread_mutex_lock(&ns->lock);
+	if (*empty && (hmap_each(ns->local_dirs, key_under, &u) ||
+		       hmap_each(ns->writers, key_under, &u)))
+		*empty = 0;
+	pthread_mutex_unlock(&ns->lock);
+	return rc;
+}
+
+int ns_rmdir(struct ns *ns, const char *path)
+{
+	struct buf prefix = BUF_INIT;
+	struct meta_attr a;
+	const char *rel;
+	int empty = 0, rc = upload_rel(ns, path, &rel);
+
+	if (!rc)
+		rc = ns_upload_attr(ns, rel, &a);
+	if (!rc && !a.is_dir)
+		rc = ENOTDIR;
+	if (!rc)
+		rc = ns_dir_prefix(ns, rel, &prefix);
+	if (!rc)
+		rc = dir_empty(ns, prefix.data, &empty);
+	if (!rc && !empty)
+		rc = ENOTEMPTY;
+	if (!rc)
+		rc = s3_delete(ns->s3, prefix.data); /* a marker, if any */
+	if (!rc) {
+		pthread_mutex_lock(&ns->lock);
+		hmap_remove(ns->local_dirs, prefix.data);
+		pthread_mutex_unlock(&ns->lock);
+		meta_forget_dir(ns->meta, prefix.data);
+		prefix.data[prefix.len - 1] = '\0';
+		note_absent(ns, prefix.data);
+	}
+	buf_release(&prefix);
+	return rc;
+}
+
+/* --- rename -------------------------------------------------------------- */
+
+/* Move one object: copy, then delete the source. */
+static int move_object(struct ns *ns, const char *from, const char *to)
+{
+	int rc = s3_copy(ns->s3, from, to);
+
+	if (!rc)
+		rc = s3_delete(ns->s3, from);
+	if (rc)
+		return rc;
+	note_absent(ns, from);
+	ns_forget_thumb(ns, from);
+	ns_forget_thumb(ns, to);
+	return 0;
+}
+
+/* Move every object below the folder prefix from to the prefix to. */
+static int move_tree(struct ns *ns, const char *from, const char *to)
+{
+	size_t flen = strlen(from);
+	char *token = NULL;
+	int rc;
+
+	do {
+		struct s3_list_page page = {0};
+
+		rc = s3_list(ns->s3, from, NULL, token, 1000, &page);
+		free(token);
+		token = NULL;
+		for (size_t i = 0; !rc && i < page.nentries; i++) {
+			struct buf dst = BUF_INIT;
+
+			rc = buf_addf(&dst, "%s%s", to, page.entries[i].key + flen);
+			if (!rc)
+				rc = move_object(ns, page.entries[i].key, dst.data);
+			buf_release(&dst);
+		}
+		if (!rc && page.next_token)
+			token = strdup(page.next_token);
+		s3_list_page_release(&page);
+	} while (!rc && token);
+	free(token);
+	return rc;
+}
+
+struct move_dirs {
+	const char *from, *to;
+	size_t flen;
+	struct buf moved; /* NUL-separated old keys */
+};
+
+static int collect_moved(void *arg, const char *key, void *value)
+{
+	struct move_dirs *m = arg;
+
+	if (strncmp(key, m->from, m->flen) == 0)
+		buf_add(&m->moved, key, strlen(key) + 1);
+	return 0;
+}
+
+/* Carry local (empty) folders below from over to to. */
+static void move_local_dirs(struct ns *ns, const char *from, const char *to)
+{
+	struct move_dirs m = {from, to, strlen(from), BUF_INIT};
+
+	pthread_mutex_lock(&ns->lock);
+	hmap_each(ns->local_dirs, collect_moved, &m);
+	for (size_t off = 0; off < m.moved.len;) {
+		const char *old = m.moved.data + off;
+		struct buf dst = BUF_INIT;
+
+		if (!buf_addf(&dst, "%s%s", to, old + m.flen))
+			hmap_put(ns->local_dirs, dst.data, (void *)1, NULL);
+		hmap_remove(ns->local_dirs, old);
+		buf_release(&dst);
+		off += strlen(old) + 1;
+	}
+	pthread_mutex_unlock(&ns->lock);
+	buf_release(&m.moved);
+}
+
+static int rename_dir(struct ns *ns, const char *from_rel, const char *to_rel)
+{
+	struct buf from = BUF_INIT, to = BUF_INIT;
+	int rc = ns_dir_prefix(ns, from_rel, &from);
+
+	if (!rc)
+		rc = ns_dir_prefix(ns, to_rel, &to);
+	if (!rc && strncmp(to.data, from.data, from.len) == 0)
+		rc = EINVAL; /* into itself */
+	if (!rc)
+		rc = move_tree(ns, from.data, to.data);
+	if (!rc) {
+		move_local_dirs(ns, from.data, to.data);
+		pthread_mutex_lock(&ns->lock);
+		hmap_put(ns->local_dirs, to.data, (void *)1, NULL);
+		pthread_mutex_unlock(&ns->lock);
+		meta_forget_dir(ns->meta, from.data);
+		meta_forget_dir(ns->meta, to.data);
+		from.data[from.len - 1] = to.data[to.len - 1] = '\0';
+		note_absent(ns, from.data);
+		note_absent(ns, to.data);
+	}
+	buf_release(&from);
+	buf_release(&to);
+	return rc;
+}
+
+static int rename_file(struct ns *ns, const char *from_rel, const char *to_rel,
+		       const struct meta_attr *a)
+{
+	struct buf from = BUF_INIT, to = BUF_INIT;
+	int rc = ns_upload_key(ns, from_rel, &from);
+
+	if (!rc)
+		rc = ns_upload_key(ns, to_rel, &to);
+	if (!rc)
+		rc = move_object(ns, from.data, to.data);
+	if (!rc)
+		ns_note_upload(ns, to.data, a->size, a->etag);
+	buf_release(&from);
+	buf_release(&to);
+	return rc;
+}
+
+/* May from replace to? (both exist) */
+static int may_replace(struct ns *ns, const struct meta_attr *src,
+		       const char *to_rel, const struct meta_attr *dst)
+{
+	struct buf prefix = BUF_INIT;
+	int empty = 0, rc;
+
+	if (!src->is_dir && dst->is_dir)
+		return EISDIR;
+	if (src->is_dir && !dst->is_dir)
+		return ENOTDIR;
+	if (!dst->is_dir)
+		return 0;
+	rc = ns_dir_prefix(ns, to_rel, &prefix);
+	if (!rc)
+		rc = dir_empty(ns, prefix.data, &empty);
+	buf_release(&prefix);
+	return rc ? rc : empty ? 0 : ENOTEMPTY;
+}
+
+int ns_rename(struct ns *ns, const char *from, const char *to, unsigned flags)
+{
+	struct meta_attr src, dst;
+	const char *from_rel, *to_rel;
+	int rc = upload_rel(ns, from, &from_rel);
+
+	if (!rc)
+		rc = upload_rel(ns, to, &to_rel);
+	if (rc)
+		return rc;
+	if (flags & ~1u) /* only RENAME_NOREPLACE */
+		return EINVAL;
+	if (!path_utf8_ok(to_rel))
+		return EILSEQ;
+	rc = ns_upload_attr(ns, from_rel, &src);
+	if (rc)
+		return rc;
+	rc = ns_upload_attr(ns, to_rel, &dst);
+	if (rc == 0 && (flags & 1u))
+		return EEXIST;
+	if (rc == 0)
+		rc = may_replace(ns, &src, to_rel, &dst);
+	else if (rc == ENOENT)
+		rc = 0;
+	if (rc)
+		return rc;
+	return src.is_dir ? rename_dir(ns, from_rel, to_rel)
+			  : rename_file(ns, from_rel, to_rel, &src);
+}

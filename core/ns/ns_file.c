@@ -1,0 +1,460 @@
+/*
+ * ns_file: open files of the namespace (see ns.h).
+ *
+ * Files open for writing in uploads/ are registered in ns->writers by key,
+ * so that stat and listings see their size before they are uploaded. Other
+ * files are either read through a reader, or are blobs whose whole content
+ * is made at open (thumbnails, links, the gallery, the metrics).
+ */
+#include "ns/ns_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/log.h"
+
+static struct ns_file *file_new(struct ns *ns, enum ns_file_kind kind)
+{
+	struct ns_file *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return NULL;
+	if (pthread_mutex_init(&f->lock, NULL)) {
+		free(f);
+		return NULL;
+	}
+	f->ns = ns;
+	f->kind = kind;
+	f->refs = 1;
+	pthread_mutex_lock(&ns->lock);
+	f->next = ns->files;
+	if (f->next)
+		f->next->prev = f;
+	ns->files = f;
+	pthread_mutex_unlock(&ns->lock);
+	return f;
+}
+
+/* Drop one reference; the last one unlinks and frees f. */
+static void file_free(struct ns_file *f)
+{
+	struct ns *ns = f->ns;
+	int last;
+
+	pthread_mutex_lock(&ns->lock);
+	last = --f->refs == 0;
+	if (last && f->prev)
+		f->prev->next = f->next;
+	else if (last)
+		ns->files = f->next;
+	if (last && f->next)
+		f->next->prev = f->prev;
+	pthread_mutex_unlock(&ns->lock);
+	if (!last)
+		return;
+	reader_destroy(f->reader);
+	upload_destroy(f->upload);
+	buf_release(&f->blob);
+	free(f->key);
+	pthread_mutex_destroy(&f->lock);
+	free(f);
+}
+
+/* Make f the registered writer of its key (the latest open wins). */
+static void register_writer(struct ns *ns, struct ns_file *f)
+{
+	pthread_mutex_lock(&ns->lock);
+	f->registered = hmap_put(ns->writers, f->key, f, NULL) == 0;
+	pthread_mutex_unlock(&ns->lock);
+}
+
+/* The registered writer of key with a reference taken, or NULL. The
+ * caller drops it with file_free(). */
+static struct ns_file *borrow_writer(struct ns *ns, const char *key)
+{
+	struct ns_file *f;
+
+	pthread_mutex_lock(&ns->lock);
+	f = hmap_get(ns->writers, key);
+	if (f)
+		f->refs++;
+	pthread_mutex_unlock(&ns->lock);
+	return f;
+}
+
+static void unregister_writer(struct ns *ns, struct ns_file *f)
+{
+	pthread_mutex_lock(&ns->lock);
+	if (f->registered && hmap_get(ns->writers, f->key) == f)
+		hmap_remove(ns->writers, f->key);
+	pthread_mutex_unlock(&ns->lock);
+}
+
+static int open_writer(struct ns *ns, const char *key, int existed,
+		       uint64_t size, struct ns_file **out)
+{
+	struct ns_file *f = file_new(ns, NF_WRITE);
+
+	if (!f)
+		return ENOMEM;
+	f->key = strdup(key);
+	f->existed = existed;
+	if (f->key)
+		f->upload = upload_create(ns->s3, ns->metrics, &ns->upconf, key,
+					  existed && size, size);
+	if (!f->key || !f->upload) {
+		int err = errno ? errno : ENOMEM;
+
+		file_free(f);
+		return err;
+	}
+	f->size = upload_size(f->upload);
+	register_writer(ns, f);
+	*out = f;
+	return 0;
+}
+
+static int open_reader(struct ns *ns, const char *key,
+		       const struct meta_attr *a, struct ns_file **out)
+{
+	struct ns_file *f = file_new(ns, NF_READ);
+
+	if (!f)
+		return ENOMEM;
+	f->key = strdup(key);
+	if (f->key && a->size)
+		f->reader = reader_create(ns->s3, key, a->size, a->etag);
+	if (!f->key || (a->size && !f->reader)) {
+		file_free(f);
+		return ENOMEM;
+	}
+	*out = f;
+	return 0;
+}
+
+static int open_upload(struct ns *ns, const char *rel, int flags,
+		       struct ns_file **out)
+{
+	struct buf key = BUF_INIT;
+	struct meta_attr a;
+	int rc = ns_upload_attr(ns, rel, &a);
+
+	if (!rc && a.is_dir)
+		rc = EISDIR;
+	if (!rc)
+		rc = ns_upload_key(ns, rel, &key);
+	if (!rc && (flags & O_ACCMODE) != O_RDONLY)
+		rc = open_writer(ns, key.data, 1,
+				 (flags & O_TRUNC) ? 0 : a.size, out);
+	else if (!rc)
+		rc = open_reader(ns, key.data, &a, out);
+	if (!rc && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
+		(*out)->size_changed = 1;
+	buf_release(&key);
+	return rc;
+}
+
+/* A file whose content is made now, by fn. Its size was known at stat
+ * (links: the URL's length is fixed) unless sized_at_open. */
+static int open_blob(struct ns *ns, int (*fn)(struct ns *, const char *,
+					       struct buf *),
+		     const char *rel, int sized_at_open, struct ns_file **out)
+{
+	struct ns_file *f = file_new(ns, NF_BLOB);
+	int rc;
+
+	if (!f)
+		return ENOMEM;
+	rc = fn(ns, rel, &f->blob);
+	if (rc) {
+		file_free(f);
+		return rc;
+	}
+	f->size_changed = sized_at_open;
+	*out = f;
+	return 0;
+}
+
+/* The image behind thumbnails/rel (a file, not a folder). */
+static int thumb_file_source(struct ns *ns, const char *rel,
+			     struct buf *src_key, struct meta_attr *src)
+{
+	int rc = ns_thumb_source(ns, rel, src_key, src);
+
+	return !rc && src->is_dir ? EISDIR : rc;
+}
+
+static int make_thumb(struct ns *ns, const char *rel, struct buf *out)
+{
+	struct buf src_key = BUF_INIT;
+	struct meta_attr src;
+	int rc = thumb_file_source(ns, rel, &src_key, &src);
+
+	if (!rc)
+		rc = thumbs_get(ns->thumbs, src_key.data, src.etag, out);
+	buf_release(&src_key);
+	return rc;
+}
+
+static int make_thumb_link(struct ns *ns, const char *rel, struct buf *out)
+{
+	struct buf src_key = BUF_INIT;
+	struct meta_attr src;
+	int rc = thumb_file_source(ns, rel, &src_key, &src);
+
+	if (!rc)
+		rc = links_thumb(ns->links, src_key.data, src.etag, time(NULL),
+				 out);
+	buf_release(&src_key);
+	return rc;
+}
+
+static int make_upload_link(struct ns *ns, const char *rel, struct buf *out)
+{
+	struct buf key = BUF_INIT;
+	struct meta_attr a;
+	int rc = ns_upload_attr(ns, rel, &a);
+
+	if (!rc && a.is_dir)
+		rc = EISDIR;
+	if (!rc)
+		rc = ns_upload_key(ns, rel, &key);
+	if (!rc)
+		rc = links_object(ns->links, key.data, time(NULL), out);
+	buf_release(&key);
+	return rc;
+}
+
+static int make_index(struct ns *ns, const char *rel, struct buf *out)
+{
+	int rc = links_gallery(ns->links, time(NULL), out);
+
+	pthread_mutex_lock(&ns->lock);
+	if (!rc)
+		ns->index_size = out->len;
+	pthread_mutex_unlock(&ns->lock);
+	return rc;
+}
+
+static int make_metrics(struct ns *ns, const char *rel, struct buf *out)
+{
+	int rc = metrics_render(ns->metrics, out);
+
+	pthread_mutex_lock(&ns->lock);
+	if (!rc)
+		ns->metrics_size = out->len;
+	pthread_mutex_unlock(&ns->lock);
+	return rc;
+}
+
+int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out)
+{
+	struct path_info pi;
+	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+
+	if (rc)
+		return rc;
+	if (pi.area != PA_UPLOADS && (flags & O_ACCMODE) != O_RDONLY)
+		return EROFS;
+	if (!*pi.rel && pi.area != PA_METRICS && pi.area != PA_LINKS_INDEX)
+		return EISDIR;
+	switch (pi.area) {
+	case PA_UPLOADS:
+		return open_upload(ns, pi.rel, flags, out);
+	case PA_THUMBS:
+		return open_blob(ns, make_thumb, pi.rel, 1, out);
+	case PA_LINKS_UPLOADS:
+		metrics_add(ns->metrics, MC_LINK_READS, 1);
+		return open_blob(ns, make_upload_link, pi.rel, 0, out);
+	case PA_LINKS_THUMBS:
+		metrics_add(ns->metrics, MC_LINK_READS, 1);
+		return open_blob(ns, make_thumb_link, pi.rel, 0, out);
+	case PA_LINKS_INDEX:
+		return open_blob(ns, make_index, pi.rel, 1, out);
+	case PA_METRICS:
+		return open_blob(ns, make_metrics, pi.rel, 1, out);
+	default:
+		return EISDIR;
+	}
+}
+
+int ns_create(struct ns *ns, const char *path, int flags, struct ns_file **out)
+{
+	struct path_info pi;
+	struct buf key = BUF_INIT;
+	struct meta_attr a;
+	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+
+	if (rc)
+		return rc == ENOENT ? EROFS : rc; /* a new name outside uploads/ */
+	if (pi.area != PA_UPLOADS)
+		return EROFS;
+	if (!*pi.rel)
+		return EISDIR;
+	if (!path_utf8_ok(pi.rel))
+		return EILSEQ;
+	rc = ns_upload_attr(ns, pi.rel, &a);
+	if (rc == 0 && (flags & O_EXCL))
+		return EEXIST;
+	if (rc == 0)
+		return open_upload(ns, pi.rel, flags | O_TRUNC, out);
+	if (rc != ENOENT)
+		return rc;
+	rc = ns_upload_key(ns, pi.rel, &key);
+	if (!rc)
+		rc = open_writer(ns, key.data, 0, 0, out);
+	buf_release(&key);
+	return rc;
+}
+
+int ns_read(struct ns_file *f, void *buf, size_t len, uint64_t off,
+	    size_t *got)
+{
+	int rc = 0;
+
+	*got = 0;
+	pthread_mutex_lock(&f->lock);
+	if (f->kind == NF_WRITE) {
+		rc = upload_read(f->upload, buf, len, off, got);
+	} else if (f->kind == NF_BLOB) {
+		if (off < f->blob.len) {
+			*got = f->blob.len - off < len ? f->blob.len - off : len;
+			memcpy(buf, f->blob.data + off, *got);
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	if (f->kind == NF_READ && f->reader) /* thread-safe on its own */
+		rc = reader_read(f->reader, buf, len, off, got);
+	return rc;
+}
+
+int ns_write(struct ns_file *f, const void *buf, size_t len, uint64_t off)
+{
+	int rc;
+
+	if (f->kind != NF_WRITE)
+		return EBADF;
+	pthread_mutex_lock(&f->lock);
+	rc = upload_write(f->upload, buf, len, off);
+	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+int ns_flush(struct ns_file *f)
+{
+	char etag[S3_ETAG_MAX] = "";
+	uint64_t size;
+	int rc = 0;
+
+	if (f->kind != NF_WRITE)
+		return 0;
+	pthread_mutex_lock(&f->lock);
+	if (upload_dirty(f->upload)) {
+		size = upload_size(f->upload);
+		rc = upload_commit(f->upload, etag);
+		if (!rc) {
+			ns_note_upload(f->ns, f->key, size, etag);
+			if (f->existed)
+				ns_forget_thumb(f->ns, f->key);
+			f->existed = 1;
+		} else {
+			log_error("upload of %s failed: %s", f->key, strerror(rc));
+			metrics_add(f->ns->metrics, MC_ERRORS, 1);
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	return rc ? EIO : 0;
+}
+
+void ns_release(struct ns_file *f)
+{
+	if (!f)
+		return;
+	if (f->kind == NF_WRITE)
+		unregister_writer(f->ns, f);
+	file_free(f);
+}
+
+int ns_file_direct_io(const struct ns_file *f)
+{
+	return f->direct_io;
+}
+
+int ns_file_size_changed(const struct ns_file *f)
+{
+	return f->size_changed;
+}
+
+/* truncate(2) of a path nobody has open for writing. */
+static int truncate_closed(struct ns *ns, const char *rel, uint64_t size)
+{
+	struct ns_file *f;
+	int rc = open_upload(ns, rel, O_WRONLY, &f);
+
+	if (rc)
+		return rc;
+	rc = upload_truncate(f->upload, size);
+	if (!rc)
+		rc = ns_flush(f);
+	ns_release(f);
+	return rc;
+}
+
+/* truncate(2) or ftruncate(2) of a file open for writing. */
+static int truncate_open(struct ns_file *f, uint64_t size)
+{
+	int rc;
+
+	if (f->kind != NF_WRITE)
+		return EROFS;
+	pthread_mutex_lock(&f->lock);
+	rc = upload_truncate(f->upload, size);
+	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
+	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+int ns_truncate(struct ns *ns, const char *path, struct ns_file *f,
+		uint64_t size)
+{
+	struct path_info pi;
+	struct buf key = BUF_INIT;
+	int rc;
+
+	if (f)
+		return truncate_open(f, size);
+	if (!path)
+		return EBADF;
+	rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+	if (rc)
+		return rc;
+	if (pi.area != PA_UPLOADS)
+		return EROFS;
+	rc = ns_upload_key(ns, pi.rel, &key);
+	f = rc ? NULL : borrow_writer(ns, key.data);
+	buf_release(&key);
+	if (rc)
+		return rc;
+	if (!f)
+		return truncate_closed(ns, pi.rel, size);
+	rc = truncate_open(f, size);
+	file_free(f);
+	return rc;
+}
+
+void ns_release_all(struct ns *ns)
+{
+	struct ns_file *f;
+
+	for (;;) {
+		pthread_mutex_lock(&ns->lock);
+		f = ns->files;
+		pthread_mutex_unlock(&ns->lock);
+		if (!f)
+			return;
+		ns_release(f);
+	}
+}

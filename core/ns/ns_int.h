@@ -1,0 +1,101 @@
+/*
+ * ns_int: the namespace's private parts, shared by ns.c (attributes,
+ * listings, folder operations) and ns_file.c (open files). Not for use
+ * outside the ns module.
+ */
+#ifndef IMGFS_NS_INT_H
+#define IMGFS_NS_INT_H
+
+#include <pthread.h>
+
+#include "base/buf.h"
+#include "base/hmap.h"
+#include "io/journal.h"
+#include "ns/links.h"
+#include "ns/meta.h"
+#include "io/mime.h"
+#include "base/metrics.h"
+#include "ns/ns.h"
+#include "ns/path.h"
+#include "io/reader.h"
+#include "store/s3.h"
+#include "image/thumbs.h"
+#include "io/upload.h"
+
+struct ns {
+	const struct cfg *cfg;
+	struct creds *creds;
+	struct metrics *metrics;
+	struct s3_client *s3;     /* set by ns_start() */
+	struct thumbs *thumbs;    /* set by ns_start() */
+	struct links *links;      /* set by ns_start() */
+	struct journal *journal;  /* set by ns_start() */
+	struct meta *meta;
+	struct mime *mime;        /* Content-Type sniffer for uploads */
+	struct upload_conf upconf;
+	uid_t uid;
+	gid_t gid;
+	time_t started;
+	pthread_mutex_t lock;
+	struct hmap *writers;     /* key -> struct ns_file *; protected by lock */
+	struct hmap *local_dirs;  /* "uploads/a/" -> (void *)1; protected by lock */
+	struct ns_file *files;    /* every open file; protected by lock */
+	uint64_t index_size;      /* last gallery page built; protected by lock */
+	uint64_t metrics_size;    /* last .metrics rendered; protected by lock */
+};
+
+enum ns_file_kind {
+	NF_READ,  /* an object read through a reader */
+	NF_WRITE, /* a file in uploads/ open for writing */
+	NF_BLOB,  /* content made at open: thumbnails, links, pages */
+};
+
+struct ns_file {
+	struct ns *ns;
+	struct ns_file *prev, *next; /* in ns->files; protected by ns->lock */
+	unsigned refs;            /* the open's reference plus one per borrower
+				     (ns_truncate by path); protected by
+				     ns->lock; freed when it drops to 0 */
+	enum ns_file_kind kind;
+	pthread_mutex_t lock;     /* serialises calls on this file */
+	char *key;                /* NF_READ, NF_WRITE */
+	struct reader *reader;    /* NF_READ; NULL for an empty object */
+	struct upload *upload;    /* NF_WRITE */
+	int existed;              /* NF_WRITE: the key existed at open */
+	int registered;           /* NF_WRITE: listed in ns->writers */
+	struct buf blob;          /* NF_BLOB */
+	uint64_t size;            /* NF_WRITE: the upload's size, read without
+				     the lock (__atomic) by stat */
+	int direct_io;
+	int size_changed;
+};
+
+/* The S3 key for rel in the uploads area ("uploads/" + rel). */
+int ns_upload_key(const struct ns *ns, const char *rel, struct buf *out);
+/* The folder prefix for rel ("uploads/" + rel + "/", or "uploads/"). */
+int ns_dir_prefix(const struct ns *ns, const char *rel, struct buf *out);
+
+/* Attributes of uploads/rel: open writers first, then the cache, then
+ * HEAD and a one-key listing. etag (may be NULL) gets the object's ETag. */
+int ns_upload_attr(struct ns *ns, const char *rel, struct meta_attr *out);
+
+/* The source of thumbnails/rel: its rel in uploads/, attributes and key.
+ * ENOENT when no image maps to it; *is_dir for a folder. */
+int ns_thumb_source(struct ns *ns, const char *rel, struct buf *src_key,
+		    struct meta_attr *src);
+
+/* Record a finished upload of key (size, etag) in the cache. */
+void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
+		    const char *etag);
+/* The source at key was replaced or removed: forget its thumbnail. */
+void ns_forget_thumb(struct ns *ns, const char *key);
+
+/* Free every file still open (the kernel went away without releasing
+ * them). */
+void ns_release_all(struct ns *ns);
+
+/* Split a key under the uploads prefix into its folder prefix and name.
+ * dir must hold strlen(key) + 1 bytes. Returns the name. */
+const char *ns_split_key(const char *key, char *dir);
+
+#endif
