@@ -61,7 +61,7 @@ struct thumbs_flight {
 struct thumbs {
 	struct thumb_engine *engine;
 	struct cache *cache;
-	struct s3_client *s3;
+	struct store *store;
 	struct metrics *m;
 	char *uploads_prefix;
 	char *thumbs_prefix;
@@ -295,9 +295,9 @@ static int thumbs_sink_add(void *arg, const void *data, size_t len)
  * and the thumbnail spec, so that an instance with another thumb_size or
  * crop never takes it for its own. */
 static void thumbs_stamp(const struct thumbs *t, const char *etag,
-			 char out[S3_ETAG_MAX])
+			 char out[STORE_ETAG_MAX])
 {
-	snprintf(out, S3_ETAG_MAX, "%s;%s", etag, thumb_engine_spec(t->engine));
+	snprintf(out, STORE_ETAG_MAX, "%s;%s", etag, thumb_engine_spec(t->engine));
 }
 
 /* The thumbnail object, if its source-etag says it is of this source:
@@ -308,13 +308,13 @@ static int thumbs_from_bucket(struct thumbs *t, const char *tkey,
 {
 	struct buf b = BUF_INIT;
 	struct thumbs_sink sink = {&b, THUMBS_OBJECT_MAX, 0};
-	struct s3_object info;
-	char stamp[S3_ETAG_MAX];
+	struct store_object info;
+	char stamp[STORE_ETAG_MAX];
 	int rc;
 
 	memset(&info, 0, sizeof(info));
 	thumbs_stamp(t, etag, stamp);
-	rc = s3_get(t->s3, tkey, 0, 0, NULL, thumbs_sink_add, &sink, &info);
+	rc = store_get(t->store, tkey, 0, 0, NULL, thumbs_sink_add, &sink, &info);
 	if (rc == 0 && (b.len == 0 || b.len != info.size ||
 			strcmp(info.source_etag, stamp) != 0))
 		rc = ENOENT;
@@ -344,11 +344,11 @@ static int thumbs_read_decode(struct thumbs *t, const struct cache_key *ck,
 	struct buf src = BUF_INIT, err = BUF_INIT;
 	struct thumbs_sink sink = {&src, THUMBS_SOURCE_MAX, 0};
 	struct thumbs_job job;
-	struct s3_object info;
+	struct store_object info;
 	int rc;
 
 	memset(&info, 0, sizeof(info));
-	rc = s3_get(t->s3, ck->key, 0, 0, ck->etag, thumbs_sink_add, &sink,
+	rc = store_get(t->store, ck->key, 0, 0, ck->etag, thumbs_sink_add, &sink,
 		    &info);
 	/* A body cut short must not be remembered as a broken image. */
 	if (rc == 0 && info.size != src.len)
@@ -414,15 +414,15 @@ static int thumbs_generate(struct thumbs *t, const struct cache_key *ck,
 static int thumbs_store(struct thumbs *t, const char *tkey, const char *etag,
 			const struct buf *thumb, enum thumb_format fmt)
 {
-	char stamp[S3_ETAG_MAX];
-	struct s3_put_opts opts = {
+	char stamp[STORE_ETAG_MAX];
+	struct store_put_opts opts = {
 		.content_type = thumb_format_mime(fmt),
 		.source_etag = stamp,
 	};
 	int rc;
 
 	thumbs_stamp(t, etag, stamp);
-	rc = s3_put(t->s3, tkey, thumb->data, thumb->len, &opts, NULL);
+	rc = store_put(t->store, tkey, thumb->data, thumb->len, &opts, NULL);
 
 	if (rc)
 		log_warn("thumbnail %s: cannot store it in the bucket: %s",
@@ -517,14 +517,14 @@ int thumbs_ensure_stored(struct thumbs *t, const char *src_key,
 	struct buf tkey = BUF_INIT, thumb = BUF_INIT;
 	enum thumbs_origin origin = ORIGIN_CACHE;
 	enum thumb_format fmt;
-	struct s3_object obj;
-	char stamp[S3_ETAG_MAX];
+	struct store_object obj;
+	char stamp[STORE_ETAG_MAX];
 	int rc = thumbs_key_for(t, src_key, &tkey);
 
 	memset(&obj, 0, sizeof(obj));
 	thumbs_stamp(t, src_etag, stamp);
 	if (!rc)
-		rc = s3_head(t->s3, tkey.data, &obj);
+		rc = store_head(t->store, tkey.data, &obj);
 	if (rc == 0 && strcmp(obj.source_etag, stamp) == 0)
 		goto out_release;
 	if (rc == 0 || rc == ENOENT)
@@ -547,7 +547,7 @@ int thumbs_forget(struct thumbs *t, const char *src_key)
 	int rc2 = thumbs_key_for(t, src_key, &tkey);
 
 	if (!rc2)
-		rc2 = s3_delete(t->s3, tkey.data);
+		rc2 = store_delete(t->store, tkey.data);
 	buf_release(&tkey);
 	return rc ? rc : rc2;
 }
@@ -590,7 +590,7 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 
 struct thumbs *thumbs_create(const struct thumb_conf *tconf,
 			     const struct cache_conf *cconf,
-			     const struct fs_conf *fconf, struct s3_client *s3,
+			     const struct fs_conf *fconf, struct store *store,
 			     struct metrics *m)
 {
 	struct thumbs *t = calloc(1, sizeof(*t));
@@ -598,7 +598,7 @@ struct thumbs *thumbs_create(const struct thumb_conf *tconf,
 
 	if (!t)
 		return NULL;
-	t->s3 = s3;
+	t->store = store;
 	t->m = m;
 	rc = thumbs_init_locks(t);
 	if (rc) {

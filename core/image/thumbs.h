@@ -19,14 +19,14 @@
 #include "base/buf.h"
 #include "config/cfg.h"
 #include "base/metrics.h"
-#include "store/s3.h"
+#include "store/store.h"
 
 struct thumbs;
 
 /* NULL with errno set (and a log line) when the cache cannot be opened. */
 struct thumbs *thumbs_create(const struct thumb_conf *tconf,
 			     const struct cache_conf *cconf,
-			     const struct fs_conf *fconf, struct s3_client *s3,
+			     const struct fs_conf *fconf, struct store *store,
 			     struct metrics *m);
 void thumbs_destroy(struct thumbs *t);
 

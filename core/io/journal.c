@@ -25,7 +25,7 @@ struct journal {
 	pthread_t janitor;
 	int running;            /* the janitor exists; protected by lock */
 	int stopping;           /* protected by lock */
-	struct s3_client *s3;
+	struct store *store;
 };
 
 static const char schema[] =
@@ -193,15 +193,15 @@ static void collect_upload(void *arg, const char *key, const char *upload_id,
 }
 
 /* Abort the uploads of key whose ids were never recorded. 0 or errno. */
-static int abort_by_key(struct s3_client *s3, const char *key)
+static int abort_by_key(struct store *store, const char *key)
 {
 	struct key_uploads k = {key, BUF_INIT};
-	int rc = s3_mpu_list(s3, key, collect_upload, &k);
+	int rc = store_mpu_list(store, key, collect_upload, &k);
 
 	for (size_t off = 0; !rc && off < k.ids.len;) {
 		const char *id = k.ids.data + off;
 
-		rc = s3_mpu_abort(s3, key, id);
+		rc = store_mpu_abort(store, key, id);
 		rc = rc == ENOENT ? 0 : rc;
 		off += strlen(id) + 1;
 	}
@@ -209,7 +209,7 @@ static int abort_by_key(struct s3_client *s3, const char *key)
 	return rc;
 }
 
-int journal_sweep(struct journal *j, struct s3_client *s3)
+int journal_sweep(struct journal *j, struct store *store)
 {
 	struct buf list = BUF_INIT;
 	int left = 0;
@@ -220,7 +220,7 @@ int journal_sweep(struct journal *j, struct s3_client *s3)
 		const char *row = list.data + off;
 		const char *id = row + strlen(row) + 1;
 		const char *key = id + strlen(id) + 1;
-		int rc = *id ? s3_mpu_abort(s3, key, id) : abort_by_key(s3, key);
+		int rc = *id ? store_mpu_abort(store, key, id) : abort_by_key(store, key);
 
 		off = (size_t)(key + strlen(key) + 1 - list.data);
 		if (rc == 0 || rc == ENOENT) {
@@ -245,7 +245,7 @@ static void *janitor_main(void *arg)
 		struct timespec until;
 
 		pthread_mutex_unlock(&j->lock);
-		journal_sweep(j, j->s3);
+		journal_sweep(j, j->store);
 		pthread_mutex_lock(&j->lock);
 		clock_gettime(CLOCK_REALTIME, &until);
 		until.tv_sec += JOURNAL_RETRY_SECONDS;
@@ -256,11 +256,11 @@ static void *janitor_main(void *arg)
 	return NULL;
 }
 
-int journal_start(struct journal *j, struct s3_client *s3)
+int journal_start(struct journal *j, struct store *store)
 {
 	int rc;
 
-	j->s3 = s3;
+	j->store = store;
 	rc = pthread_create(&j->janitor, NULL, janitor_main, j);
 	if (rc)
 		return rc;

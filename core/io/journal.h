@@ -15,7 +15,7 @@
 #define IMGFS_JOURNAL_H
 
 #include "base/metrics.h"
-#include "store/s3.h"
+#include "store/store.h"
 
 #define JOURNAL_RETRY_SECONDS 10
 
@@ -29,7 +29,7 @@ void journal_close(struct journal *j);
 
 /* Start the janitor thread aborting orphans with s3 (which must outlive
  * the journal's janitor). 0 or errno. */
-int journal_start(struct journal *j, struct s3_client *s3);
+int journal_start(struct journal *j, struct store *store);
 
 /*
  * Record a multipart upload of key about to be created, before the request
@@ -49,6 +49,6 @@ void journal_done(struct journal *j, const char *upload_id);
 void journal_orphan(struct journal *j, const char *upload_id);
 
 /* Abort every orphan now; returns how many remain. */
-int journal_sweep(struct journal *j, struct s3_client *s3);
+int journal_sweep(struct journal *j, struct store *store);
 
 #endif

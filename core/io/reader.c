@@ -28,9 +28,9 @@ struct slot {
 };
 
 struct reader {
-	struct s3_client *s3;
+	struct store *store;
 	char *key;
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 	uint64_t size;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
@@ -46,7 +46,7 @@ struct fetch_job {
 	struct slot *s;
 };
 
-struct reader *reader_create(struct s3_client *s3, const char *key,
+struct reader *reader_create(struct store *store, const char *key,
 			     uint64_t size, const char *etag)
 {
 	struct reader *r = calloc(1, sizeof(*r));
@@ -60,7 +60,7 @@ struct reader *reader_create(struct s3_client *s3, const char *key,
 		goto out_free_key;
 	if (pthread_cond_init(&r->cond, NULL))
 		goto out_destroy_lock;
-	r->s3 = s3;
+	r->store = store;
 	r->size = size;
 	snprintf(r->etag, sizeof(r->etag), "%s", etag ? etag : "");
 	return r;
@@ -106,7 +106,7 @@ static int fetch_chunk(struct reader *r, struct slot *s)
 	buf_reset(&s->data);
 	err = buf_reserve(&s->data, len);
 	if (!err)
-		err = s3_get(r->s3, r->key, off, len, r->etag[0] ? r->etag : NULL,
+		err = store_get(r->store, r->key, off, len, r->etag[0] ? r->etag : NULL,
 			     sink_buf, &s->data, NULL);
 	if (err == EAGAIN)
 		log_error("read of %s: the object changed while open", r->key);

@@ -15,7 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "store/s3.h"
+#include "store/store.h"
 
 #define READER_CHUNK (8u << 20) /* bytes per ranged GET */
 #define READER_AHEAD 2          /* chunks fetched ahead when sequential */
@@ -24,7 +24,7 @@
 struct reader;
 
 /* NULL with errno set. s3 must outlive the reader. */
-struct reader *reader_create(struct s3_client *s3, const char *key,
+struct reader *reader_create(struct store *store, const char *key,
 			     uint64_t size, const char *etag);
 /* Read up to len bytes at off; *got is short only at the end of the object.
  * 0 or errno (EIO). */

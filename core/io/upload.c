@@ -54,7 +54,7 @@ struct upload_part {
 };
 
 struct upload {
-	struct s3_client *s3;
+	struct store *store;
 	struct metrics *m;
 	const struct upload_conf *conf;
 	char *key;
@@ -63,7 +63,7 @@ struct upload {
 	int dirty;              /* changed since create or the last commit */
 	int broken;             /* a write failed or data was lost: every
 				 * call and the commit fail with EIO */
-	char etag[S3_ETAG_MAX]; /* from the last commit, "" when none */
+	char etag[STORE_ETAG_MAX]; /* from the last commit, "" when none */
 
 	/*
 	 * MEM. The part being filled is number next, covering
@@ -95,7 +95,7 @@ struct upload {
 	int stop;                       /* protected by lock: workers exit */
 	int err;                        /* protected by lock: first failure */
 	int tee_err;                    /* protected by lock: spool copy failed */
-	struct s3_part *parts;          /* protected by lock: by number - 1 */
+	struct store_part *parts;          /* protected by lock: by number - 1 */
 	unsigned nparts;                /* protected by lock: highest number */
 	unsigned parts_cap;             /* protected by lock */
 };
@@ -208,7 +208,7 @@ static void part_done_locked(struct upload *u, struct upload_part *p, int rc,
 		u->tee_err = tee_rc;
 	}
 	if (rc == 0)
-		memcpy(u->parts[p->number - 1].etag, etag, S3_ETAG_MAX);
+		memcpy(u->parts[p->number - 1].etag, etag, STORE_ETAG_MAX);
 	else if (!u->err)
 		u->err = rc;
 	part_put_locked(u, p);
@@ -220,7 +220,7 @@ static void *upload_worker(void *arg)
 {
 	struct upload *u = arg;
 	struct upload_part *p;
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 	int rc, tee_rc;
 
 	pthread_mutex_lock(&u->lock);
@@ -241,7 +241,7 @@ static void *upload_worker(void *arg)
 					      (uint64_t)(p->number - 1) *
 					      part_size(u));
 		if (!rc)
-			rc = s3_mpu_part(u->s3, u->key, u->upload_id, p->number,
+			rc = store_mpu_part(u->store, u->key, u->upload_id, p->number,
 					 p->data, p->len, etag);
 		if (rc && rc != ECANCELED)
 			log_error("upload %s: part %u failed: %s", u->key,
@@ -307,7 +307,7 @@ static int workers_start(struct upload *u)
 static int parts_reserve_locked(struct upload *u, unsigned number)
 {
 	unsigned cap = u->parts_cap ? u->parts_cap : 64;
-	struct s3_part *parts;
+	struct store_part *parts;
 
 	if (number <= u->parts_cap)
 		return 0;
@@ -378,13 +378,13 @@ static int workers_wait(struct upload *u)
 static int mpu_begin(struct upload *u, const void *head, size_t head_len)
 {
 	char type[MIME_TYPE_MAX];
-	struct s3_put_opts opts = {.content_type = type};
+	struct store_put_opts opts = {.content_type = type};
 	long long row;
 	int rc;
 
 	mime_sniff(u->conf->mime, head, head_len, u->key, type);
 	row = journal_begin(u->conf->journal, u->key);
-	rc = s3_mpu_create(u->s3, u->key, &opts, &u->upload_id);
+	rc = store_mpu_create(u->store, u->key, &opts, &u->upload_id);
 	if (rc) {
 		log_error("upload %s: cannot start a multipart upload: %s",
 			  u->key, strerror(rc));
@@ -395,7 +395,7 @@ static int mpu_begin(struct upload *u, const void *head, size_t head_len)
 	journal_bind(u->conf->journal, row, u->upload_id);
 	rc = workers_start(u);
 	if (rc) {
-		if (s3_mpu_abort(u->s3, u->key, u->upload_id))
+		if (store_mpu_abort(u->store, u->key, u->upload_id))
 			journal_orphan(u->conf->journal, u->upload_id);
 		else
 			journal_done(u->conf->journal, u->upload_id);
@@ -418,7 +418,7 @@ static void mpu_abort(struct upload *u)
 	pthread_mutex_unlock(&u->lock);
 	workers_wait(u);
 	workers_stop(u);
-	rc = s3_mpu_abort(u->s3, u->key, u->upload_id);
+	rc = store_mpu_abort(u->store, u->key, u->upload_id);
 	if (rc && rc != ENOENT) {
 		log_error("upload %s: cannot abort multipart upload: %s; "
 			  "retrying later", u->key, strerror(rc));
@@ -433,7 +433,7 @@ static void mpu_abort(struct upload *u)
 /* The 16 bytes of an MD5 ETag ("hex", quotes optional). 0 or EINVAL. */
 static int etag_md5(const char *etag, unsigned char md5[16])
 {
-	char plain[S3_ETAG_MAX];
+	char plain[STORE_ETAG_MAX];
 	size_t len = strlen(etag), n = 0;
 
 	if (len >= 2 && etag[0] == '"' && etag[len - 1] == '"') {
@@ -454,7 +454,7 @@ static int etag_md5(const char *etag, unsigned char md5[16])
  * binary MD5s, "-" and the count, quoted. 0, or EINVAL when a part's ETag
  * is no MD5 (SSE-KMS) or MD5 is unavailable.
  */
-static int mpu_expected_etag(const struct upload *u, char out[S3_ETAG_MAX])
+static int mpu_expected_etag(const struct upload *u, char out[STORE_ETAG_MAX])
 {
 	unsigned char md5[16], sum[EVP_MAX_MD_SIZE];
 	char hex[2 * 16 + 1];
@@ -472,7 +472,7 @@ static int mpu_expected_etag(const struct upload *u, char out[S3_ETAG_MAX])
 	EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return EINVAL;
-	snprintf(out, S3_ETAG_MAX, "\"%s-%u\"", hex, u->nparts);
+	snprintf(out, STORE_ETAG_MAX, "\"%s-%u\"", hex, u->nparts);
 	return 0;
 }
 
@@ -482,16 +482,16 @@ static int mpu_expected_etag(const struct upload *u, char out[S3_ETAG_MAX])
  */
 static int mpu_landed(struct upload *u)
 {
-	char want[S3_ETAG_MAX];
-	struct s3_object obj;
+	char want[STORE_ETAG_MAX];
+	struct store_object obj;
 
 	if (mpu_expected_etag(u, want) != 0 ||
-	    s3_head(u->s3, u->key, &obj) != 0 ||
+	    store_head(u->store, u->key, &obj) != 0 ||
 	    strcasecmp(obj.etag, want) != 0)
 		return 0;
 	log_warn("upload %s: completion reported a failure, but the object "
 		 "is complete (%s)", u->key, obj.etag);
-	memcpy(u->etag, obj.etag, S3_ETAG_MAX);
+	memcpy(u->etag, obj.etag, STORE_ETAG_MAX);
 	return 1;
 }
 
@@ -509,7 +509,7 @@ static int mpu_complete(struct upload *u)
 		}
 	}
 	if (!rc)
-		rc = s3_mpu_complete(u->s3, u->key, u->upload_id, u->parts,
+		rc = store_mpu_complete(u->store, u->key, u->upload_id, u->parts,
 				     u->nparts, u->etag);
 	if (rc && mpu_landed(u)) {
 		mpu_abort(u); /* normally gone already (ENOENT, not logged) */
@@ -817,7 +817,7 @@ static int remote_to_spool(struct upload *u)
 	sink.fd = u->spool_fd;
 	rc = ftruncate(u->spool_fd, 0) ? errno : 0;
 	if (!rc && u->size > 0)
-		rc = s3_get(u->s3, u->key, 0, 0, NULL, load_sink_write, &sink,
+		rc = store_get(u->store, u->key, 0, 0, NULL, load_sink_write, &sink,
 			    NULL);
 	if (rc == ENOENT) {
 		log_warn("upload %s: object vanished; starting empty", u->key);
@@ -850,11 +850,11 @@ static int to_spool(struct upload *u, const char *why)
 static int put_small(struct upload *u, const void *data, size_t len)
 {
 	char type[MIME_TYPE_MAX];
-	struct s3_put_opts opts = {.content_type = type};
+	struct store_put_opts opts = {.content_type = type};
 	int rc;
 
 	mime_sniff(u->conf->mime, data, len, u->key, type);
-	rc = s3_put(u->s3, u->key, len ? data : "", len, &opts, u->etag);
+	rc = store_put(u->store, u->key, len ? data : "", len, &opts, u->etag);
 	if (rc)
 		log_error("upload %s: put failed: %s", u->key, strerror(rc));
 	return rc ? EIO : 0;
@@ -1003,7 +1003,7 @@ static int spool_commit(struct upload *u)
 
 /* ---- the public interface -------------------------------------------- */
 
-struct upload *upload_create(struct s3_client *s3, struct metrics *m,
+struct upload *upload_create(struct store *store, struct metrics *m,
 			     const struct upload_conf *conf, const char *key,
 			     int existing, uint64_t existing_size)
 {
@@ -1027,7 +1027,7 @@ struct upload *upload_create(struct s3_client *s3, struct metrics *m,
 	err = pthread_cond_init(&u->cond, NULL);
 	if (err)
 		goto out_mutex;
-	u->s3 = s3;
+	u->store = store;
 	u->m = m;
 	u->conf = conf;
 	u->mode = existing ? UPLOAD_REMOTE : UPLOAD_MEM;
@@ -1225,13 +1225,13 @@ int upload_dirty(const struct upload *u)
 	return u->dirty;
 }
 
-int upload_commit(struct upload *u, char etag_out[S3_ETAG_MAX])
+int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 {
 	int rc;
 
 	if (!u->dirty && !u->broken) {
 		if (etag_out)
-			memcpy(etag_out, u->etag, S3_ETAG_MAX);
+			memcpy(etag_out, u->etag, STORE_ETAG_MAX);
 		return 0;
 	}
 	u->etag[0] = '\0';
@@ -1254,7 +1254,7 @@ int upload_commit(struct upload *u, char etag_out[S3_ETAG_MAX])
 	if (u->m)
 		metrics_add(u->m, MC_UPLOADS, 1);
 	if (etag_out)
-		memcpy(etag_out, u->etag, S3_ETAG_MAX);
+		memcpy(etag_out, u->etag, STORE_ETAG_MAX);
 	return 0;
 }
 

@@ -54,7 +54,7 @@
 #include <stdint.h>
 
 #include "base/metrics.h"
-#include "store/s3.h"
+#include "store/store.h"
 
 struct mime;
 struct journal;
@@ -81,7 +81,7 @@ struct upload;
  * O_APPEND or a write without O_TRUNC); with 0 the file starts empty
  * (create or O_TRUNC). NULL with errno set. conf and s3 must outlive it.
  */
-struct upload *upload_create(struct s3_client *s3, struct metrics *m,
+struct upload *upload_create(struct store *store, struct metrics *m,
 			     const struct upload_conf *conf, const char *key,
 			     int existing, uint64_t existing_size);
 
@@ -107,7 +107,7 @@ int upload_dirty(const struct upload *u);
  * request is made and it gets the last commit's ETag, or "" if none.
  * Counts MC_UPLOADS or MC_UPLOAD_ERRORS (not for a commit with nothing to do).
  */
-int upload_commit(struct upload *u, char etag_out[S3_ETAG_MAX]);
+int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX]);
 
 /* Abort any multipart upload in progress and free everything. */
 void upload_destroy(struct upload *u);

@@ -26,7 +26,8 @@
 struct links {
 	const struct link_conf *conf;
 	const struct fs_conf *fconf;
-	struct s3_client *s3;
+	struct s3_client *s3;   /* signs URLs */
+	struct store *store;    /* lists the gallery */
 	struct creds *creds;
 	struct thumbs *thumbs;
 	struct metrics *m;      /* link reads are counted by the caller */
@@ -38,7 +39,7 @@ struct gallery_item {
 	char *key;                /* source key */
 	char *thumb_key;          /* its thumbnail's key */
 	time_t mtime;             /* source's LastModified */
-	char etag[S3_ETAG_MAX];   /* source's ETag */
+	char etag[STORE_ETAG_MAX];   /* source's ETag */
 	int need_thumb;           /* 1: the thumbnail object must be made */
 	int thumb_ok;             /* 1: the thumbnail object exists */
 };
@@ -58,12 +59,12 @@ struct thumb_index {
 
 struct links *links_create(const struct link_conf *conf,
 			   const struct fs_conf *fconf, struct s3_client *s3,
-			   struct creds *creds, struct thumbs *thumbs,
+			   struct store *store, struct creds *creds, struct thumbs *thumbs,
 			   struct metrics *m)
 {
 	struct links *l;
 
-	if (!conf || !fconf || !s3 || !creds || !thumbs || !m) {
+	if (!conf || !fconf || !s3 || !store || !creds || !thumbs || !m) {
 		errno = EINVAL;
 		return NULL;
 	}
@@ -73,6 +74,7 @@ struct links *links_create(const struct link_conf *conf,
 		return NULL;
 	}
 	l->conf = conf;
+	l->store = store;
 	l->fconf = fconf;
 	l->s3 = s3;
 	l->creds = creds;
@@ -404,7 +406,7 @@ static void thumb_index_release(struct thumb_index *t)
 
 /* Keep e if it is an image: its key, ETag and thumbnail key. */
 static int gallery_add(struct links *l, struct gallery_list *g,
-		       const struct s3_list_entry *e)
+		       const struct store_list_entry *e)
 {
 	struct gallery_item *it;
 	struct buf tkey = BUF_INIT;
@@ -440,7 +442,7 @@ static int gallery_add(struct links *l, struct gallery_list *g,
 }
 
 static int thumb_index_add(struct thumb_index *t,
-			   const struct s3_list_entry *e)
+			   const struct store_list_entry *e)
 {
 	if (t->n == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 256;
@@ -464,19 +466,19 @@ static int thumb_index_add(struct thumb_index *t,
 }
 
 typedef int (*list_fn)(struct links *l, void *arg,
-		       const struct s3_list_entry *e);
+		       const struct store_list_entry *e);
 
 /* Every object under prefix, page by page, handed to fn. */
 static int list_all(struct links *l, const char *prefix, list_fn fn,
 		    void *arg)
 {
-	struct s3_list_page page;
+	struct store_list_page page;
 	char *token = NULL;
 	int err;
 
 	do {
 		memset(&page, 0, sizeof(page));
-		err = s3_list(l->s3, prefix, NULL, token, 0, &page);
+		err = store_list(l->store, prefix, NULL, token, 0, &page);
 		free(token);
 		token = NULL;
 		for (size_t i = 0; !err && i < page.nentries; i++)
@@ -486,20 +488,20 @@ static int list_all(struct links *l, const char *prefix, list_fn fn,
 			if (!token)
 				err = ENOMEM;
 		}
-		s3_list_page_release(&page);
+		store_list_page_release(&page);
 	} while (!err && token);
 	free(token);
 	return err;
 }
 
 static int collect_image(struct links *l, void *arg,
-			 const struct s3_list_entry *e)
+			 const struct store_list_entry *e)
 {
 	return gallery_add(l, arg, e);
 }
 
 static int collect_thumb(struct links *l, void *arg,
-			 const struct s3_list_entry *e)
+			 const struct store_list_entry *e)
 {
 	return thumb_index_add(arg, e);
 }

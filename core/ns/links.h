@@ -26,10 +26,11 @@
 
 struct links;
 
-/* NULL with errno set. Every argument must outlive the links object. */
+/* NULL with errno set. Every argument must outlive the links object: s3
+ * signs the URLs, store lists the gallery. */
 struct links *links_create(const struct link_conf *conf,
 			   const struct fs_conf *fconf, struct s3_client *s3,
-			   struct creds *creds, struct thumbs *thumbs,
+			   struct store *store, struct creds *creds, struct thumbs *thumbs,
 			   struct metrics *m);
 void links_destroy(struct links *l);
 

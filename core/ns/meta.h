@@ -15,13 +15,13 @@
 #include <stdint.h>
 #include <time.h>
 
-#include "store/s3.h"
+#include "store/store.h"
 
 struct meta_attr {
 	int is_dir;
 	uint64_t size;
 	time_t mtime;
-	char etag[S3_ETAG_MAX]; /* "" for folders */
+	char etag[STORE_ETAG_MAX]; /* "" for folders */
 };
 
 enum meta_hit {

@@ -45,7 +45,7 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 int ns_check(struct ns *ns, char *err, size_t errlen)
 {
 	struct s3_client *s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
-	struct s3_list_page page = {0};
+	struct store_list_page page = {0};
 	int rc;
 
 	if (!s3) {
@@ -53,8 +53,8 @@ int ns_check(struct ns *ns, char *err, size_t errlen)
 			 strerror(errno));
 		return errno;
 	}
-	rc = s3_list(s3, ns->cfg->fs.uploads_prefix, "/", NULL, 1, &page);
-	s3_list_page_release(&page);
+	rc = store_list(s3_store(s3), ns->cfg->fs.uploads_prefix, "/", NULL, 1, &page);
+	store_list_page_release(&page);
 	s3_destroy(s3);
 	if (rc)
 		snprintf(err, errlen, "cannot list bucket '%s' at %s: %s",
@@ -70,15 +70,16 @@ int ns_start(struct ns *ns)
 	ns->s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
 	if (!ns->s3)
 		return errno;
+	ns->store = s3_store(ns->s3);
 	ns->journal = journal_open(ns->cfg->cache.dir);
-	if (!ns->journal || journal_start(ns->journal, ns->s3))
+	if (!ns->journal || journal_start(ns->journal, ns->store))
 		return errno ? errno : EIO;
 	ns->upconf.journal = ns->journal;
 	ns->thumbs = thumbs_create(&ns->cfg->thumb, &ns->cfg->cache,
-				   &ns->cfg->fs, ns->s3, ns->metrics);
+				   &ns->cfg->fs, ns->store, ns->metrics);
 	if (!ns->thumbs)
 		return errno ? errno : EIO;
-	ns->links = links_create(&ns->cfg->link, &ns->cfg->fs, ns->s3,
+	ns->links = links_create(&ns->cfg->link, &ns->cfg->fs, ns->s3, ns->store,
 				 ns->creds, ns->thumbs, ns->metrics);
 	if (!ns->links)
 		return errno ? errno : EIO;
@@ -154,7 +155,7 @@ static int writer_size(struct ns *ns, const char *key, uint64_t *size)
 
 struct collect;
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct s3_list_page *page, struct collect *c);
+		    const struct store_list_page *page, struct collect *c);
 
 /* List dir into the cache when it fits in one page. Once one name in a
  * folder is missing, the next ones (cp or rsync of new files) are then
@@ -162,12 +163,12 @@ static int add_page(struct meta_listing *l, const char *prefix,
  * remembered, not listed again) or an error. */
 static int list_small_dir(struct ns *ns, const char *dir)
 {
-	struct s3_list_page page = {0};
+	struct store_list_page page = {0};
 	struct meta_listing *l = NULL;
 	int rc = meta_dir_listable(ns->meta, dir) ? 0 : ENOSPC;
 
 	if (!rc)
-		rc = s3_list(ns->s3, dir, "/", NULL, 1000, &page);
+		rc = store_list(ns->store, dir, "/", NULL, 1000, &page);
 	if (!rc && page.next_token) {
 		meta_dir_set_big(ns->meta, dir);
 		rc = ENOSPC;
@@ -180,7 +181,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 		meta_dir_store(ns->meta, dir, l);
 	else
 		meta_listing_free(l);
-	s3_list_page_release(&page);
+	store_list_page_release(&page);
 	return rc;
 }
 
@@ -189,7 +190,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 static int probe_folder(struct ns *ns, const char *key, const char *dir,
 			struct meta_attr *out)
 {
-	struct s3_list_page page = {0};
+	struct store_list_page page = {0};
 	struct buf prefix = BUF_INIT;
 	int rc;
 
@@ -207,14 +208,14 @@ static int probe_folder(struct ns *ns, const char *key, const char *dir,
 	}
 	rc = buf_addf(&prefix, "%s/", key);
 	if (!rc)
-		rc = s3_list(ns->s3, prefix.data, "/", NULL, 1, &page);
+		rc = store_list(ns->store, prefix.data, "/", NULL, 1, &page);
 	if (!rc && page.nentries + page.nprefixes == 0)
 		rc = ENOENT;
 	if (!rc) {
 		out->is_dir = 1;
 		out->mtime = ns->started;
 	}
-	s3_list_page_release(&page);
+	store_list_page_release(&page);
 	buf_release(&prefix);
 	return rc;
 }
@@ -224,8 +225,8 @@ static int probe_folder(struct ns *ns, const char *key, const char *dir,
 static int probe_key(struct ns *ns, const char *key, const char *dir,
 		     struct meta_attr *out)
 {
-	struct s3_object obj;
-	int rc = s3_head(ns->s3, key, &obj);
+	struct store_object obj;
+	int rc = store_head(ns->store, key, &obj);
 
 	memset(out, 0, sizeof(*out));
 	if (rc == 0) {
@@ -470,13 +471,13 @@ static int collect_entry(void *arg, const char *name,
 
 /* Add one page of a listing of prefix to l, and to c unless NULL. */
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct s3_list_page *page, struct collect *c)
+		    const struct store_list_page *page, struct collect *c)
 {
 	size_t plen = strlen(prefix);
 	int rc = 0;
 
 	for (size_t i = 0; i < page->nentries && !rc; i++) {
-		const struct s3_list_entry *e = &page->entries[i];
+		const struct store_list_entry *e = &page->entries[i];
 		const char *name = e->key + plen;
 		struct meta_attr a = {0, e->size, e->mtime, ""};
 
@@ -513,16 +514,16 @@ static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 	int rc = l ? 0 : ENOMEM;
 
 	do {
-		struct s3_list_page page = {0};
+		struct store_list_page page = {0};
 
-		rc = s3_list(ns->s3, prefix, "/", token, 1000, &page);
+		rc = store_list(ns->store, prefix, "/", token, 1000, &page);
 		free(token);
 		token = NULL;
 		if (!rc)
 			rc = add_page(l, prefix, &page, c);
 		if (!rc && page.next_token)
 			token = strdup(page.next_token);
-		s3_list_page_release(&page);
+		store_list_page_release(&page);
 	} while (!rc && token);
 	free(token);
 	if (rc) {

@@ -86,7 +86,7 @@ int ns_unlink(struct ns *ns, const char *path)
 	if (!rc)
 		rc = ns_upload_key(ns, rel, &key);
 	if (!rc)
-		rc = s3_delete(ns->s3, key.data);
+		rc = store_delete(ns->store, key.data);
 	if (!rc) {
 		note_absent(ns, key.data);
 		ns_forget_thumb(ns, key.data);
@@ -139,15 +139,15 @@ static int key_under(void *arg, const char *key, void *value)
  * marker, local folders, files being written? Lock not held. */
 static int dir_empty(struct ns *ns, const char *prefix, int *empty)
 {
-	struct s3_list_page page = {0};
+	struct store_list_page page = {0};
 	struct under u = {prefix, strlen(prefix)};
-	int rc = s3_list(ns->s3, prefix, "/", NULL, 2, &page);
+	int rc = store_list(ns->store, prefix, "/", NULL, 2, &page);
 
 	*empty = !rc && page.nprefixes == 0;
 	for (size_t i = 0; *empty && i < page.nentries; i++)
 		if (strcmp(page.entries[i].key, prefix) != 0)
 			*empty = 0;
-	s3_list_page_release(&page);
+	store_list_page_release(&page);
 	pthread_mutex_lock(&ns->lock);
 	if (*empty && (hmap_each(ns->local_dirs, key_under, &u) ||
 		       hmap_each(ns->writers, key_under, &u)))
@@ -174,7 +174,7 @@ int ns_rmdir(struct ns *ns, const char *path)
 	if (!rc && !empty)
 		rc = ENOTEMPTY;
 	if (!rc)
-		rc = s3_delete(ns->s3, prefix.data); /* a marker, if any */
+		rc = store_delete(ns->store, prefix.data); /* a marker, if any */
 	if (!rc) {
 		pthread_mutex_lock(&ns->lock);
 		hmap_remove(ns->local_dirs, prefix.data);
@@ -192,10 +192,10 @@ int ns_rmdir(struct ns *ns, const char *path)
 /* Move one object: copy, then delete the source. */
 static int move_object(struct ns *ns, const char *from, const char *to)
 {
-	int rc = s3_copy(ns->s3, from, to);
+	int rc = store_copy(ns->store, from, to);
 
 	if (!rc)
-		rc = s3_delete(ns->s3, from);
+		rc = store_delete(ns->store, from);
 	if (rc)
 		return rc;
 	note_absent(ns, from);
@@ -212,9 +212,9 @@ static int move_tree(struct ns *ns, const char *from, const char *to)
 	int rc;
 
 	do {
-		struct s3_list_page page = {0};
+		struct store_list_page page = {0};
 
-		rc = s3_list(ns->s3, from, NULL, token, 1000, &page);
+		rc = store_list(ns->store, from, NULL, token, 1000, &page);
 		free(token);
 		token = NULL;
 		for (size_t i = 0; !rc && i < page.nentries; i++) {
@@ -227,7 +227,7 @@ static int move_tree(struct ns *ns, const char *from, const char *to)
 		}
 		if (!rc && page.next_token)
 			token = strdup(page.next_token);
-		s3_list_page_release(&page);
+		store_list_page_release(&page);
 	} while (!rc && token);
 	free(token);
 	return rc;

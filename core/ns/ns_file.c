@@ -102,7 +102,7 @@ static int open_writer(struct ns *ns, const char *key, int existed,
 	f->key = strdup(key);
 	f->existed = existed;
 	if (f->key)
-		f->upload = upload_create(ns->s3, ns->metrics, &ns->upconf, key,
+		f->upload = upload_create(ns->store, ns->metrics, &ns->upconf, key,
 					  existed && size, size);
 	if (!f->key || !f->upload) {
 		int err = errno ? errno : ENOMEM;
@@ -125,7 +125,7 @@ static int open_reader(struct ns *ns, const char *key,
 		return ENOMEM;
 	f->key = strdup(key);
 	if (f->key && a->size)
-		f->reader = reader_create(ns->s3, key, a->size, a->etag);
+		f->reader = reader_create(ns->store, key, a->size, a->etag);
 	if (!f->key || (a->size && !f->reader)) {
 		file_free(f);
 		return ENOMEM;
@@ -345,7 +345,7 @@ int ns_write(struct ns_file *f, const void *buf, size_t len, uint64_t off)
 
 int ns_flush(struct ns_file *f)
 {
-	char etag[S3_ETAG_MAX] = "";
+	char etag[STORE_ETAG_MAX] = "";
 	uint64_t size;
 	int rc = 0;
 

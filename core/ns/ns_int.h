@@ -7,6 +7,7 @@
 #define IMGFS_NS_INT_H
 
 #include <pthread.h>
+#include <sys/types.h>
 
 #include "base/buf.h"
 #include "base/hmap.h"
@@ -26,7 +27,8 @@ struct ns {
 	const struct cfg *cfg;
 	struct creds *creds;
 	struct metrics *metrics;
-	struct s3_client *s3;     /* set by ns_start() */
+	struct s3_client *s3;     /* set by ns_start(); signs links */
+	struct store *store;      /* set by ns_start(); every object call */
 	struct thumbs *thumbs;    /* set by ns_start() */
 	struct links *links;      /* set by ns_start() */
 	struct journal *journal;  /* set by ns_start() */

@@ -48,6 +48,7 @@
 #define S3_STRAY_SLACK 60 /* seconds of clock skew allowed in Initiated */
 
 struct s3_client {
+	struct store store;    /* first: the interface it implements */
 	const struct s3_conf *conf;
 	struct creds *creds;
 	struct metrics *m;
@@ -69,12 +70,12 @@ struct s3_get_state {
 	uint64_t done;            /* bytes handed to the sink so far */
 	uint64_t skip;            /* bytes of this response to drop */
 	const char *if_match;     /* caller's precondition, or NULL */
-	char etag[S3_ETAG_MAX];   /* first response's ETag, for resumes */
-	s3_sink_fn sink;
+	char etag[STORE_ETAG_MAX];   /* first response's ETag, for resumes */
+	store_sink_fn sink;
 	void *arg;
 	int cancelled;            /* the sink asked to stop */
 	int have_info;
-	struct s3_object info;
+	struct store_object info;
 };
 
 struct s3_req {
@@ -99,7 +100,7 @@ struct s3_resp {
 	char curl_err[CURL_ERROR_SIZE];
 	struct buf body;              /* kept body (not streamed), capped */
 	int body_too_big;
-	struct s3_object obj;         /* from the headers */
+	struct store_object obj;         /* from the headers */
 	uint64_t content_length;
 	int have_length;
 	uint64_t range_start, range_total;
@@ -117,6 +118,13 @@ struct s3_resp {
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_result;
+
+static const struct store_ops s3_ops;
+
+static struct s3_client *client_of(struct store *st)
+{
+	return (struct s3_client *)st;
+}
 
 static void curl_init_once(void)
 {
@@ -903,6 +911,7 @@ struct s3_client *s3_create(const struct s3_conf *conf, struct creds *creds,
 		errno = ENOMEM;
 		return NULL;
 	}
+	c->store.ops = &s3_ops;
 	c->conf = conf;
 	c->creds = creds;
 	c->m = m;
@@ -953,7 +962,7 @@ static int add_sse(struct s3_client *c, struct s3_req *req)
 }
 
 static int add_put_opts(struct s3_client *c, struct s3_req *req,
-			const struct s3_put_opts *opts)
+			const struct store_put_opts *opts)
 {
 	const char *ct = opts && opts->content_type ? opts->content_type
 						    : "application/octet-stream";
@@ -968,14 +977,15 @@ static int add_put_opts(struct s3_client *c, struct s3_req *req,
 	return err;
 }
 
-static void etag_out_copy(char etag_out[S3_ETAG_MAX], const char *etag)
+static void etag_out_copy(char etag_out[STORE_ETAG_MAX], const char *etag)
 {
 	if (etag_out)
-		snprintf(etag_out, S3_ETAG_MAX, "%s", etag);
+		snprintf(etag_out, STORE_ETAG_MAX, "%s", etag);
 }
 
-int s3_head(struct s3_client *c, const char *key, struct s3_object *out)
+static int s3_head(struct store *st, const char *key, struct store_object *out)
 {
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_HEAD, .method = "HEAD", .key = key};
 	struct s3_resp r = {.status = 0};
 	int err = s3_run(c, &req, &r);
@@ -993,10 +1003,11 @@ int s3_head(struct s3_client *c, const char *key, struct s3_object *out)
 	return err;
 }
 
-int s3_get(struct s3_client *c, const char *key, uint64_t off, uint64_t len,
-	   const char *if_match, s3_sink_fn sink, void *arg,
-	   struct s3_object *info)
+static int s3_get(struct store *st, const char *key, uint64_t off, uint64_t len,
+	   const char *if_match, store_sink_fn sink, void *arg,
+	   struct store_object *info)
 {
+	struct s3_client *c = client_of(st);
 	struct s3_get_state g = {.off = off, .len = len, .if_match = if_match,
 				 .sink = sink, .arg = arg};
 	struct s3_req req = {.op = MOP_GET, .method = "GET", .key = key,
@@ -1015,20 +1026,10 @@ int s3_get(struct s3_client *c, const char *key, uint64_t off, uint64_t len,
 	return err;
 }
 
-static int buf_sink(void *arg, const void *data, size_t len)
+static int s3_put(struct store *st, const char *key, const void *data, size_t len,
+	   const struct store_put_opts *opts, char etag_out[STORE_ETAG_MAX])
 {
-	return buf_add(arg, data, len);
-}
-
-int s3_get_buf(struct s3_client *c, const char *key, struct buf *out,
-	       struct s3_object *info)
-{
-	return s3_get(c, key, 0, 0, NULL, buf_sink, out, info);
-}
-
-int s3_put(struct s3_client *c, const char *key, const void *data, size_t len,
-	   const struct s3_put_opts *opts, char etag_out[S3_ETAG_MAX])
-{
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_PUT, .method = "PUT", .key = key,
 			     .body = data, .body_len = len, .err_412 = EEXIST};
 	struct s3_resp r = {.status = 0};
@@ -1042,8 +1043,9 @@ int s3_put(struct s3_client *c, const char *key, const void *data, size_t len,
 	return err;
 }
 
-int s3_delete(struct s3_client *c, const char *key)
+static int s3_delete(struct store *st, const char *key)
 {
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_DELETE, .method = "DELETE", .key = key};
 	struct s3_resp r = {.status = 0};
 	int err = s3_run(c, &req, &r);
@@ -1052,13 +1054,14 @@ int s3_delete(struct s3_client *c, const char *key)
 	return err == ENOENT ? 0 : err;
 }
 
-int s3_copy(struct s3_client *c, const char *src_key, const char *dst_key)
+static int s3_copy(struct store *st, const char *src_key, const char *dst_key)
 {
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_COPY, .method = "PUT", .key = dst_key,
 			     .error_in_200 = 1};
 	struct s3_resp r = {.status = 0};
 	struct buf src = BUF_INIT;
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 	int err = buf_addf(&src, "/%s/", c->conf->bucket);
 
 	if (!err)
@@ -1100,9 +1103,10 @@ static int list_query(const char *prefix, const char *delimiter,
 	return err;
 }
 
-int s3_list(struct s3_client *c, const char *prefix, const char *delimiter,
-	    const char *token, unsigned max_keys, struct s3_list_page *out)
+static int s3_list(struct store *st, const char *prefix, const char *delimiter,
+	    const char *token, unsigned max_keys, struct store_list_page *out)
 {
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_LIST, .method = "GET"};
 	struct s3_resp r = {.status = 0};
 	struct buf q = BUF_INIT;
@@ -1146,7 +1150,7 @@ static void abort_stray(void *arg, const char *key, const char *upload_id,
 	if (strcmp(key, s->key) != 0 || initiated < s->since ||
 	    (s->keep && strcmp(upload_id, s->keep) == 0))
 		return;
-	if (s3_mpu_abort(s->c, key, upload_id) == 0) {
+	if (store_mpu_abort(&s->c->store, key, upload_id) == 0) {
 		log_key(key, k);
 		log_warn("s3: aborted a multipart upload of %s whose creation "
 			 "reply was lost", k);
@@ -1164,16 +1168,17 @@ static void mpu_abort_strays(struct s3_client *c, const char *key,
 {
 	struct mpu_stray s = {c, key, keep, since - S3_STRAY_SLACK};
 
-	(void)s3_mpu_list(c, key, abort_stray, &s);
+	(void)store_mpu_list(&c->store, key, abort_stray, &s);
 }
 
-int s3_mpu_create(struct s3_client *c, const char *key,
-		  const struct s3_put_opts *opts, char **upload_id)
+static int s3_mpu_create(struct store *st, const char *key,
+		  const struct store_put_opts *opts, char **upload_id)
 {
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_MPU_CREATE, .method = "POST",
 			     .key = key, .query = "uploads"};
 	struct s3_resp r = {.status = 0};
-	struct s3_put_opts o = {0};
+	struct store_put_opts o = {0};
 	time_t started = time(NULL);
 	int err;
 
@@ -1209,10 +1214,11 @@ static int upload_query(const char *upload_id, unsigned part,
 	return err;
 }
 
-int s3_mpu_part(struct s3_client *c, const char *key, const char *upload_id,
+static int s3_mpu_part(struct store *st, const char *key, const char *upload_id,
 		unsigned part_number, const void *data, size_t len,
-		char etag_out[S3_ETAG_MAX])
+		char etag_out[STORE_ETAG_MAX])
 {
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_MPU_PART, .method = "PUT", .key = key,
 			     .body = data, .body_len = len};
 	struct s3_resp r = {.status = 0};
@@ -1251,7 +1257,7 @@ static int xml_text(struct buf *out, const char *s)
 	return err;
 }
 
-static int complete_body(const struct s3_part *parts, size_t nparts,
+static int complete_body(const struct store_part *parts, size_t nparts,
 			 struct buf *out)
 {
 	int err = nparts ? buf_adds(out, "<CompleteMultipartUpload>") : EINVAL;
@@ -1275,13 +1281,13 @@ static int complete_body(const struct s3_part *parts, size_t nparts,
 
 /* The ETag of a completed upload whose response did not carry one. */
 static int complete_etag(struct s3_client *c, const char *key,
-			 char etag[S3_ETAG_MAX])
+			 char etag[STORE_ETAG_MAX])
 {
-	struct s3_object obj;
-	int err = s3_head(c, key, &obj);
+	struct store_object obj;
+	int err = store_head(&c->store, key, &obj);
 
 	if (!err)
-		snprintf(etag, S3_ETAG_MAX, "%s", obj.etag);
+		snprintf(etag, STORE_ETAG_MAX, "%s", obj.etag);
 	return err;
 }
 
@@ -1308,8 +1314,8 @@ static int etag_md5(const char *etag, unsigned char bin[16])
 
 /* The ETag S3 gives the completed upload of these parts: the MD5 of their
  * binary MD5s, a dash and the part count. */
-static int mpu_expected_etag(const struct s3_part *parts, size_t nparts,
-			     char out[S3_ETAG_MAX])
+static int mpu_expected_etag(const struct store_part *parts, size_t nparts,
+			     char out[STORE_ETAG_MAX])
 {
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
 	unsigned char md[EVP_MAX_MD_SIZE], bin[16];
@@ -1329,7 +1335,7 @@ static int mpu_expected_etag(const struct s3_part *parts, size_t nparts,
 	out[0] = '"';
 	for (unsigned i = 0; i < 16; i++)
 		snprintf(out + 1 + 2 * i, 3, "%02x", md[i]);
-	snprintf(out + 33, S3_ETAG_MAX - 33, "-%zu\"", nparts);
+	snprintf(out + 33, STORE_ETAG_MAX - 33, "-%zu\"", nparts);
 	return 0;
 }
 
@@ -1340,31 +1346,32 @@ static int mpu_expected_etag(const struct s3_part *parts, size_t nparts,
  * parts make.
  */
 static int complete_confirm(struct s3_client *c, const char *key,
-			    const struct s3_part *parts, size_t nparts,
-			    char etag[S3_ETAG_MAX])
+			    const struct store_part *parts, size_t nparts,
+			    char etag[STORE_ETAG_MAX])
 {
-	char want[S3_ETAG_MAX], k[S3_LOG_KEY_MAX + 8];
-	struct s3_object obj;
+	char want[STORE_ETAG_MAX], k[S3_LOG_KEY_MAX + 8];
+	struct store_object obj;
 
 	if (mpu_expected_etag(parts, nparts, want) ||
-	    s3_head(c, key, &obj) || strcmp(obj.etag, want) != 0)
+	    store_head(&c->store, key, &obj) || strcmp(obj.etag, want) != 0)
 		return ENOENT;
 	log_key(key, k);
 	log_info("s3: MPU_COMPLETE %s: the first reply was lost, the object "
 		 "is complete", k);
-	snprintf(etag, S3_ETAG_MAX, "%s", want);
+	snprintf(etag, STORE_ETAG_MAX, "%s", want);
 	return 0;
 }
 
-int s3_mpu_complete(struct s3_client *c, const char *key,
-		    const char *upload_id, const struct s3_part *parts,
-		    size_t nparts, char etag_out[S3_ETAG_MAX])
+static int s3_mpu_complete(struct store *st, const char *key,
+		    const char *upload_id, const struct store_part *parts,
+		    size_t nparts, char etag_out[STORE_ETAG_MAX])
 {
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_MPU_COMPLETE, .method = "POST",
 			     .key = key, .error_in_200 = 1};
 	struct s3_resp r = {.status = 0};
 	struct buf q = BUF_INIT, body = BUF_INIT;
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 	int err = upload_query(upload_id, 0, &q);
 
 	if (!err)
@@ -1393,8 +1400,9 @@ int s3_mpu_complete(struct s3_client *c, const char *key,
 	return err;
 }
 
-int s3_mpu_abort(struct s3_client *c, const char *key, const char *upload_id)
+static int s3_mpu_abort(struct store *st, const char *key, const char *upload_id)
 {
+	struct s3_client *c = client_of(st);
 	struct s3_req req = {.op = MOP_MPU_ABORT, .method = "DELETE",
 			     .key = key};
 	struct s3_resp r = {.status = 0};
@@ -1476,9 +1484,10 @@ static int next_markers(const struct xml_uploads_page *page, char **key,
 	return 0;
 }
 
-int s3_mpu_list(struct s3_client *c, const char *prefix, s3_mpu_fn fn,
+static int s3_mpu_list(struct store *st, const char *prefix, store_mpu_fn fn,
 		void *arg)
 {
+	struct s3_client *c = client_of(st);
 	struct xml_uploads_page page = {0};
 	char *key_marker = NULL, *id_marker = NULL;
 	int err, more;
@@ -1499,6 +1508,25 @@ int s3_mpu_list(struct s3_client *c, const char *prefix, s3_mpu_fn fn,
 }
 
 /* ---- presigned URLs ---------------------------------------------------- */
+
+static const struct store_ops s3_ops = {
+	.head = s3_head,
+	.get = s3_get,
+	.put = s3_put,
+	.del = s3_delete,
+	.copy = s3_copy,
+	.list = s3_list,
+	.mpu_create = s3_mpu_create,
+	.mpu_part = s3_mpu_part,
+	.mpu_complete = s3_mpu_complete,
+	.mpu_abort = s3_mpu_abort,
+	.mpu_list = s3_mpu_list,
+};
+
+struct store *s3_store(struct s3_client *c)
+{
+	return &c->store;
+}
 
 int s3_presign_get(struct s3_client *c, const char *key, time_t now,
 		   unsigned expires, const char *disposition, struct buf *out)

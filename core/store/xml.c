@@ -219,14 +219,14 @@ static int dup_text(const char *text, size_t len, char **out)
 
 /* An ETag, always quoted: some servers (RGW repeating a completion) leave
  * the quotes out. */
-static int copy_etag(const char *text, size_t len, char etag[S3_ETAG_MAX])
+static int copy_etag(const char *text, size_t len, char etag[STORE_ETAG_MAX])
 {
 	int quoted = len >= 2 && text[0] == '"' && text[len - 1] == '"';
 
-	if (len == 0 || len + (quoted ? 0 : 2) >= S3_ETAG_MAX ||
+	if (len == 0 || len + (quoted ? 0 : 2) >= STORE_ETAG_MAX ||
 	    memchr(text, '\0', len) || (!quoted && memchr(text, '"', len)))
 		return EINVAL;
-	snprintf(etag, S3_ETAG_MAX, "%s%.*s%s", quoted ? "" : "\"", (int)len,
+	snprintf(etag, STORE_ETAG_MAX, "%s%.*s%s", quoted ? "" : "\"", (int)len,
 		 text, quoted ? "" : "\"");
 	return 0;
 }
@@ -327,12 +327,12 @@ int xml_parse_error(const char *data, size_t len, struct xml_error *err)
 /* ---- <ListBucketResult> ------------------------------------------------ */
 
 struct list_state {
-	struct s3_list_page *page;
+	struct store_list_page *page;
 	int truncated;
 	int url;
 };
 
-static int list_entry_field(struct s3_list_entry *e, const char *field,
+static int list_entry_field(struct store_list_entry *e, const char *field,
 			    const char *text, size_t len)
 {
 	if (strcmp(field, "Key") == 0)
@@ -368,7 +368,7 @@ static int list_top_field(struct list_state *st, const char *field,
 
 static int list_open(struct list_state *st, const char *path, int depth)
 {
-	struct s3_list_page *p = st->page;
+	struct store_list_page *p = st->page;
 
 	if (depth == 1)
 		return strcmp(path, LIST_ROOT) == 0 ? 0 : EINVAL;
@@ -382,7 +382,7 @@ static int list_handler(struct xml_doc *d, const char *path,
 			const char *text, size_t len)
 {
 	struct list_state *st = d->arg;
-	struct s3_list_page *p = st->page;
+	struct store_list_page *p = st->page;
 
 	if (!text)
 		return list_open(st, path, d->depth);
@@ -408,7 +408,7 @@ static int list_handler(struct xml_doc *d, const char *path,
 /* Decode keys and prefixes; check the page is complete. */
 static int list_finish(struct list_state *st)
 {
-	struct s3_list_page *p = st->page;
+	struct store_list_page *p = st->page;
 	int err = 0;
 
 	for (size_t i = 0; st->url && !err && i < p->nentries; i++)
@@ -427,7 +427,7 @@ static int list_finish(struct list_state *st)
 	return err;
 }
 
-int xml_parse_list(const char *data, size_t len, struct s3_list_page *out,
+int xml_parse_list(const char *data, size_t len, struct store_list_page *out,
 		   int *truncated)
 {
 	struct list_state st = {.page = out};
@@ -438,7 +438,7 @@ int xml_parse_list(const char *data, size_t len, struct s3_list_page *out,
 	if (!err)
 		err = list_finish(&st);
 	if (err) {
-		s3_list_page_release(out);
+		store_list_page_release(out);
 		return err;
 	}
 	if (truncated)
@@ -448,18 +448,6 @@ int xml_parse_list(const char *data, size_t len, struct s3_list_page *out,
 
 /* Defined here rather than in s3.c so that parsing a page (and testing
  * it) needs nothing of the network client. */
-void s3_list_page_release(struct s3_list_page *p)
-{
-	for (size_t i = 0; i < p->nentries; i++)
-		free(p->entries[i].key);
-	for (size_t i = 0; i < p->nprefixes; i++)
-		free(p->prefixes[i]);
-	free(p->entries);
-	free(p->prefixes);
-	free(p->next_token);
-	memset(p, 0, sizeof(*p));
-}
-
 /* ---- one-value results, and <Error> in their place --------------------- */
 
 struct value_state {
@@ -524,7 +512,7 @@ int xml_parse_initiate(const char *data, size_t len, char **upload_id)
 }
 
 static int etag_result(const char *data, size_t len, const char *root,
-		       const char *path, char etag[S3_ETAG_MAX],
+		       const char *path, char etag[STORE_ETAG_MAX],
 		       struct xml_error *xerr)
 {
 	struct value_state st = {.root = root, .path = path};
@@ -542,7 +530,7 @@ static int etag_result(const char *data, size_t len, const char *root,
 /* Ceph RGW answers a successful completion with an empty <ETag></ETag>:
  * that is a success with etag "" (the caller may HEAD the object). */
 int xml_parse_complete(const char *data, size_t len,
-		       char etag[S3_ETAG_MAX], struct xml_error *err)
+		       char etag[STORE_ETAG_MAX], struct xml_error *err)
 {
 	struct value_state st = {.root = "CompleteMultipartUploadResult",
 				 .path = "CompleteMultipartUploadResult/ETag"};
@@ -558,7 +546,7 @@ int xml_parse_complete(const char *data, size_t len,
 	return rc;
 }
 
-int xml_parse_copy(const char *data, size_t len, char etag[S3_ETAG_MAX],
+int xml_parse_copy(const char *data, size_t len, char etag[STORE_ETAG_MAX],
 		   struct xml_error *err)
 {
 	return etag_result(data, len, "CopyObjectResult",

@@ -26,7 +26,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "store/s3.h"
+#include "store/store.h"
 
 struct xml_error {
 	char code[64];     /* "NoSuchKey", "SlowDown", ... ("" when absent) */
@@ -38,11 +38,11 @@ int xml_parse_error(const char *data, size_t len, struct xml_error *err);
 
 /*
  * <ListBucketResult> of ListObjectsV2. out is overwritten (release it with
- * s3_list_page_release()); out->next_token is set only when IsTruncated is
+ * store_list_page_release()); out->next_token is set only when IsTruncated is
  * true (a truncated page without a token is EINVAL). truncated (may be
  * NULL) receives IsTruncated.
  */
-int xml_parse_list(const char *data, size_t len, struct s3_list_page *out,
+int xml_parse_list(const char *data, size_t len, struct store_list_page *out,
 		   int *truncated);
 
 /* <InitiateMultipartUploadResult>: *upload_id is allocated (caller frees). */
@@ -53,8 +53,8 @@ int xml_parse_initiate(const char *data, size_t len, char **upload_id);
  * same holds for the ETags of a listing). EREMOTEIO for an <Error> body. Ceph RGW
  * completes with an empty <ETag/>: then etag is "" (HEAD the object). */
 int xml_parse_complete(const char *data, size_t len,
-		       char etag[S3_ETAG_MAX], struct xml_error *err);
-int xml_parse_copy(const char *data, size_t len, char etag[S3_ETAG_MAX],
+		       char etag[STORE_ETAG_MAX], struct xml_error *err);
+int xml_parse_copy(const char *data, size_t len, char etag[STORE_ETAG_MAX],
 		   struct xml_error *err);
 
 /* One page of <ListMultipartUploadsResult>. */

@@ -16,10 +16,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	const char *d = (const char *)data;
-	struct s3_list_page page;
+	struct store_list_page page;
 	struct xml_uploads_page up;
 	struct xml_error xe;
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 	char *id = NULL;
 	int truncated;
 
@@ -29,7 +29,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		if (truncated && !page.next_token)
 			abort();
-		s3_list_page_release(&page);
+		store_list_page_release(&page);
 	}
 	if (xml_parse_uploads(d, size, size & 1, &up) == 0)
 		xml_uploads_page_release(&up);

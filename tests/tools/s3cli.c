@@ -149,14 +149,14 @@ static int read_file(const char *path, struct buf *out)
 
 static int cmd_put(struct cli *c, int argc, char **argv)
 {
-	struct s3_put_opts o = {argc > 4 ? argv[4] : NULL,
+	struct store_put_opts o = {argc > 4 ? argv[4] : NULL,
 				argc > 5 ? argv[5] : NULL, NULL};
 	struct buf data = BUF_INIT;
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 	int err = read_file(argv[3], &data);
 
 	if (!err)
-		err = s3_put(c->s3, argv[2], data.data ? data.data : "", data.len,
+		err = store_put(s3_store(c->s3), argv[2], data.data ? data.data : "", data.len,
 			     &o, etag);
 	buf_release(&data);
 	if (err)
@@ -175,8 +175,8 @@ static int cmd_get(struct cli *c, int argc, char **argv)
 {
 	uint64_t off = argc > 3 ? strtoull(argv[3], NULL, 10) : 0;
 	uint64_t len = argc > 4 ? strtoull(argv[4], NULL, 10) : 0;
-	struct s3_object info;
-	int err = s3_get(c->s3, argv[2], off, len, NULL, stdout_sink, NULL, &info);
+	struct store_object info;
+	int err = store_get(s3_store(c->s3), argv[2], off, len, NULL, stdout_sink, NULL, &info);
 
 	if (err)
 		return fail("get", argv[2], err);
@@ -185,8 +185,8 @@ static int cmd_get(struct cli *c, int argc, char **argv)
 
 static int cmd_head(struct cli *c, int argc, char **argv)
 {
-	struct s3_object o;
-	int err = s3_head(c->s3, argv[2], &o);
+	struct store_object o;
+	int err = store_head(s3_store(c->s3), argv[2], &o);
 
 	(void)argc;
 	if (err)
@@ -219,12 +219,12 @@ static int cmd_ls(struct cli *c, int argc, char **argv)
 {
 	const char *delim = argc > 3 && *argv[3] ? argv[3] : NULL;
 	unsigned max_keys = argc > 4 ? (unsigned)strtoul(argv[4], NULL, 10) : 0;
-	struct s3_list_page p;
+	struct store_list_page p;
 	char *token = NULL;
 	int err, pages = 0;
 
 	do {
-		err = s3_list(c->s3, argv[2], delim, token, max_keys, &p);
+		err = store_list(s3_store(c->s3), argv[2], delim, token, max_keys, &p);
 		free(token);
 		token = NULL;
 		if (err)
@@ -243,7 +243,7 @@ static int cmd_ls(struct cli *c, int argc, char **argv)
 		}
 		token = p.next_token;
 		p.next_token = NULL;
-		s3_list_page_release(&p);
+		store_list_page_release(&p);
 	} while (token);
 	fprintf(stderr, "pages=%d\n", pages);
 	return 0;
@@ -251,7 +251,7 @@ static int cmd_ls(struct cli *c, int argc, char **argv)
 
 static int cmd_rm(struct cli *c, int argc, char **argv)
 {
-	int err = s3_delete(c->s3, argv[2]);
+	int err = store_delete(s3_store(c->s3), argv[2]);
 
 	(void)argc;
 	return err ? fail("rm", argv[2], err) : 0;
@@ -259,7 +259,7 @@ static int cmd_rm(struct cli *c, int argc, char **argv)
 
 static int cmd_cp(struct cli *c, int argc, char **argv)
 {
-	int err = argc > 3 ? s3_copy(c->s3, argv[2], argv[3]) : EINVAL;
+	int err = argc > 3 ? store_copy(s3_store(c->s3), argv[2], argv[3]) : EINVAL;
 
 	return err ? fail("cp", argv[2], err) : 0;
 }
@@ -274,7 +274,7 @@ struct mpu_job {
 	unsigned nparts;
 	atomic_uint next;          /* next part index to send */
 	atomic_int err;
-	struct s3_part *parts;
+	struct store_part *parts;
 };
 
 static void *mpu_worker(void *arg)
@@ -295,7 +295,7 @@ static void *mpu_worker(void *arg)
 
 		j->parts[i].number = i + 1;
 		if (!err)
-			err = s3_mpu_part(j->c->s3, j->key, j->upload_id, i + 1,
+			err = store_mpu_part(s3_store(j->c->s3), j->key, j->upload_id, i + 1,
 					  chunk, len, j->parts[i].etag);
 		if (err)
 			atomic_store(&j->err, err);
@@ -329,7 +329,7 @@ static int cmd_mpu(struct cli *c, int argc, char **argv)
 {
 	struct mpu_job j = {.c = c, .key = argv[2]};
 	unsigned inflight = argc > 5 ? (unsigned)strtoul(argv[5], NULL, 10) : 4;
-	char *id = NULL, etag[S3_ETAG_MAX];
+	char *id = NULL, etag[STORE_ETAG_MAX];
 	struct stat st;
 	double t0 = now_s();
 	int err;
@@ -342,14 +342,14 @@ static int cmd_mpu(struct cli *c, int argc, char **argv)
 	j.nparts = (unsigned)((j.size + j.part_size - 1) / j.part_size);
 	j.nparts = j.nparts ? j.nparts : 1;
 	j.parts = calloc(j.nparts, sizeof(*j.parts));
-	err = j.parts ? s3_mpu_create(c->s3, j.key, NULL, &id) : ENOMEM;
+	err = j.parts ? store_mpu_create(s3_store(c->s3), j.key, NULL, &id) : ENOMEM;
 	j.upload_id = id;
 	if (!err)
 		err = mpu_run(&j, inflight ? inflight : 1);
 	if (!err)
-		err = s3_mpu_complete(c->s3, j.key, id, j.parts, j.nparts, etag);
+		err = store_mpu_complete(s3_store(c->s3), j.key, id, j.parts, j.nparts, etag);
 	if (err && id)
-		s3_mpu_abort(c->s3, j.key, id);
+		store_mpu_abort(s3_store(c->s3), j.key, id);
 	if (!err) {
 		double dt = now_s() - t0;
 		printf("%s\n", etag);
@@ -366,7 +366,7 @@ static int cmd_mpu(struct cli *c, int argc, char **argv)
 static int cmd_mpu_create(struct cli *c, int argc, char **argv)
 {
 	char *id = NULL;
-	int err = s3_mpu_create(c->s3, argv[2], NULL, &id);
+	int err = store_mpu_create(s3_store(c->s3), argv[2], NULL, &id);
 
 	(void)argc;
 	if (err)
@@ -378,7 +378,7 @@ static int cmd_mpu_create(struct cli *c, int argc, char **argv)
 
 static int cmd_mpu_abort(struct cli *c, int argc, char **argv)
 {
-	int err = argc > 3 ? s3_mpu_abort(c->s3, argv[2], argv[3]) : EINVAL;
+	int err = argc > 3 ? store_mpu_abort(s3_store(c->s3), argv[2], argv[3]) : EINVAL;
 
 	return err ? fail("mpu-abort", argv[2], err) : 0;
 }
@@ -393,7 +393,7 @@ static void print_upload(void *arg, const char *key, const char *upload_id,
 
 static int cmd_mpu_ls(struct cli *c, int argc, char **argv)
 {
-	int err = s3_mpu_list(c->s3, argv[2], print_upload, NULL);
+	int err = store_mpu_list(s3_store(c->s3), argv[2], print_upload, NULL);
 
 	(void)argc;
 	return err ? fail("mpu-ls", argv[2], err) : 0;

@@ -61,7 +61,7 @@ struct probe {
 	const char *stage;        /* where an error happened */
 	int err;
 	int close_err;            /* commit after a failed write, as close() */
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 };
 
 static void usage(void)
@@ -362,17 +362,17 @@ static int commit(struct probe *p)
 /* Append mode: the object's current size is where the input goes. */
 static int create_upload(struct probe *p, uint64_t *base)
 {
-	struct s3_object obj;
+	struct store_object obj;
 	int existing = p->mode == MODE_APPEND, rc;
 
 	*base = 0;
 	if (existing) {
-		rc = s3_head(p->s3, p->key, &obj);
+		rc = store_head(s3_store(p->s3), p->key, &obj);
 		if (rc && rc != ENOENT)
 			return fail(p, "head", rc);
 		*base = rc ? 0 : obj.size;
 	}
-	p->up = upload_create(p->s3, p->metrics, &p->uc, p->key, existing,
+	p->up = upload_create(s3_store(p->s3), p->metrics, &p->uc, p->key, existing,
 			      *base);
 	return p->up ? 0 : fail(p, "create", errno);
 }
@@ -414,11 +414,11 @@ static double now_seconds(void)
 }
 
 /* The ETag without its quotes, for JSON. */
-static void etag_plain(const char *etag, char out[S3_ETAG_MAX])
+static void etag_plain(const char *etag, char out[STORE_ETAG_MAX])
 {
 	size_t n = 0;
 
-	for (const char *c = etag; *c && n + 1 < S3_ETAG_MAX; c++)
+	for (const char *c = etag; *c && n + 1 < STORE_ETAG_MAX; c++)
 		if (*c != '"' && *c != '\\')
 			out[n++] = *c;
 	out[n] = '\0';
@@ -449,7 +449,7 @@ static long peak_rss_kib(void)
 
 static void report(const struct probe *p, double seconds)
 {
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 	static const enum metrics_op ops[] = {
 		MOP_PUT, MOP_GET, MOP_MPU_CREATE, MOP_MPU_PART,
 		MOP_MPU_COMPLETE, MOP_MPU_ABORT};

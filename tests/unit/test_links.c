@@ -239,9 +239,9 @@ static int rig_up(struct rig *r, const char *endpoint, const char *region,
 		return EIO;
 	}
 	r->s3 = s3_create(&r->s3c, r->creds, r->m);
-	r->thumbs = r->s3 ? thumbs_create(&r->tc, &r->cache, &r->fc, r->s3,
+	r->thumbs = r->s3 ? thumbs_create(&r->tc, &r->cache, &r->fc, s3_store(r->s3),
 					  r->m) : NULL;
-	r->links = r->thumbs ? links_create(&r->lc, &r->fc, r->s3, r->creds,
+	r->links = r->thumbs ? links_create(&r->lc, &r->fc, r->s3, s3_store(r->s3), r->creds,
 					    r->thumbs, r->m) : NULL;
 	return r->links ? 0 : EIO;
 }

@@ -35,7 +35,7 @@ static int load(const char *name, struct buf *out)
 static void test_list_page(void)
 {
 	struct buf b = BUF_INIT;
-	struct s3_list_page p;
+	struct store_list_page p;
 	int truncated = -1;
 
 	CHECK_INT(load("list_page1.xml", &b), 0);
@@ -54,7 +54,7 @@ static void test_list_page(void)
 	CHECK_STR(p.prefixes[0], "uploads/big/");
 	CHECK_STR(p.prefixes[1], "uploads/sp ace/");
 	CHECK_STR(p.next_token, "1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=");
-	s3_list_page_release(&p);
+	store_list_page_release(&p);
 	CHECK(p.entries == NULL && p.nentries == 0 && p.next_token == NULL);
 	buf_release(&b);
 }
@@ -62,7 +62,7 @@ static void test_list_page(void)
 static void test_list_last_and_empty(void)
 {
 	struct buf b = BUF_INIT;
-	struct s3_list_page p;
+	struct store_list_page p;
 	int truncated = -1;
 
 	CHECK_INT(load("list_last.xml", &b), 0);
@@ -73,13 +73,13 @@ static void test_list_last_and_empty(void)
 	CHECK_STR(p.entries[0].key, "plain key+with plus.txt");
 	CHECK(p.entries[0].size == UINT64_MAX);
 	CHECK(p.next_token == NULL);
-	s3_list_page_release(&p);
+	store_list_page_release(&p);
 
 	CHECK_INT(load("list_empty.xml", &b), 0);
 	CHECK_INT(xml_parse_list(b.data, b.len, &p, NULL), 0);
 	CHECK_INT(p.nentries, 0);
 	CHECK_INT(p.nprefixes, 0);
-	s3_list_page_release(&p);
+	store_list_page_release(&p);
 	buf_release(&b);
 }
 
@@ -87,7 +87,7 @@ static void test_mpu_documents(void)
 {
 	struct buf b = BUF_INIT;
 	struct xml_error xe = {{0}, {0}};
-	char etag[S3_ETAG_MAX] = "";
+	char etag[STORE_ETAG_MAX] = "";
 	char *id = NULL;
 
 	CHECK_INT(load("initiate.xml", &b), 0);
@@ -185,9 +185,9 @@ static void test_time(void)
 static void all_parsers_refuse(const char *name, const char *data,
 			       size_t len)
 {
-	struct s3_list_page p;
+	struct store_list_page p;
 	struct xml_uploads_page up;
-	char etag[S3_ETAG_MAX];
+	char etag[STORE_ETAG_MAX];
 	char *id = NULL;
 	int rc;
 
@@ -232,7 +232,7 @@ static void test_hostile_fixtures(void)
 static void test_limits(void)
 {
 	struct buf b = BUF_INIT;
-	struct s3_list_page p;
+	struct store_list_page p;
 
 	/* an element text over 64 KiB */
 	buf_adds(&b, "<ListBucketResult><IsTruncated>false</IsTruncated>"
