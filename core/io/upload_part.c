@@ -1,0 +1,451 @@
+/*
+ * upload_part: part buffers, the per-upload workers that send them, and
+ * the multipart upload they belong to (see upload_int.h).
+ */
+#define _GNU_SOURCE /* O_TMPFILE, mkostemp */
+#include "io/upload_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "io/journal.h"
+#include "base/log.h"
+#include "io/mime.h"
+
+
+uint64_t up_part_size(const struct upload *u)
+{
+	return u->conf->part_size;
+}
+
+/* Start offset of the part being filled in MEM mode. */
+uint64_t up_cur_start(const struct upload *u)
+{
+	return (uint64_t)(u->next - 1) * up_part_size(u);
+}
+
+/* ---- part buffers ---------------------------------------------------- */
+
+static struct upload_part *part_map(size_t cap)
+{
+	size_t map_len = sizeof(struct upload_part) + cap;
+	struct upload_part *p;
+
+	p = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	p->map_len = map_len;
+	p->cap = cap;
+	return p;
+}
+
+void up_part_unmap(struct upload_part *p)
+{
+	if (p)
+		munmap(p, p->map_len);
+}
+
+/* A buffer with room for cap bytes, len 0; NULL with errno ENOMEM. */
+struct upload_part *up_part_get(struct upload *u, size_t cap,
+				    unsigned number)
+{
+	struct upload_part *p = NULL;
+
+	pthread_mutex_lock(&u->lock);
+	if (u->spare && u->spare->cap >= cap) {
+		p = u->spare;
+		u->spare = p->next;
+		u->nspare--;
+	}
+	pthread_mutex_unlock(&u->lock);
+	if (!p)
+		p = part_map(cap);
+	if (p) {
+		p->next = NULL;
+		p->len = 0;
+		p->number = number;
+		p->tee = 0;
+	}
+	return p;
+}
+
+/* Keep p for reuse (at most one spare per worker) or free it. */
+static void part_put_locked(struct upload *u, struct upload_part *p)
+{
+	if (u->nspare >= u->nthreads) {
+		up_part_unmap(p);
+		return;
+	}
+	p->next = u->spare;
+	u->spare = p;
+	u->nspare++;
+}
+
+void up_part_put(struct upload *u, struct upload_part *p)
+{
+	if (!p)
+		return;
+	pthread_mutex_lock(&u->lock);
+	part_put_locked(u, p);
+	pthread_mutex_unlock(&u->lock);
+}
+
+void up_spares_free(struct upload *u)
+{
+	struct upload_part *p;
+
+	pthread_mutex_lock(&u->lock);
+	while ((p = u->spare)) {
+		u->spare = p->next;
+		up_part_unmap(p);
+	}
+	u->nspare = 0;
+	pthread_mutex_unlock(&u->lock);
+}
+
+/* ---- workers ---------------------------------------------------------- */
+
+/* Record the outcome of sending p and recycle its buffer. */
+static void part_done_locked(struct upload *u, struct upload_part *p, int rc,
+			     const char *etag, int tee_rc)
+{
+	if (tee_rc && !u->tee_err) {
+		log_warn("upload %s: spool copy stopped (%s): seeking back "
+			 "into parts already sent will fail", u->key,
+			 strerror(tee_rc));
+		u->tee_err = tee_rc;
+	}
+	if (rc == 0)
+		memcpy(u->parts[p->number - 1].etag, etag, STORE_ETAG_MAX);
+	else if (!u->err)
+		u->err = rc;
+	part_put_locked(u, p);
+	u->busy--;
+	pthread_cond_broadcast(&u->cond);
+}
+
+static void *upload_worker(void *arg)
+{
+	struct upload *u = arg;
+	struct upload_part *p;
+	char etag[STORE_ETAG_MAX];
+	int rc, tee_rc;
+
+	pthread_mutex_lock(&u->lock);
+	for (;;) {
+		while (!u->queue && !u->stop)
+			pthread_cond_wait(&u->cond, &u->lock);
+		p = u->queue;
+		if (!p)
+			break;
+		u->queue = p->next;
+		if (!u->queue)
+			u->queue_tail = &u->queue;
+		rc = u->err ? ECANCELED : 0;
+		tee_rc = 0;
+		pthread_mutex_unlock(&u->lock);
+		if (p->tee)
+			tee_rc = up_spool_pwrite(u->spool_fd, p->data, p->len,
+					      (uint64_t)(p->number - 1) *
+					      up_part_size(u));
+		if (!rc)
+			rc = store_mpu_part(u->store, u->key, u->upload_id, p->number,
+					 p->data, p->len, etag);
+		if (rc && rc != ECANCELED)
+			log_error("upload %s: part %u failed: %s", u->key,
+				  p->number, strerror(rc));
+		pthread_mutex_lock(&u->lock);
+		part_done_locked(u, p, rc, etag, tee_rc);
+	}
+	pthread_mutex_unlock(&u->lock);
+	return NULL;
+}
+
+/* Tell the workers to exit once the queue is empty, and join them. */
+static void workers_stop(struct upload *u)
+{
+	pthread_mutex_lock(&u->lock);
+	u->stop = 1;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
+	for (unsigned i = 0; i < u->nthreads; i++)
+		pthread_join(u->threads[i], NULL);
+	free(u->threads);
+	u->threads = NULL;
+	u->nthreads = 0;
+	up_spares_free(u);
+}
+
+/* Start the worker threads with every signal blocked, so signals go to the
+ * daemon's own threads. 0 or errno. */
+static int workers_start(struct upload *u)
+{
+	unsigned n = u->conf->parts_in_flight ? u->conf->parts_in_flight : 1;
+	sigset_t all, old;
+	int rc = 0;
+
+	u->threads = calloc(n, sizeof(*u->threads));
+	if (!u->threads)
+		return ENOMEM;
+	pthread_mutex_lock(&u->lock);
+	u->stop = 0;
+	u->err = 0;
+	u->nparts = 0;
+	if (u->parts)
+		memset(u->parts, 0, u->parts_cap * sizeof(*u->parts));
+	pthread_mutex_unlock(&u->lock);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	for (u->nthreads = 0; u->nthreads < n; u->nthreads++) {
+		rc = pthread_create(&u->threads[u->nthreads], NULL,
+				    upload_worker, u);
+		if (rc)
+			break;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (rc) {
+		log_error("upload %s: cannot start a worker: %s", u->key,
+			  strerror(rc));
+		workers_stop(u);
+	}
+	return rc;
+}
+
+/* Make room in the etag table for part number; lock held. */
+static int parts_reserve_locked(struct upload *u, unsigned number)
+{
+	unsigned cap = u->parts_cap ? u->parts_cap : 64;
+	struct store_part *parts;
+
+	if (number <= u->parts_cap)
+		return 0;
+	while (cap < number)
+		cap *= 2;
+	parts = realloc(u->parts, cap * sizeof(*parts));
+	if (!parts)
+		return ENOMEM;
+	memset(parts + u->parts_cap, 0,
+	       (cap - u->parts_cap) * sizeof(*parts));
+	u->parts = parts;
+	u->parts_cap = cap;
+	return 0;
+}
+
+/*
+ * Queue p for sending, after waiting while every worker is busy. p belongs
+ * to the workers afterwards, also on failure. 0, or EIO when a part has
+ * failed already, or ENOMEM.
+ */
+int up_workers_submit(struct upload *u, struct upload_part *p)
+{
+	int rc;
+
+	if (!u->nthreads) {
+		up_part_put(u, p);
+		return EIO; /* cannot happen: workers run with the upload */
+	}
+	pthread_mutex_lock(&u->lock);
+	while (u->busy >= u->nthreads && !u->err)
+		pthread_cond_wait(&u->cond, &u->lock);
+	rc = u->err ? EIO : parts_reserve_locked(u, p->number);
+	if (rc) {
+		if (!u->err)
+			u->err = rc;
+		part_put_locked(u, p);
+		pthread_mutex_unlock(&u->lock);
+		return rc;
+	}
+	u->parts[p->number - 1].number = p->number;
+	if (p->number > u->nparts)
+		u->nparts = p->number;
+	p->next = NULL;
+	*u->queue_tail = p;
+	u->queue_tail = &p->next;
+	u->busy++;
+	pthread_cond_broadcast(&u->cond);
+	pthread_mutex_unlock(&u->lock);
+	return 0;
+}
+
+/* Wait until nothing is queued or in flight. 0, or EIO after a failure. */
+int up_workers_wait(struct upload *u)
+{
+	int rc;
+
+	pthread_mutex_lock(&u->lock);
+	while (u->busy)
+		pthread_cond_wait(&u->cond, &u->lock);
+	rc = u->err ? EIO : 0;
+	pthread_mutex_unlock(&u->lock);
+	return rc;
+}
+
+/* ---- the multipart upload -------------------------------------------- */
+
+/* Create the multipart upload, typed from head, and start the workers. */
+int up_mpu_begin(struct upload *u, const void *head, size_t head_len)
+{
+	char type[MIME_TYPE_MAX];
+	struct store_put_opts opts = {.content_type = type};
+	long long row;
+	int rc;
+
+	mime_sniff(u->conf->mime, head, head_len, u->key, type);
+	row = journal_begin(u->conf->journal, u->key);
+	rc = store_mpu_create(u->store, u->key, &opts, &u->upload_id);
+	if (rc) {
+		log_error("upload %s: cannot start a multipart upload: %s",
+			  u->key, strerror(rc));
+		journal_cancel(u->conf->journal, row);
+		u->upload_id = NULL;
+		return EIO;
+	}
+	journal_bind(u->conf->journal, row, u->upload_id);
+	rc = workers_start(u);
+	if (rc) {
+		if (store_mpu_abort(u->store, u->key, u->upload_id))
+			journal_orphan(u->conf->journal, u->upload_id);
+		else
+			journal_done(u->conf->journal, u->upload_id);
+		free(u->upload_id);
+		u->upload_id = NULL;
+	}
+	return rc;
+}
+
+/* Skip what is queued, wait for what is in flight, abort the upload. */
+void up_mpu_abort(struct upload *u)
+{
+	int rc;
+
+	if (!u->upload_id)
+		return;
+	pthread_mutex_lock(&u->lock);
+	if (!u->err)
+		u->err = ECANCELED;
+	pthread_mutex_unlock(&u->lock);
+	up_workers_wait(u);
+	workers_stop(u);
+	rc = store_mpu_abort(u->store, u->key, u->upload_id);
+	if (rc && rc != ENOENT) {
+		log_error("upload %s: cannot abort multipart upload: %s; "
+			  "retrying later", u->key, strerror(rc));
+		journal_orphan(u->conf->journal, u->upload_id);
+	} else {
+		journal_done(u->conf->journal, u->upload_id);
+	}
+	free(u->upload_id);
+	u->upload_id = NULL;
+}
+
+/* The 16 bytes of an MD5 ETag ("hex", quotes optional). 0 or EINVAL. */
+static int etag_md5(const char *etag, unsigned char md5[16])
+{
+	char plain[STORE_ETAG_MAX];
+	size_t len = strlen(etag), n = 0;
+
+	if (len >= 2 && etag[0] == '"' && etag[len - 1] == '"') {
+		etag++;
+		len -= 2;
+	}
+	if (len >= sizeof(plain))
+		return EINVAL;
+	memcpy(plain, etag, len);
+	plain[len] = '\0';
+	if (!OPENSSL_hexstr2buf_ex(md5, 16, &n, plain, '\0') || n != 16)
+		return EINVAL;
+	return 0;
+}
+
+/*
+ * The ETag S3 gives the object these parts make: the MD5 of the parts'
+ * binary MD5s, "-" and the count, quoted. 0, or EINVAL when a part's ETag
+ * is no MD5 (SSE-KMS) or MD5 is unavailable.
+ */
+static int mpu_expected_etag(const struct upload *u, char out[STORE_ETAG_MAX])
+{
+	unsigned char md5[16], sum[EVP_MAX_MD_SIZE];
+	char hex[2 * 16 + 1];
+	unsigned int sum_len = 0;
+	size_t hex_len = 0;
+	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+
+	for (unsigned i = 0; ok && i < u->nparts; i++)
+		ok = etag_md5(u->parts[i].etag, md5) == 0 &&
+		     EVP_DigestUpdate(ctx, md5, sizeof(md5));
+	ok = ok && EVP_DigestFinal_ex(ctx, sum, &sum_len) && sum_len == 16 &&
+	     OPENSSL_buf2hexstr_ex(hex, sizeof(hex), &hex_len, sum, sum_len,
+				   '\0');
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return EINVAL;
+	snprintf(out, STORE_ETAG_MAX, "\"%s-%u\"", hex, u->nparts);
+	return 0;
+}
+
+/*
+ * Completion failed (say its reply was lost and the retry found no such
+ * upload): is the object there anyway, made of exactly these parts?
+ */
+static int mpu_landed(struct upload *u)
+{
+	char want[STORE_ETAG_MAX];
+	struct store_object obj;
+
+	if (mpu_expected_etag(u, want) != 0 ||
+	    store_head(u->store, u->key, &obj) != 0 ||
+	    strcasecmp(obj.etag, want) != 0)
+		return 0;
+	log_warn("upload %s: completion reported a failure, but the object "
+		 "is complete (%s)", u->key, obj.etag);
+	memcpy(u->etag, obj.etag, STORE_ETAG_MAX);
+	return 1;
+}
+
+/* Wait for every part and complete the upload; on failure it is aborted.
+ * 0 or EIO. */
+int up_mpu_complete(struct upload *u)
+{
+	int rc = up_workers_wait(u);
+
+	for (unsigned i = 0; !rc && i < u->nparts; i++) {
+		if (!u->parts[i].etag[0]) {
+			log_error("upload %s: part %u was never sent", u->key,
+				  i + 1);
+			rc = EIO;
+		}
+	}
+	if (!rc)
+		rc = store_mpu_complete(u->store, u->key, u->upload_id, u->parts,
+				     u->nparts, u->etag);
+	if (rc && mpu_landed(u)) {
+		up_mpu_abort(u); /* normally gone already (ENOENT, not logged) */
+		return 0;
+	}
+	if (rc) {
+		log_error("upload %s: multipart upload failed: %s", u->key,
+			  strerror(rc));
+		up_mpu_abort(u);
+		return EIO;
+	}
+	workers_stop(u);
+	journal_done(u->conf->journal, u->upload_id);
+	free(u->upload_id);
+	u->upload_id = NULL;
+	return 0;
+}

@@ -1,0 +1,342 @@
+/*
+ * upload_spool: the spool file, and writing in MEM and REMOTE modes (see
+ * upload_int.h).
+ */
+#define _GNU_SOURCE /* O_TMPFILE, mkostemp */
+#include "io/upload_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "io/journal.h"
+#include "base/log.h"
+#include "io/mime.h"
+
+
+/* ---- the spool file --------------------------------------------------- */
+
+/* Create an anonymous 0600 file in the spool directory. */
+static int spool_open(struct upload *u)
+{
+	const char *dir = u->conf->spool_dir;
+	char path[PATH_MAX];
+	int fd;
+
+	fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0 && (errno == EOPNOTSUPP || errno == EISDIR ||
+		       errno == EINVAL)) {
+		if (snprintf(path, sizeof(path), "%s/.imgfs-spool-XXXXXX",
+			     dir) >= (int)sizeof(path))
+			return ENAMETOOLONG;
+		fd = mkostemp(path, O_CLOEXEC);
+		if (fd >= 0)
+			unlink(path);
+	}
+	if (fd < 0) {
+		int rc = errno;
+
+		log_error("upload %s: cannot create a spool file in %s: %s",
+			  u->key, dir, strerror(rc));
+		return rc;
+	}
+	u->spool_fd = fd;
+	return 0;
+}
+
+/* Close the spool; no worker may be running. */
+void up_spool_close(struct upload *u)
+{
+	if (u->spool_fd >= 0)
+		close(u->spool_fd);
+	u->spool_fd = -1;
+	pthread_mutex_lock(&u->lock);
+	u->tee_err = 0;
+	pthread_mutex_unlock(&u->lock);
+}
+
+/* Write all of data at off. 0 or errno (ENOSPC, EIO). */
+int up_spool_pwrite(int fd, const void *data, size_t len, uint64_t off)
+{
+	const char *p = data;
+
+	while (len > 0) {
+		ssize_t n = pwrite(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* Read len bytes at off; the spool always holds them. 0 or errno. */
+int up_spool_pread(int fd, void *data, size_t len, uint64_t off)
+{
+	char *p = data;
+
+	while (len > 0) {
+		ssize_t n = pread(fd, p, len, (off_t)off);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? errno : EIO;
+		p += n;
+		off += (uint64_t)n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+/* ---- MEM mode --------------------------------------------------------- */
+
+/* Copy n bytes (zeros when data is NULL) at off, inside one held buffer. */
+static int mem_copy(struct upload *u, const char *data, size_t n, uint64_t off)
+{
+	struct upload_part **pp = off < up_part_size(u) ? &u->first : &u->cur;
+	size_t rel = (size_t)(off < up_part_size(u) ? off : off - up_cur_start(u));
+	struct upload_part *p;
+
+	if (!*pp) {
+		*pp = up_part_get(u, up_part_size(u), pp == &u->first ? 1 : u->next);
+		if (!*pp)
+			return ENOMEM;
+	}
+	p = *pp;
+	if (rel > p->len)
+		memset(p->data + p->len, 0, rel - p->len);
+	if (data)
+		memcpy(p->data + rel, data, n);
+	else
+		memset(p->data + rel, 0, n);
+	if (rel + n > p->len)
+		p->len = rel + n;
+	return 0;
+}
+
+/* Write a held part into the spool copy, while the tee works. */
+void up_mem_tee(struct upload *u, const struct upload_part *p,
+		    uint64_t off)
+{
+	int rc;
+
+	if (!u->tee)
+		return;
+	rc = u->spool_fd < 0 ? spool_open(u) : 0;
+	if (!rc)
+		rc = up_spool_pwrite(u->spool_fd, p->data, p->len, off);
+	if (rc) {
+		log_warn("upload %s: spool copy stopped (%s): seeking back "
+			 "into parts already sent will fail", u->key,
+			 strerror(rc));
+		up_spool_close(u);
+		u->tee = 0;
+	}
+}
+
+/* Hand the full part being filled to the workers and start the next one;
+ * the multipart upload begins with the first part handed out. */
+static int mem_send_cur(struct upload *u)
+{
+	struct upload_part *p = u->cur;
+	int rc;
+
+	if (!p)
+		return EIO; /* cannot happen: a full part is always held */
+	if (!u->upload_id) {
+		rc = up_mpu_begin(u, u->first->data, u->first->len);
+		if (rc) {
+			u->broken = 1; /* commit must not PUT the head alone */
+			return rc;
+		}
+	}
+	if (u->tee && u->spool_fd < 0 && spool_open(u) != 0) {
+		log_warn("upload %s: no spool copy: seeking back into parts "
+			 "already sent will fail", u->key);
+		u->tee = 0;
+	}
+	p->tee = u->tee;
+	u->cur = NULL;
+	u->next++;
+	rc = up_workers_submit(u, p);
+	if (rc) {
+		log_error("upload %s: a part failed; the file is lost", u->key);
+		u->broken = 1;
+		return EIO;
+	}
+	return 0;
+}
+
+/*
+ * Can [off, off+len) be written in memory? Not when it touches a part
+ * already handed out, nor when it starts past the end of the part being
+ * filled (a gap over whole parts).
+ */
+int up_mem_fits(const struct upload *u, size_t len, uint64_t off)
+{
+	uint64_t ps = up_part_size(u), end = off + len;
+
+	if (u->next > 2 && off < up_cur_start(u) && end > ps)
+		return 0;
+	return off <= u->size || off <= up_cur_start(u) + ps;
+}
+
+/* Write in MEM mode; up_mem_fits() said yes. Zeros fill a gap from size. */
+int up_mem_write(struct upload *u, const char *data, size_t len,
+		     uint64_t off)
+{
+	uint64_t ps = up_part_size(u);
+	int rc;
+
+	if (off > u->size) {
+		rc = up_mem_write(u, NULL, (size_t)(off - u->size), u->size);
+		if (rc)
+			return rc;
+	}
+	while (len > 0) {
+		size_t room, n;
+
+		if (off >= ps && off >= up_cur_start(u) + ps) {
+			rc = mem_send_cur(u);
+			if (rc)
+				return rc;
+		}
+		room = (size_t)(off < ps ? ps - off : up_cur_start(u) + ps - off);
+		n = len < room ? len : room;
+		rc = mem_copy(u, data, n, off);
+		if (rc)
+			return rc;
+		if (data)
+			data += n;
+		off += n;
+		len -= n;
+		if (off > u->size)
+			u->size = off;
+	}
+	return 0;
+}
+
+/* Drop the buffers and any multipart upload: the content is elsewhere. */
+void up_mem_drop(struct upload *u)
+{
+	up_mpu_abort(u);
+	up_part_put(u, u->first);
+	up_part_put(u, u->cur);
+	u->first = u->cur = NULL;
+	u->next = 2;
+	up_spares_free(u);
+}
+
+/* Once the workers are idle: does the spool hold every part sent? */
+int up_tee_complete(struct upload *u)
+{
+	int ok;
+
+	up_workers_wait(u);
+	pthread_mutex_lock(&u->lock);
+	ok = u->tee && !u->tee_err;
+	pthread_mutex_unlock(&u->lock);
+	return ok;
+}
+
+/* Move MEM content into the spool. EIO when parts were sent without a
+ * spool copy: their bytes exist nowhere but in the unfinished upload. */
+static int mem_to_spool(struct upload *u, const char *why)
+{
+	int rc = 0;
+
+	if (u->next > 2 && !up_tee_complete(u)) {
+		log_error("upload %s: %s after %u parts were streamed; seeking "
+			  "back past the first part of a large file needs "
+			  "the spool copy (tee)", u->key, why, u->next - 2);
+		return EIO;
+	}
+	if (u->spool_fd < 0)
+		rc = spool_open(u);
+	if (!rc && u->first)
+		rc = up_spool_pwrite(u->spool_fd, u->first->data, u->first->len, 0);
+	if (!rc && u->cur)
+		rc = up_spool_pwrite(u->spool_fd, u->cur->data, u->cur->len,
+				  up_cur_start(u));
+	if (!rc && ftruncate(u->spool_fd, (off_t)u->size) != 0)
+		rc = errno;
+	if (rc) {
+		log_error("upload %s: cannot spool: %s", u->key, strerror(rc));
+		return rc;
+	}
+	up_mem_drop(u);
+	u->tee = 0;
+	u->mode = UPLOAD_SPOOL;
+	return 0;
+}
+
+/* ---- REMOTE mode ------------------------------------------------------ */
+
+struct load_sink {
+	int fd;
+	uint64_t off;
+	int err;
+};
+
+static int load_sink_write(void *arg, const void *data, size_t len)
+{
+	struct load_sink *s = arg;
+
+	s->err = up_spool_pwrite(s->fd, data, len, s->off);
+	s->off += len;
+	return s->err;
+}
+
+/* Copy the object into a new spool; a missing object is empty. */
+static int remote_to_spool(struct upload *u)
+{
+	struct load_sink sink = {.fd = -1};
+	int rc = u->spool_fd < 0 ? spool_open(u) : 0;
+
+	if (rc)
+		return rc;
+	sink.fd = u->spool_fd;
+	rc = ftruncate(u->spool_fd, 0) ? errno : 0;
+	if (!rc && u->size > 0)
+		rc = store_get(u->store, u->key, 0, 0, NULL, load_sink_write, &sink,
+			    NULL);
+	if (rc == ENOENT) {
+		log_warn("upload %s: object vanished; starting empty", u->key);
+		rc = ftruncate(u->spool_fd, 0) ? errno : 0;
+		sink.off = 0;
+	}
+	if (rc) {
+		rc = sink.err ? sink.err : EIO;
+		log_error("upload %s: cannot load the object: %s", u->key,
+			  strerror(rc));
+		return rc;
+	}
+	u->size = sink.off;
+	u->mode = UPLOAD_SPOOL;
+	return 0;
+}
+
+/* Get the whole content into the spool, whatever the mode. */
+int up_to_spool(struct upload *u, const char *why)
+{
+	if (u->mode == UPLOAD_SPOOL)
+		return 0;
+	if (u->mode == UPLOAD_REMOTE)
+		return remote_to_spool(u);
+	return mem_to_spool(u, why);
+}
