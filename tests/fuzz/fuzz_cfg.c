@@ -2,7 +2,7 @@
  * libFuzzer target: the configuration parser and the shared credentials
  * file reader. Each input is read as the INI file named by --config, as
  * the argument of -o, as a size, and as an AWS credentials file.
- * fuzz-sources: core/config/cfg.c core/config/cfg_table.c core/config/cfg_value.c core/config/cfg_ini.c core/aws/creds.c core/base/buf.c core/base/log.c
+ * fuzz-sources: core/config/cfg.c core/config/cfg_table.c core/config/cfg_value.c core/config/cfg_ini.c core/aws/creds.c core/aws/creds_files.c core/aws/creds_http.c core/base/buf.c core/base/log.c
  */
 #define _GNU_SOURCE
 #include <stdint.h>
