@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include <openssl/evp.h>
 
@@ -85,4 +86,18 @@ int store_mpu_etag(const struct store_part *parts, size_t nparts,
 	hex_encode(md, 16, hex);
 	snprintf(out, STORE_ETAG_MAX, "\"%s-%zu\"", hex, nparts);
 	return 0;
+}
+
+int store_mpu_landed(struct store *st, const char *key,
+		     const struct store_part *parts, size_t nparts,
+		     char etag[STORE_ETAG_MAX])
+{
+	char want[STORE_ETAG_MAX];
+	struct store_object obj;
+
+	if (store_mpu_etag(parts, nparts, want) != 0 ||
+	    store_head(st, key, &obj) != 0 || strcasecmp(obj.etag, want) != 0)
+		return 0;
+	memcpy(etag, obj.etag, STORE_ETAG_MAX);
+	return 1;
 }

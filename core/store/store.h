@@ -100,6 +100,10 @@ struct store_ops {
 			const char *upload_id, unsigned part_number,
 			const void *data, size_t len,
 			char etag_out[STORE_ETAG_MAX]);
+	/* ENOENT: no such upload. An implementation that retries a
+	 * completion and then finds no such upload checks with
+	 * store_mpu_landed() whether its first attempt made the object
+	 * (then 0), so a caller checks only after other errors. */
 	int (*mpu_complete)(struct store *st, const char *key,
 			    const char *upload_id,
 			    const struct store_part *parts, size_t nparts,
@@ -214,5 +218,14 @@ int store_etag_md5(const char *etag, unsigned char md5[16]);
  */
 int store_mpu_etag(const struct store_part *parts, size_t nparts,
 		   char out[STORE_ETAG_MAX]);
+
+/*
+ * A completion failed, perhaps after the server acted (a lost reply): is
+ * the object at key made of exactly these parts? One HEAD. 1 (etag gets
+ * the object's ETag) or 0 (not, or it cannot be told).
+ */
+int store_mpu_landed(struct store *st, const char *key,
+		     const struct store_part *parts, size_t nparts,
+		     char etag[STORE_ETAG_MAX]);
 
 #endif
