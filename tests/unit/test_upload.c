@@ -335,6 +335,7 @@ static void test_journal_unbound(void)
 	row = journal_begin(j, "u/unbound");
 	CHECK(row != 0);
 	CHECK_INT(store_mpu_create(fx.st, "u/unbound", NULL, &id), 0);
+	free(id);
 	CHECK_INT(store_mpu_create(fx.st, "u/unbound-other", NULL, &id), 0);
 	free(id);
 	journal_close(j); /* died before journal_bind() */
