@@ -22,6 +22,8 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "base/hex.h"
+
 #define SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 #define SIGV4_TERMINATOR "aws4_request"
 
@@ -76,18 +78,6 @@ static int ascii_casecmp(const char *a, const char *b)
 }
 
 /* ---- hashing ---------------------------------------------------------- */
-
-static void hex_encode(const unsigned char *in, size_t n, char *out)
-{
-	static const char digits[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = digits[in[i] >> 4];
-		out[2 * i + 1] = digits[in[i] & 0x0f];
-	}
-	out[2 * n] = '\0';
-}
 
 static int sha256_hex(const void *data, size_t len, char out[65])
 {
@@ -183,17 +173,6 @@ int sigv4_uri_encode(const char *s, size_t n, int keep_slash, struct buf *out)
 	return err;
 }
 
-static int hex_value(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decode %XX escapes of s (n bytes) into out. 0, ENOMEM or EINVAL. */
 static int percent_decode(const char *s, size_t n, struct buf *out)
 {
@@ -208,8 +187,8 @@ static int percent_decode(const char *s, size_t n, struct buf *out)
 
 			if (n - i < 3)
 				return EINVAL;
-			hi = hex_value((unsigned char)s[i + 1]);
-			lo = hex_value((unsigned char)s[i + 2]);
+			hi = hex_digit((unsigned char)s[i + 1]);
+			lo = hex_digit((unsigned char)s[i + 2]);
 			if (hi < 0 || lo < 0)
 				return EINVAL;
 			c = (char)(hi << 4 | lo);

@@ -8,8 +8,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -352,68 +350,18 @@ void up_mpu_abort(struct upload *u)
 	u->upload_id = NULL;
 }
 
-/* The 16 bytes of an MD5 ETag ("hex", quotes optional). 0 or EINVAL. */
-static int etag_md5(const char *etag, unsigned char md5[16])
-{
-	char plain[STORE_ETAG_MAX];
-	size_t len = strlen(etag), n = 0;
-
-	if (len >= 2 && etag[0] == '"' && etag[len - 1] == '"') {
-		etag++;
-		len -= 2;
-	}
-	if (len >= sizeof(plain))
-		return EINVAL;
-	memcpy(plain, etag, len);
-	plain[len] = '\0';
-	if (!OPENSSL_hexstr2buf_ex(md5, 16, &n, plain, '\0') || n != 16)
-		return EINVAL;
-	return 0;
-}
-
 /*
- * The ETag S3 gives the object these parts make: the MD5 of the parts'
- * binary MD5s, "-" and the count, quoted. 0, or EINVAL when a part's ETag
- * is no MD5 (SSE-KMS) or MD5 is unavailable.
+ * Completion failed with something other than "no such upload" (which the
+ * store has checked already): did it land anyway (a lost reply), made of
+ * exactly these parts?
  */
-static int mpu_expected_etag(const struct upload *u, char out[STORE_ETAG_MAX])
+static int mpu_landed(struct upload *u, int rc)
 {
-	unsigned char md5[16], sum[EVP_MAX_MD_SIZE];
-	char hex[2 * 16 + 1];
-	unsigned int sum_len = 0;
-	size_t hex_len = 0;
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
-
-	for (unsigned i = 0; ok && i < u->nparts; i++)
-		ok = etag_md5(u->parts[i].etag, md5) == 0 &&
-		     EVP_DigestUpdate(ctx, md5, sizeof(md5));
-	ok = ok && EVP_DigestFinal_ex(ctx, sum, &sum_len) && sum_len == 16 &&
-	     OPENSSL_buf2hexstr_ex(hex, sizeof(hex), &hex_len, sum, sum_len,
-				   '\0');
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
-		return EINVAL;
-	snprintf(out, STORE_ETAG_MAX, "\"%s-%u\"", hex, u->nparts);
-	return 0;
-}
-
-/*
- * Completion failed (say its reply was lost and the retry found no such
- * upload): is the object there anyway, made of exactly these parts?
- */
-static int mpu_landed(struct upload *u)
-{
-	char want[STORE_ETAG_MAX];
-	struct store_object obj;
-
-	if (mpu_expected_etag(u, want) != 0 ||
-	    store_head(u->store, u->key, &obj) != 0 ||
-	    strcasecmp(obj.etag, want) != 0)
+	if (rc == ENOENT ||
+	    !store_mpu_landed(u->store, u->key, u->parts, u->nparts, u->etag))
 		return 0;
 	log_warn("upload %s: completion reported a failure, but the object "
-		 "is complete (%s)", u->key, obj.etag);
-	memcpy(u->etag, obj.etag, STORE_ETAG_MAX);
+		 "is complete (%s)", u->key, u->etag);
 	return 1;
 }
 
@@ -433,7 +381,7 @@ int up_mpu_complete(struct upload *u)
 	if (!rc)
 		rc = store_mpu_complete(u->store, u->key, u->upload_id, u->parts,
 				     u->nparts, u->etag);
-	if (rc && mpu_landed(u)) {
+	if (rc && mpu_landed(u, rc)) {
 		up_mpu_abort(u); /* normally gone already (ENOENT, not logged) */
 		return 0;
 	}

@@ -67,10 +67,17 @@ int ns_check(struct ns *ns, char *err, size_t errlen)
 
 int ns_start(struct ns *ns)
 {
-	ns->s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
-	if (!ns->s3)
+	ns->own_s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
+	if (!ns->own_s3)
 		return errno;
-	ns->store = s3_store(ns->s3);
+	return ns_start_store(ns, s3_store(ns->own_s3), ns->own_s3);
+}
+
+int ns_start_store(struct ns *ns, struct store *store,
+		   struct s3_client *signer)
+{
+	ns->s3 = signer;
+	ns->store = store;
 	ns->journal = journal_open(ns->cfg->cache.dir);
 	if (!ns->journal || journal_start(ns->journal, ns->store))
 		return errno ? errno : EIO;
@@ -94,7 +101,7 @@ void ns_free(struct ns *ns)
 	journal_close(ns->journal); /* before the client its janitor uses */
 	links_destroy(ns->links);
 	thumbs_destroy(ns->thumbs);
-	s3_destroy(ns->s3);
+	s3_destroy(ns->own_s3);
 	meta_destroy(ns->meta);
 	mime_destroy(ns->mime);
 	hmap_destroy(ns->writers, NULL);

@@ -16,7 +16,8 @@
  * verifies the bucket can be reached (before daemonising); ns_start()
  * creates the S3 client, the thumbnail service and the rest (in the FUSE
  * init callback, after daemonising); ns_free() waits for open files' work
- * and frees everything.
+ * and frees everything. ns_start_store() is ns_start() over a store the
+ * caller made (the in-memory store of the unit tests).
  */
 #ifndef IMGFS_NS_H
 #define IMGFS_NS_H
@@ -30,6 +31,8 @@
 
 struct ns;
 struct ns_file;
+struct s3_client;
+struct store;
 
 struct ns_attr {
 	int is_dir;
@@ -43,8 +46,13 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds);
 /* Check that the bucket answers with these credentials. 0, or an errno with
  * a one-line reason in err. Starts and stops its own client. */
 int ns_check(struct ns *ns, char *err, size_t errlen);
-/* Create the services. 0 or errno (logged). */
+/* Create the S3 client and the services over it. 0 or errno (logged). */
 int ns_start(struct ns *ns);
+/* Create the services over store, with signer signing the links (it need
+ * not be store; signing makes no request). Both stay the caller's and must
+ * outlive the ns. 0 or errno (logged). */
+int ns_start_store(struct ns *ns, struct store *store,
+		   struct s3_client *signer);
 void ns_free(struct ns *ns);
 
 int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out);

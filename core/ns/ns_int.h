@@ -27,8 +27,9 @@ struct ns {
 	const struct cfg *cfg;
 	struct creds *creds;
 	struct metrics *metrics;
-	struct s3_client *s3;     /* set by ns_start(); signs links */
-	struct store *store;      /* set by ns_start(); every object call */
+	struct s3_client *own_s3; /* made by ns_start(), or NULL */
+	struct s3_client *s3;     /* set by ns_start_store(); signs links */
+	struct store *store;      /* set by ns_start_store(); every object call */
 	struct thumbs *thumbs;    /* set by ns_start() */
 	struct links *links;      /* set by ns_start() */
 	struct journal *journal;  /* set by ns_start() */

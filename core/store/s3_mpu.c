@@ -4,7 +4,6 @@
 #define _GNU_SOURCE
 #include "store/s3_int.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,8 +12,6 @@
 #include <string.h>
 #include <strings.h>
 #include <unistd.h>
-
-#include <openssl/evp.h>
 
 #include "base/log.h"
 #include "aws/sigv4.h"
@@ -179,54 +176,6 @@ static int complete_etag(struct s3_client *c, const char *key,
 	return err;
 }
 
-/* The binary MD5 in a part's ETag ("\"<32 hex>\""). EINVAL when it is
- * not one (SSE-KMS parts have other ETags). */
-static int etag_md5(const char *etag, unsigned char bin[16])
-{
-	size_t n = strlen(etag);
-
-	if (n != 34 || etag[0] != '"' || etag[33] != '"')
-		return EINVAL;
-	for (size_t i = 0; i < 16; i++) {
-		unsigned v;
-		char hex[3] = {etag[1 + 2 * i], etag[2 + 2 * i], '\0'};
-
-		if (!isxdigit((unsigned char)hex[0]) ||
-		    !isxdigit((unsigned char)hex[1]) ||
-		    sscanf(hex, "%2x", &v) != 1)
-			return EINVAL;
-		bin[i] = (unsigned char)v;
-	}
-	return 0;
-}
-
-/* The ETag S3 gives the completed upload of these parts: the MD5 of their
- * binary MD5s, a dash and the part count. */
-static int mpu_expected_etag(const struct store_part *parts, size_t nparts,
-			     char out[STORE_ETAG_MAX])
-{
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned char md[EVP_MAX_MD_SIZE], bin[16];
-	unsigned int mdlen = 0;
-	int err = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) ? 0 : ENOMEM;
-
-	for (size_t i = 0; !err && i < nparts; i++) {
-		err = etag_md5(parts[i].etag, bin);
-		if (!err && !EVP_DigestUpdate(ctx, bin, sizeof(bin)))
-			err = EIO;
-	}
-	if (!err && (!EVP_DigestFinal_ex(ctx, md, &mdlen) || mdlen != 16))
-		err = EIO;
-	EVP_MD_CTX_free(ctx);
-	if (err)
-		return err;
-	out[0] = '"';
-	for (unsigned i = 0; i < 16; i++)
-		snprintf(out + 1 + 2 * i, 3, "%02x", md[i]);
-	snprintf(out + 33, STORE_ETAG_MAX - 33, "-%zu\"", nparts);
-	return 0;
-}
-
 /*
  * A completion answered NoSuchUpload: an earlier attempt (ours, or curl's
  * own resend on a reused connection) may have completed the upload and
@@ -237,16 +186,13 @@ static int complete_confirm(struct s3_client *c, const char *key,
 			    const struct store_part *parts, size_t nparts,
 			    char etag[STORE_ETAG_MAX])
 {
-	char want[STORE_ETAG_MAX], k[S3_LOG_KEY_MAX + 8];
-	struct store_object obj;
+	char k[S3_LOG_KEY_MAX + 8];
 
-	if (mpu_expected_etag(parts, nparts, want) ||
-	    store_head(&c->store, key, &obj) || strcmp(obj.etag, want) != 0)
+	if (!store_mpu_landed(&c->store, key, parts, nparts, etag))
 		return ENOENT;
 	s3_log_key(key, k);
 	log_info("s3: MPU_COMPLETE %s: the first reply was lost, the object "
 		 "is complete", k);
-	snprintf(etag, STORE_ETAG_MAX, "%s", want);
 	return 0;
 }
 

@@ -100,6 +100,10 @@ struct store_ops {
 			const char *upload_id, unsigned part_number,
 			const void *data, size_t len,
 			char etag_out[STORE_ETAG_MAX]);
+	/* ENOENT: no such upload. An implementation that retries a
+	 * completion and then finds no such upload checks with
+	 * store_mpu_landed() whether its first attempt made the object
+	 * (then 0), so a caller checks only after other errors. */
 	int (*mpu_complete)(struct store *st, const char *key,
 			    const char *upload_id,
 			    const struct store_part *parts, size_t nparts,
@@ -198,5 +202,30 @@ int store_get_buf(struct store *st, const char *key, struct buf *out,
 
 /* Free what a page holds and zero it. */
 void store_list_page_release(struct store_list_page *p);
+
+/* The quoted MD5 ETag S3 gives a single-part object of these bytes.
+ * 0 or EIO (no MD5 available). */
+int store_md5_etag(const void *data, size_t len, char out[STORE_ETAG_MAX]);
+
+/* The 16 bytes of an MD5 ETag (quotes optional). 0, or EINVAL when etag is
+ * not one (a multipart ETag, or an SSE-KMS part's). */
+int store_etag_md5(const char *etag, unsigned char md5[16]);
+
+/*
+ * The ETag S3 gives the object completed from these parts, in order: the
+ * MD5 of the parts' binary MD5s, "-" and the count, quoted. 0; EINVAL when
+ * there is no part or a part's ETag is no MD5; EIO (no MD5 available).
+ */
+int store_mpu_etag(const struct store_part *parts, size_t nparts,
+		   char out[STORE_ETAG_MAX]);
+
+/*
+ * A completion failed, perhaps after the server acted (a lost reply): is
+ * the object at key made of exactly these parts? One HEAD. 1 (etag gets
+ * the object's ETag) or 0 (not, or it cannot be told).
+ */
+int store_mpu_landed(struct store *st, const char *key,
+		     const struct store_part *parts, size_t nparts,
+		     char etag[STORE_ETAG_MAX]);
 
 #endif

@@ -18,6 +18,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/hex.h"
+
 #define XML_DEPTH_MAX 8
 #define XML_PATH_MAX 256
 #define XML_TEXT_MAX 65536
@@ -229,17 +231,6 @@ static int copy_etag(const char *text, size_t len, char etag[STORE_ETAG_MAX])
 	snprintf(etag, STORE_ETAG_MAX, "%s%.*s%s", quoted ? "" : "\"", (int)len,
 		 text, quoted ? "" : "\"");
 	return 0;
-}
-
-static int hex_digit(unsigned char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
 }
 
 /* Undo encoding-type=url in place: %XX and '+' for a space. */

@@ -1,0 +1,452 @@
+/*
+ * Unit tests: every call of the namespace (core/ns/ns.h) over the
+ * in-memory store, with faults. Links are signed by a real S3 client whose
+ * endpoint nothing listens on: signing makes no request.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vips/vips.h>
+
+#include "check.h"
+#include "aws/creds.h"
+#include "base/metrics.h"
+#include "ns/ns.h"
+#include "store/mem.h"
+#include "store/s3.h"
+
+#define MIB (1u << 20)
+
+struct rig {
+	struct cfg cfg;
+	struct creds *creds;
+	struct metrics *sign_metrics;
+	struct s3_client *signer;
+	struct mem_store *m;
+	struct ns *ns;
+	char dir[40];
+};
+
+static void rig_cfg(struct rig *r)
+{
+	r->cfg.s3 = (struct s3_conf){.bucket = (char *)"imgfs-test",
+		.endpoint = (char *)"http://127.0.0.1:9", .region = (char *)"us-east-1",
+		.addressing = S3_ADDR_PATH, .max_connections = 2,
+		.connect_timeout = 1, .request_timeout = 1};
+	r->cfg.creds = (struct creds_conf){.profile = (char *)"default",
+		.credentials_file = (char *)"/nonexistent/credentials",
+		.config_file = (char *)"/nonexistent/config"};
+	r->cfg.cache = (struct cache_conf){.dir = r->dir, .max_bytes = 8 * MIB};
+	r->cfg.thumb = (struct thumb_conf){.size = 32, .max_pixels = 1 << 24,
+					   .concurrency = 1};
+	r->cfg.link = (struct link_conf){.expiry = 3600, .bucket = "imgfs-test"};
+	r->cfg.fs = (struct fs_conf){.uploads_prefix = (char *)"uploads/",
+		.thumbs_prefix = (char *)"thumbnails/", .part_size = 5 * MIB,
+		.parts_in_flight = 2, .metadata_ttl = 60};
+}
+
+static int rig_up(struct rig *r)
+{
+	char ak[] = "AWS_ACCESS_KEY_ID=AKIDEXAMPLE";
+	char sk[] = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+	char *envp[] = {ak, sk, NULL};
+	char err[256] = "";
+
+	memset(r, 0, sizeof(*r));
+	snprintf(r->dir, sizeof(r->dir), "/tmp/imgfs-test-ns-XXXXXX");
+	if (!mkdtemp(r->dir))
+		return errno;
+	rig_cfg(r);
+	r->creds = creds_create(&r->cfg.creds, envp, err, sizeof(err));
+	r->sign_metrics = metrics_create();
+	r->signer = r->creds ? s3_create(&r->cfg.s3, r->creds, r->sign_metrics)
+			     : NULL;
+	r->m = mem_create();
+	r->ns = ns_new(&r->cfg, r->creds);
+	if (!r->signer || !r->m || !r->ns) {
+		fprintf(stderr, "rig: %s\n", err);
+		return EIO;
+	}
+	return ns_start_store(r->ns, mem_store(r->m), r->signer);
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+			struct FTW *ftw)
+{
+	return remove(path);
+}
+
+static void rig_down(struct rig *r)
+{
+	ns_free(r->ns);
+	mem_destroy(r->m);
+	s3_destroy(r->signer);
+	metrics_destroy(r->sign_metrics);
+	creds_destroy(r->creds);
+	nftw(r->dir, remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- helpers ------------------------------------------------------------ */
+
+struct names {
+	char list[512];
+};
+
+static int add_name(void *arg, const char *name, const struct ns_attr *a)
+{
+	struct names *n = arg;
+	size_t len = strlen(n->list);
+
+	snprintf(n->list + len, sizeof(n->list) - len, "%s%s ", name,
+		 a->is_dir ? "/" : "");
+	return 0;
+}
+
+static const char *list(struct rig *r, const char *path, struct names *n)
+{
+	n->list[0] = '\0';
+	if (ns_readdir(r->ns, path, add_name, n))
+		snprintf(n->list, sizeof(n->list), "(error)");
+	return n->list;
+}
+
+/* Open path, read it all into out. 0 or errno. */
+static int slurp(struct rig *r, const char *path, struct buf *out)
+{
+	struct ns_file *f;
+	char chunk[65536];
+	size_t got;
+	uint64_t off = 0;
+	int rc = ns_open(r->ns, path, O_RDONLY, &f);
+
+	while (!rc && (rc = ns_read(f, chunk, sizeof(chunk), off, &got)) == 0 &&
+	       got) {
+		buf_add(out, chunk, got);
+		off += got;
+	}
+	if (f && !rc)
+		rc = ns_flush(f);
+	if (f)
+		ns_release(f);
+	return rc;
+}
+
+/* Create path holding data, through create, write, flush, release. */
+static int put_file(struct rig *r, const char *path, const void *data,
+		    size_t len)
+{
+	struct ns_file *f;
+	int rc = ns_create(r->ns, path, O_WRONLY | O_CREAT, &f);
+
+	if (rc)
+		return rc;
+	for (size_t off = 0; !rc && off < len; off += 1 << 16)
+		rc = ns_write(f, (const char *)data + off,
+			      len - off < (1 << 16) ? len - off : 1 << 16, off);
+	if (!rc)
+		rc = ns_flush(f);
+	ns_release(f);
+	return rc;
+}
+
+static int holds(struct rig *r, const char *key, const char *text)
+{
+	struct buf b = BUF_INIT;
+	int ok = mem_peek(r->m, key, &b, NULL) == 0 && b.len == strlen(text) &&
+		 memcmp(b.data ? b.data : "", text, b.len) == 0;
+
+	buf_release(&b);
+	return ok;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_getattr(struct rig *r)
+{
+	struct ns_attr a;
+
+	mem_set(r->m, "uploads/a.txt", "hello", 5, NULL, NULL);
+	mem_set(r->m, "uploads/sub/b.txt", "bee", 3, NULL, NULL);
+	CHECK_INT(ns_getattr(r->ns, "/", &a), 0);
+	CHECK(a.is_dir);
+	CHECK_INT(ns_getattr(r->ns, "/uploads", &a), 0);
+	CHECK(a.is_dir && a.writable);
+	CHECK_INT(ns_getattr(r->ns, "/thumbnails", &a), 0);
+	CHECK(a.is_dir && !a.writable);
+	CHECK_INT(ns_getattr(r->ns, "/.links", &a), 0);
+	CHECK(a.is_dir);
+	CHECK_INT(ns_getattr(r->ns, "/.metrics", &a), 0);
+	CHECK(!a.is_dir);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/a.txt", &a), 0);
+	CHECK(!a.is_dir && a.writable);
+	CHECK_INT(a.size, 5);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/sub", &a), 0);
+	CHECK(a.is_dir);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/none", &a), ENOENT);
+	CHECK_INT(ns_getattr(r->ns, "/elsewhere", &a), ENOENT);
+	/* a link's size is its URL's length, with no request */
+	mem_reset_counters(r->m);
+	CHECK_INT(ns_getattr(r->ns, "/.links/uploads/sub", &a), 0);
+	CHECK(a.is_dir);
+	CHECK_INT(mem_calls(r->m, MEM_ANY), 0);
+}
+
+static void test_readdir(struct rig *r)
+{
+	struct names n;
+
+	CHECK_STR(list(r, "/", &n), "uploads/ thumbnails/ .links/ .metrics ");
+	CHECK_STR(list(r, "/uploads", &n), "a.txt sub/ ");
+	CHECK_STR(list(r, "/uploads/sub", &n), "b.txt ");
+	CHECK_STR(list(r, "/.links", &n), "uploads/ thumbnails/ index.html ");
+	CHECK_STR(list(r, "/.links/uploads", &n), "a.txt sub/ ");
+	CHECK_INT(ns_readdir(r->ns, "/.metrics", add_name, &n), ENOTDIR);
+	CHECK_INT(ns_readdir(r->ns, "/elsewhere", add_name, &n), ENOENT);
+}
+
+static void test_files(struct rig *r)
+{
+	struct buf b = BUF_INIT;
+	struct ns_file *f, *g;
+	struct ns_attr a;
+
+	/* create: nothing in the bucket before flush; stat sees the writer */
+	CHECK_INT(ns_create(r->ns, "/uploads/new.txt", O_WRONLY | O_CREAT, &f), 0);
+	CHECK_INT(ns_write(f, "fresh", 5, 0), 0);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/new.txt", &a), 0);
+	CHECK_INT(a.size, 5);
+	CHECK_INT(mem_peek(r->m, "uploads/new.txt", NULL, NULL), ENOENT);
+	CHECK_INT(ns_flush(f), 0);
+	CHECK(holds(r, "uploads/new.txt", "fresh"));
+	ns_release(f);
+	CHECK_INT(ns_create(r->ns, "/uploads/new.txt", O_WRONLY | O_CREAT | O_EXCL,
+			    &f), EEXIST);
+	/* read */
+	mem_reset_counters(r->m);
+	CHECK_INT(slurp(r, "/uploads/a.txt", &b), 0);
+	CHECK_STR(b.data, "hello");
+	CHECK_INT(mem_calls(r->m, MEM_GET), 1);
+	/* write without O_TRUNC: the old content is the start */
+	CHECK_INT(ns_open(r->ns, "/uploads/a.txt", O_WRONLY, &f), 0);
+	CHECK_INT(ns_write(f, " world", 6, 5), 0);
+	CHECK_INT(ns_flush(f), 0);
+	ns_release(f);
+	CHECK(holds(r, "uploads/a.txt", "hello world"));
+	/* O_TRUNC */
+	CHECK_INT(ns_open(r->ns, "/uploads/a.txt", O_WRONLY | O_TRUNC, &f), 0);
+	CHECK(ns_file_size_changed(f));
+	CHECK_INT(ns_write(f, "hi", 2, 0), 0);
+	CHECK_INT(ns_flush(f), 0);
+	ns_release(f);
+	CHECK(holds(r, "uploads/a.txt", "hi"));
+	/* truncate by path, and ftruncate of an open file */
+	CHECK_INT(ns_truncate(r->ns, "/uploads/new.txt", NULL, 3), 0);
+	CHECK(holds(r, "uploads/new.txt", "fre"));
+	CHECK_INT(ns_open(r->ns, "/uploads/new.txt", O_RDWR, &g), 0);
+	CHECK_INT(ns_truncate(r->ns, NULL, g, 1), 0);
+	CHECK_INT(ns_flush(g), 0);
+	ns_release(g);
+	CHECK(holds(r, "uploads/new.txt", "f"));
+	/* the read-only areas */
+	CHECK_INT(ns_open(r->ns, "/.metrics", O_WRONLY, &f), EROFS);
+	CHECK_INT(ns_create(r->ns, "/thumbnails/x.png", O_WRONLY, &f), EROFS);
+	CHECK_INT(ns_truncate(r->ns, "/.metrics", NULL, 0), EROFS);
+	CHECK_INT(ns_open(r->ns, "/uploads/sub", O_RDONLY, &f), EISDIR);
+	buf_release(&b);
+}
+
+static void test_metrics_file(struct rig *r)
+{
+	struct buf b = BUF_INIT;
+
+	CHECK_INT(slurp(r, "/.metrics", &b), 0);
+	CHECK(b.data && strstr(b.data, "imgfs_uploads_total") != NULL);
+	buf_release(&b);
+}
+
+static void test_folders(struct rig *r)
+{
+	struct ns_attr a;
+	struct names n;
+
+	CHECK_INT(ns_mkdir(r->ns, "/uploads/empty"), 0);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/empty", &a), 0);
+	CHECK(a.is_dir);
+	CHECK_INT(ns_mkdir(r->ns, "/uploads/empty"), EEXIST);
+	CHECK_INT(ns_mkdir(r->ns, "/thumbnails/x"), EROFS);
+	CHECK_INT(mem_object_count(r->m), 3); /* a folder is no object */
+	CHECK_INT(ns_rmdir(r->ns, "/uploads/sub"), ENOTEMPTY);
+	CHECK_INT(ns_rmdir(r->ns, "/uploads/a.txt"), ENOTDIR);
+	CHECK_INT(ns_rmdir(r->ns, "/uploads/empty"), 0);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/empty", &a), ENOENT);
+	/* unlink */
+	CHECK_INT(ns_unlink(r->ns, "/uploads/sub"), EISDIR);
+	CHECK_INT(ns_unlink(r->ns, "/uploads/none"), ENOENT);
+	CHECK_INT(ns_unlink(r->ns, "/uploads/new.txt"), 0);
+	CHECK_INT(mem_peek(r->m, "uploads/new.txt", NULL, NULL), ENOENT);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/new.txt", &a), ENOENT);
+	CHECK_STR(list(r, "/uploads", &n), "a.txt sub/ ");
+	/* setattr: accepted in uploads/, refused elsewhere */
+	CHECK_INT(ns_setattr(r->ns, "/uploads/a.txt"), 0);
+	CHECK_INT(ns_setattr(r->ns, "/.metrics"), EROFS);
+}
+
+static void test_rename(struct rig *r)
+{
+	struct ns_attr a;
+
+	CHECK_INT(ns_rename(r->ns, "/uploads/a.txt", "/uploads/b.txt", 0), 0);
+	CHECK(holds(r, "uploads/b.txt", "hi"));
+	CHECK_INT(mem_peek(r->m, "uploads/a.txt", NULL, NULL), ENOENT);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/a.txt", &a), ENOENT);
+	CHECK_INT(put_file(r, "/uploads/c.txt", "sea", 3), 0);
+	CHECK_INT(ns_rename(r->ns, "/uploads/b.txt", "/uploads/c.txt", 1),
+		  EEXIST);
+	CHECK_INT(ns_rename(r->ns, "/uploads/b.txt", "/uploads/sub", 0), EISDIR);
+	CHECK_INT(ns_rename(r->ns, "/uploads/b.txt", "/.metrics", 0), EROFS);
+	/* a folder moves with everything below it */
+	mem_set(r->m, "uploads/sub/deep/d.txt", "dee", 3, NULL, NULL);
+	CHECK_INT(ns_rename(r->ns, "/uploads/sub", "/uploads/moved", 0), 0);
+	CHECK(holds(r, "uploads/moved/b.txt", "bee"));
+	CHECK(holds(r, "uploads/moved/deep/d.txt", "dee"));
+	CHECK_INT(mem_peek(r->m, "uploads/sub/b.txt", NULL, NULL), ENOENT);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/moved/deep", &a), 0);
+	CHECK(a.is_dir);
+	CHECK_INT(ns_rename(r->ns, "/uploads/moved", "/uploads/moved/in", 0),
+		  EINVAL);
+}
+
+static void test_links(struct rig *r)
+{
+	struct buf b = BUF_INIT;
+
+	mem_reset_counters(r->m);
+	CHECK_INT(slurp(r, "/.links/uploads/b.txt", &b), 0);
+	CHECK(b.data && strncmp(b.data, "http://127.0.0.1:9/imgfs-test/"
+				"uploads/b.txt?", 39) == 0);
+	CHECK(b.data && strstr(b.data, "X-Amz-Signature=") != NULL);
+	CHECK(b.len && b.data[b.len - 1] == '\n');
+	CHECK_INT(mem_calls(r->m, MEM_GET), 0);
+	CHECK_INT(mem_calls(r->m, MEM_PUT), 0);
+	buf_release(&b);
+}
+
+/* A PNG of w x h, grey. */
+static int make_png(int w, int h, struct buf *out)
+{
+	VipsImage *black = NULL, *grey = NULL;
+	void *data = NULL;
+	size_t len = 0;
+	int rc = vips_black(&black, w, h, NULL) ||
+		 vips_linear1(black, &grey, 1.0, 128.0, NULL) ||
+		 vips_pngsave_buffer(grey, &data, &len, NULL);
+
+	if (!rc)
+		rc = buf_add(out, data, len);
+	g_free(data);
+	if (grey)
+		g_object_unref(grey);
+	if (black)
+		g_object_unref(black);
+	return rc ? EIO : 0;
+}
+
+static void test_thumbnails(struct rig *r)
+{
+	struct buf png = BUF_INIT, t = BUF_INIT, again = BUF_INIT;
+	struct store_list_page pg;
+	struct names n;
+
+	CHECK_INT(make_png(80, 40, &png), 0);
+	CHECK_INT(put_file(r, "/uploads/pic.png", png.data, png.len), 0);
+	CHECK(strstr(list(r, "/thumbnails", &n), "pic.png") != NULL);
+	CHECK_INT(slurp(r, "/thumbnails/pic.png", &t), 0);
+	CHECK(t.len > 8 && memcmp(t.data, "\x89PNG", 4) == 0);
+	/* a second read comes from the cache: no GET of the source */
+	mem_reset_counters(r->m);
+	CHECK_INT(slurp(r, "/thumbnails/pic.png", &again), 0);
+	CHECK(again.len == t.len && memcmp(again.data, t.data, t.len) == 0);
+	CHECK_INT(mem_calls(r->m, MEM_GET), 0);
+	CHECK_INT(ns_open(r->ns, "/thumbnails/b.txt", O_RDONLY,
+			  &(struct ns_file *){NULL}), ENOENT);
+	/* a thumbnail's link: the thumbnail is stored in the bucket first */
+	buf_reset(&t);
+	CHECK_INT(slurp(r, "/.links/thumbnails/pic.png", &t), 0);
+	CHECK(t.data && strstr(t.data, "/imgfs-test/thumbnails/") != NULL);
+	CHECK(t.data && strstr(t.data, "X-Amz-Signature=") != NULL);
+	CHECK_INT(store_list(mem_store(r->m), "thumbnails/", NULL, NULL, 0, &pg),
+		  0);
+	CHECK_INT(pg.nentries, 1);
+	store_list_page_release(&pg);
+	/* the gallery names the image and links its thumbnail */
+	buf_reset(&t);
+	CHECK_INT(slurp(r, "/.links/index.html", &t), 0);
+	CHECK(t.data && strstr(t.data, "pic.png") != NULL);
+	CHECK(t.data && strstr(t.data, "/imgfs-test/thumbnails/") != NULL);
+	buf_release(&png);
+	buf_release(&t);
+	buf_release(&again);
+}
+
+/* A failing PUT: flush is EIO and nothing is left in the bucket. */
+static void test_put_failure(struct rig *r)
+{
+	struct mem_fault fail = {.op = MEM_PUT, .times = MEM_FOREVER};
+	struct ns_attr a;
+	size_t before = mem_object_count(r->m);
+	struct ns_file *f;
+
+	mem_inject(r->m, &fail);
+	CHECK_INT(ns_create(r->ns, "/uploads/doomed.txt", O_WRONLY | O_CREAT,
+			    &f), 0);
+	CHECK_INT(ns_write(f, "lost", 4, 0), 0);
+	CHECK_INT(ns_flush(f), EIO);
+	ns_release(f);
+	mem_clear_faults(r->m);
+	CHECK_INT(mem_peek(r->m, "uploads/doomed.txt", NULL, NULL), ENOENT);
+	CHECK_INT(mem_object_count(r->m), before);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/doomed.txt", &a), ENOENT);
+}
+
+/* A large file whose parts fail: EIO, no object, no upload left. */
+static void test_part_failure(struct rig *r)
+{
+	struct mem_fault fail = {.op = MEM_MPU_PART, .times = MEM_FOREVER};
+	size_t len = 11 * MIB;
+	char *data = calloc(1, len);
+
+	mem_inject(r->m, &fail);
+	CHECK_INT(put_file(r, "/uploads/big.bin", data, len), EIO);
+	mem_clear_faults(r->m);
+	CHECK_INT(mem_peek(r->m, "uploads/big.bin", NULL, NULL), ENOENT);
+	CHECK_INT(mem_upload_count(r->m), 0);
+	free(data);
+}
+
+int main(void)
+{
+	struct rig r;
+
+	if (rig_up(&r) != 0) {
+		fprintf(stderr, "test_ns: cannot set up\n");
+		return 1;
+	}
+	test_getattr(&r);
+	test_readdir(&r);
+	test_files(&r);
+	test_metrics_file(&r);
+	test_folders(&r);
+	test_rename(&r);
+	test_links(&r);
+	test_thumbnails(&r);
+	test_put_failure(&r);
+	test_part_failure(&r);
+	rig_down(&r);
+	return check_done("ns");
+}

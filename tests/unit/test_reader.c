@@ -1,0 +1,263 @@
+/*
+ * Unit tests: reads of one object by chunks with read-ahead
+ * (core/io/reader.h) over the in-memory store, with faults.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "check.h"
+#include "io/reader.h"
+#include "store/mem.h"
+
+#define CHUNK READER_CHUNK
+#define SIZE (5 * (size_t)CHUNK - 1234) /* five chunks, the last short */
+
+struct fixture {
+	struct mem_store *m;
+	unsigned char *data;
+	char etag[STORE_ETAG_MAX];
+};
+
+static void fx_init(struct fixture *fx)
+{
+	fx->m = mem_create();
+	fx->data = malloc(SIZE);
+	for (size_t i = 0; i < SIZE; i++)
+		fx->data[i] = (unsigned char)((i * 7 + i / 4096) % 251);
+	mem_set(fx->m, "k", fx->data, SIZE, NULL, fx->etag);
+	mem_reset_counters(fx->m);
+}
+
+static void fx_release(struct fixture *fx)
+{
+	mem_destroy(fx->m);
+	free(fx->data);
+}
+
+static struct reader *fx_reader(struct fixture *fx)
+{
+	return reader_create(mem_store(fx->m), "k", SIZE, fx->etag);
+}
+
+/* Read len bytes at off and compare with the object. */
+static int read_ok(struct fixture *fx, struct reader *r, uint64_t off,
+		   size_t len)
+{
+	unsigned char *out = malloc(len ? len : 1);
+	size_t got = 0, want = off >= SIZE ? 0
+				: len < SIZE - off ? len : SIZE - off;
+	int ok = reader_read(r, out, len, off, &got) == 0 && got == want &&
+		 memcmp(out, fx->data + off, got) == 0;
+
+	free(out);
+	return ok;
+}
+
+/* Wait (up to 10 s) until the store has seen at least n GETs. */
+static int wait_gets(struct mem_store *m, unsigned long n)
+{
+	struct timespec nap = {0, 1000000};
+
+	for (int i = 0; i < 10000; i++) {
+		if (mem_calls(m, MEM_GET) >= n)
+			return 1;
+		nanosleep(&nap, NULL);
+	}
+	return 0;
+}
+
+static void test_ranges(void)
+{
+	struct fixture fx;
+	struct reader *r;
+
+	fx_init(&fx);
+	r = fx_reader(&fx);
+	/* a read across a chunk boundary: two ranged GETs of whole chunks
+	 * (far from the start, so it does not look sequential) */
+	CHECK(read_ok(&fx, r, 3 * (uint64_t)CHUNK - 50, 100));
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
+	CHECK_INT(mem_bytes_read(fx.m), 2 * (uint64_t)CHUNK);
+	/* again: from the chunks held, no GET */
+	CHECK(read_ok(&fx, r, 3 * (uint64_t)CHUNK - 10, 20));
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
+	/* the end: a short read, then nothing */
+	CHECK(read_ok(&fx, r, SIZE - 10, 4096));
+	CHECK(read_ok(&fx, r, SIZE, 4096));
+	CHECK(read_ok(&fx, r, SIZE + 100, 10));
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 3);
+	CHECK_INT(mem_bytes_read(fx.m), 2 * (uint64_t)CHUNK + (SIZE - 4 * CHUNK));
+	reader_destroy(r);
+	/* scattered reads fetch only what they touch, nothing ahead */
+	mem_reset_counters(fx.m);
+	r = fx_reader(&fx);
+	CHECK(read_ok(&fx, r, 4 * (uint64_t)CHUNK + 5, 10));
+	CHECK(read_ok(&fx, r, 10, 10));
+	CHECK(read_ok(&fx, r, 2 * (uint64_t)CHUNK + 5, 10));
+	reader_destroy(r);
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 3);
+	fx_release(&fx);
+}
+
+static void test_read_ahead(void)
+{
+	struct fixture fx;
+	struct reader *r;
+	int ok = 1;
+
+	fx_init(&fx);
+	r = fx_reader(&fx);
+	/* three sequential reads in chunk 0: chunks 1 and 2 come ahead */
+	for (uint64_t off = 0; off < 3 * 131072; off += 131072)
+		ok &= read_ok(&fx, r, off, 131072);
+	CHECK(ok);
+	CHECK(wait_gets(fx.m, 1 + READER_AHEAD));
+	/* the whole file sequentially: each chunk fetched once */
+	for (uint64_t off = 3 * 131072; off < SIZE; off += 131072)
+		ok &= read_ok(&fx, r, off, 131072);
+	CHECK(ok);
+	reader_destroy(r);
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 5);
+	CHECK_INT(mem_bytes_read(fx.m), SIZE);
+	fx_release(&fx);
+}
+
+/* The object is replaced behind the reader's back: chunks held still read,
+ * a new chunk's GET is refused by If-Match, and the read is EIO. */
+static void test_replaced(void)
+{
+	struct fixture fx;
+	struct reader *r;
+	unsigned char out[16];
+	size_t got;
+
+	fx_init(&fx);
+	r = fx_reader(&fx);
+	CHECK(read_ok(&fx, r, 0, 16));
+	mem_set(fx.m, "k", "other bytes", 11, NULL, NULL);
+	CHECK_INT(reader_read(r, out, 16, 3 * (uint64_t)CHUNK, &got), EIO);
+	CHECK(read_ok(&fx, r, 100, 16));
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
+	reader_destroy(r);
+	fx_release(&fx);
+}
+
+static void replace_after_first(void *arg, enum mem_op op, const char *key,
+				unsigned long call)
+{
+	static const char v2[] = "version two";
+
+	if (op == MEM_GET && call == 2)
+		mem_set(arg, key, v2, sizeof(v2), NULL, NULL);
+}
+
+/* Replaced while reading ahead: never bytes of two versions. */
+static void test_replaced_during_read_ahead(void)
+{
+	struct fixture fx;
+	struct reader *r;
+	unsigned char *out = malloc(SIZE);
+	size_t got = 0, total = 0;
+	int rc = 0;
+
+	fx_init(&fx);
+	mem_set_hook(fx.m, replace_after_first, fx.m);
+	r = fx_reader(&fx);
+	for (uint64_t off = 0; !rc && off < SIZE; off += got) {
+		rc = reader_read(r, out + off, 131072, off, &got);
+		total += got;
+		if (!got)
+			break;
+	}
+	CHECK_INT(rc, EIO);
+	CHECK_INT(total, CHUNK);
+	CHECK(memcmp(out, fx.data, total) == 0);
+	reader_destroy(r);
+	free(out);
+	fx_release(&fx);
+}
+
+/* A failed GET fails that read; the next read fetches again. */
+static void test_get_failure(void)
+{
+	struct fixture fx;
+	struct mem_fault once = {.op = MEM_GET, .err = EIO};
+	struct reader *r;
+	unsigned char out[16];
+	size_t got;
+
+	fx_init(&fx);
+	mem_inject(fx.m, &once);
+	r = fx_reader(&fx);
+	CHECK_INT(reader_read(r, out, 16, 4 * (uint64_t)CHUNK, &got), EIO);
+	CHECK(read_ok(&fx, r, 4 * (uint64_t)CHUNK, 16));
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
+	reader_destroy(r);
+	/* without an ETag the reads are not pinned: a new version reads */
+	r = reader_create(mem_store(fx.m), "k", SIZE, NULL);
+	fx.data[CHUNK] ^= 1;
+	mem_set(fx.m, "k", fx.data, SIZE, NULL, NULL);
+	CHECK(read_ok(&fx, r, CHUNK, 16));
+	reader_destroy(r);
+	fx_release(&fx);
+}
+
+struct racer {
+	struct fixture *fx;
+	struct reader *r;
+	unsigned seed;
+	int bad;
+};
+
+static void *race_reads(void *arg)
+{
+	struct racer *t = arg;
+
+	for (int i = 0; i < 40; i++) {
+		uint64_t off = (uint64_t)rand_r(&t->seed) % SIZE;
+		size_t len = 1 + (size_t)rand_r(&t->seed) % (256 << 10);
+
+		t->bad += !read_ok(t->fx, t->r, off, len);
+	}
+	return NULL;
+}
+
+/* Several threads reading one file at once, with a slow store. */
+static void test_threads(void)
+{
+	struct fixture fx;
+	struct racer t[4];
+	pthread_t th[4];
+	struct reader *r;
+	int bad = 0;
+
+	fx_init(&fx);
+	mem_latency(fx.m, MEM_GET, 2000);
+	r = fx_reader(&fx);
+	for (int i = 0; i < 4; i++) {
+		t[i] = (struct racer){&fx, r, (unsigned)i + 1, 0};
+		pthread_create(&th[i], NULL, race_reads, &t[i]);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(th[i], NULL);
+		bad += t[i].bad;
+	}
+	CHECK_INT(bad, 0);
+	reader_destroy(r);
+	fx_release(&fx);
+}
+
+int main(void)
+{
+	test_ranges();
+	test_read_ahead();
+	test_replaced();
+	test_replaced_during_read_ahead();
+	test_get_failure();
+	test_threads();
+	return check_done("reader");
+}
