@@ -100,7 +100,29 @@ def list_keys(s3, bucket, prefix=""):
 
 
 def list_multipart_uploads(s3, bucket):
-    return s3.list_multipart_uploads(Bucket=bucket).get("Uploads", [])
+    """Every multipart upload in progress, through all pages: RGW can answer
+    a page with no upload and IsTruncated when the bucket holds many
+    objects, so the first page alone says nothing."""
+    out = []
+    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+        out += page.get("Uploads", [])
+    return out
+
+
+def write_random(path, size, seed=None, head=b""):
+    """Write head, then pseudo-random bytes, size bytes in all, to path;
+    return path. seed: an int (the same bytes every time), None (new bytes
+    each time), or a random.Random to draw from (so that a series of files
+    follows one seed)."""
+    rnd = seed if isinstance(seed, random.Random) else random.Random(seed)
+    with open(path, "wb") as f:
+        f.write(head[:size])
+        left = size - min(len(head), size)
+        while left:
+            n = min(left, MIB)
+            f.write(rnd.randbytes(n))
+            left -= n
+    return path
 
 
 def put_many(s3, bucket, items, threads=32):

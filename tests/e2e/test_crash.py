@@ -26,33 +26,14 @@ from helpers import (
     MIB,
     _mountinfo_has,
     list_keys,
+    list_multipart_uploads,
     sha256_file,
     sha256_object,
     wait_for,
+    write_random,
 )
 
 JOURNAL_START_BOUND = 20  # seconds after mounting until orphans are aborted
-
-
-def list_multipart_uploads(s3, bucket):
-    """Every multipart upload in progress, through all pages: RGW can answer
-    a page with no upload and IsTruncated when the bucket holds many
-    objects, so the first page alone says nothing."""
-    out = []
-    for page in s3.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
-        out += page.get("Uploads", [])
-    return out
-
-
-def write_random(path, size, seed):
-    rnd = random.Random(seed)
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, MIB)
-            f.write(rnd.randbytes(n))
-            left -= n
-    return path
 
 
 def integrity(db_path):

@@ -21,9 +21,16 @@ import time
 
 import pytest
 
-from helpers import MIB, list_keys, sha256_file, sha256_object, wait_for
+from helpers import (
+    MIB,
+    list_keys,
+    list_multipart_uploads,
+    sha256_file,
+    sha256_object,
+    wait_for,
+    write_random,
+)
 
-from test_crash import list_multipart_uploads  # noqa: E402 (paginated)
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from faultproxy import ProxyProcess  # noqa: E402
@@ -72,15 +79,6 @@ def fault_opts(proxy, **extra):
     }
     opts.update(extra)
     return opts
-
-
-def write_random(path, size, rnd):
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, MIB)
-            f.write(rnd.randbytes(n))
-            left -= n
 
 
 def make_sources(tmp_path, images, n_small, n_large, seed=6):

@@ -25,9 +25,7 @@ import zlib
 import pytest
 from PIL import Image
 
-from helpers import MIB, _mountinfo_has, list_keys, sha256_object
-
-from test_crash import list_multipart_uploads  # noqa: E402 (paginated)
+from helpers import MIB, _mountinfo_has, list_keys, list_multipart_uploads, sha256_object
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from faultproxy import ProxyProcess  # noqa: E402

@@ -18,6 +18,7 @@ from helpers import (
     sha256_file,
     sha256_object,
     wait_for,
+    write_random,
 )
 
 PART = 8 * MIB
@@ -27,18 +28,6 @@ def rss_slack_mib(probe):
     """What the probe needs besides its part buffers: libraries, libmagic's
     database, threads; ASan's shadow memory and allocator on top."""
     return 100 if probe.sanitized else 40
-
-
-def write_random_file(path, size, head=b""):
-    """head followed by random bytes, size bytes in all."""
-    with open(path, "wb") as f:
-        f.write(head[:size])
-        left = size - min(len(head), size)
-        while left:
-            n = min(left, 4 * MIB)
-            f.write(os.urandom(n))
-            left -= n
-    return path
 
 
 def assert_no_sanitizer_report(stderr):
@@ -137,7 +126,7 @@ def test_text_and_empty_files(probe, rgw, bucket, tmp_path):
 
 
 def test_file_of_exactly_one_part_is_one_put(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "one-part", PART)
+    src = write_random(tmp_path / "one-part", PART)
     out = probe.run("uploads/one-part", "-i", src, "-P", "8M")
     assert out["requests"]["PUT"] == 1 and out["requests"]["MPU_CREATE"] == 0
     assert sha256_object(rgw.s3, bucket, "uploads/one-part") == sha256_file(src)
@@ -148,7 +137,7 @@ def test_file_of_exactly_one_part_is_one_put(probe, rgw, bucket, tmp_path):
 
 def test_200mib_stream_is_multipart_in_bounded_memory(probe, rgw, bucket, tmp_path, images):
     jpeg = first_image(images, ".jpg").read_bytes()
-    src = write_random_file(tmp_path / "big.bin", 200 * MIB, head=jpeg)
+    src = write_random(tmp_path / "big.bin", 200 * MIB, head=jpeg)
     with open(src, "rb") as stdin:
         out = probe.run("uploads/big.jpg", "-P", "8M", "-n", "4", stdin=stdin)
     h = head(rgw, bucket, "uploads/big.jpg")
@@ -162,7 +151,7 @@ def test_200mib_stream_is_multipart_in_bounded_memory(probe, rgw, bucket, tmp_pa
     rss_mib = out["peak_rss_kib"] / 1024
     assert rss_mib < 6 * 8 + rss_slack_mib(probe), out
     # memory does not grow with the file: a 5x smaller file peaks alike
-    small = write_random_file(tmp_path / "small.bin", 40 * MIB)
+    small = write_random(tmp_path / "small.bin", 40 * MIB)
     with open(small, "rb") as stdin:
         out40 = probe.run("uploads/small.bin", "-P", "8M", "-n", "4", stdin=stdin)
     # (ASan's quarantine of freed allocations grows with the request count)
@@ -171,7 +160,7 @@ def test_200mib_stream_is_multipart_in_bounded_memory(probe, rgw, bucket, tmp_pa
 
 
 def test_parts_in_flight_bound_memory(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "f.bin", 96 * MIB)
+    src = write_random(tmp_path / "f.bin", 96 * MIB)
     rss = {}
     for n in (1, 8):
         out = probe.run(f"uploads/f{n}", "-i", src, "-P", "8M", "-n", n)
@@ -183,7 +172,7 @@ def test_parts_in_flight_bound_memory(probe, rgw, bucket, tmp_path):
 
 def test_patch_of_part_one_still_streams(probe, rgw, bucket, tmp_path, images):
     png = first_image(images, ".png").read_bytes()
-    src = write_random_file(tmp_path / "patched", 40 * MIB + 123, head=png)
+    src = write_random(tmp_path / "patched", 40 * MIB + 123, head=png)
     out = probe.run("uploads/patched", "-i", src, "-m", "patch", "-o", "0", "-l", "4096")
     assert out["requests"]["MPU_PART"] == 6
     assert out["requests"]["GET"] == 0
@@ -193,7 +182,7 @@ def test_patch_of_part_one_still_streams(probe, rgw, bucket, tmp_path, images):
 
 
 def test_patch_of_a_sent_part_fails_cleanly_without_tee(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "late-patch", 40 * MIB)
+    src = write_random(tmp_path / "late-patch", 40 * MIB)
     out = probe.run(
         "uploads/late-patch", "-i", src, "-m", "patch", "-o", str(20 * MIB),
         expect_ok=False,
@@ -205,7 +194,7 @@ def test_patch_of_a_sent_part_fails_cleanly_without_tee(probe, rgw, bucket, tmp_
 
 
 def test_patch_of_a_sent_part_works_with_tee(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "tee-patch", 40 * MIB)
+    src = write_random(tmp_path / "tee-patch", 40 * MIB)
     probe.run("uploads/tee-patch", "-i", src, "-T", "-m", "patch", "-o", str(20 * MIB))
     assert sha256_object(rgw.s3, bucket, "uploads/tee-patch") == sha256_file(src)
     assert list_multipart_uploads(rgw.s3, bucket) == []
@@ -221,7 +210,7 @@ def test_patch_of_a_sent_part_works_with_tee(probe, rgw, bucket, tmp_path):
     ],
 )
 def test_truncate_a_streamed_file(probe, rgw, bucket, tmp_path, size, tee, outcome):
-    src = write_random_file(tmp_path / "t", 40 * MIB)
+    src = write_random(tmp_path / "t", 40 * MIB)
     key = f"uploads/trunc-{size}-{tee}"
     args = ["-i", src, "-t", size] + (["-T"] if tee else [])
     out = probe.run(key, *args, expect_ok=outcome != "error")
@@ -239,7 +228,7 @@ def test_truncate_a_streamed_file(probe, rgw, bucket, tmp_path, size, tee, outco
 
 
 def test_destroy_without_commit_aborts(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "dropped", 40 * MIB)
+    src = write_random(tmp_path / "dropped", 40 * MIB)
     out = probe.run("uploads/dropped", "-i", src, "-X")
     assert out["requests"]["MPU_CREATE"] == 1 and out["uploads"] == 0
     assert_absent(rgw, bucket, "uploads/dropped")
@@ -249,7 +238,7 @@ def test_destroy_without_commit_aborts(probe, rgw, bucket, tmp_path):
 
 
 def test_random_writes_go_through_the_spool(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "random", 30 * MIB + 77)
+    src = write_random(tmp_path / "random", 30 * MIB + 77)
     out = probe.run("uploads/random", "-i", src, "-m", "random", "-b", "256K", "-S", "7", "-r")
     h = head(rgw, bucket, "uploads/random")
     assert h["ContentLength"] == 30 * MIB + 77
@@ -261,14 +250,14 @@ def test_random_writes_go_through_the_spool(probe, rgw, bucket, tmp_path):
 
 
 def test_small_random_writes_and_read_back(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "small-random", 3 * MIB + 5)
+    src = write_random(tmp_path / "small-random", 3 * MIB + 5)
     out = probe.run("uploads/sr", "-i", src, "-m", "random", "-b", "64K", "-r")
     assert out["requests"]["PUT"] == 1
     assert sha256_object(rgw.s3, bucket, "uploads/sr") == sha256_file(src)
 
 
 def test_read_back_of_a_streamed_file_with_tee(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "rb", 20 * MIB)
+    src = write_random(tmp_path / "rb", 20 * MIB)
     probe.run("uploads/rb", "-i", src, "-T", "-r")
     assert sha256_object(rgw.s3, bucket, "uploads/rb") == sha256_file(src)
 
@@ -276,7 +265,7 @@ def test_read_back_of_a_streamed_file_with_tee(probe, rgw, bucket, tmp_path):
 def test_append_to_an_existing_object(probe, rgw, bucket, tmp_path):
     old = os.urandom(3 * MIB + 1)
     rgw.s3.put_object(Bucket=bucket, Key="uploads/log.bin", Body=old)
-    new = write_random_file(tmp_path / "more", 10 * MIB)
+    new = write_random(tmp_path / "more", 10 * MIB)
     out = probe.run("uploads/log.bin", "-i", new, "-m", "append")
     assert out["requests"]["GET"] == 1
     body = rgw.s3.get_object(Bucket=bucket, Key="uploads/log.bin")["Body"].read()
@@ -285,7 +274,7 @@ def test_append_to_an_existing_object(probe, rgw, bucket, tmp_path):
 
 @pytest.mark.parametrize("tee", [False, True])
 def test_write_again_after_a_multipart_commit(probe, rgw, bucket, tmp_path, tee):
-    src = write_random_file(tmp_path / "twice", 36 * MIB + 9)
+    src = write_random(tmp_path / "twice", 36 * MIB + 9)
     out = probe.run("uploads/twice", "-i", src, "-m", "twice", *(["-T"] if tee else []))
     # the second commit reloads the first half from the bucket, unless the
     # spool copy holds it
@@ -295,7 +284,7 @@ def test_write_again_after_a_multipart_commit(probe, rgw, bucket, tmp_path, tee)
 
 
 def test_write_again_after_a_small_commit_needs_no_get(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "twice-small", 6 * MIB)
+    src = write_random(tmp_path / "twice-small", 6 * MIB)
     out = probe.run("uploads/ts", "-i", src, "-m", "twice")
     assert out["requests"]["GET"] == 0
     assert out["requests"]["PUT"] == 2
@@ -342,7 +331,7 @@ def finish(proc, flag):
 
 
 def test_refused_parts_mid_upload_leave_nothing(probe, rgw, bucket, tmp_path):
-    src = write_random_file(tmp_path / "refused", 80 * MIB)
+    src = write_random(tmp_path / "refused", 80 * MIB)
     proc, flag = start_paused(probe, "uploads/refused", "-i", src, "-n", "2")
     policy = json.dumps(DENY_PUT).replace("{bucket}", bucket)
     rgw.s3.put_bucket_policy(Bucket=bucket, Policy=policy)
@@ -362,7 +351,7 @@ def test_refused_multipart_start_leaves_nothing(probe, rgw, bucket, tmp_path):
     fails, and the close must not upload the part that was in memory."""
     policy = json.dumps(DENY_PUT).replace("{bucket}", bucket)
     rgw.s3.put_bucket_policy(Bucket=bucket, Policy=policy)
-    src = write_random_file(tmp_path / "mpu-refused", 20 * MIB)
+    src = write_random(tmp_path / "mpu-refused", 20 * MIB)
     try:
         out = probe.run("uploads/mpu-refused", "-i", src, expect_ok=False)
     finally:
@@ -377,7 +366,7 @@ def test_refused_multipart_start_leaves_nothing(probe, rgw, bucket, tmp_path):
 def test_refused_small_put_leaves_nothing(probe, rgw, bucket, tmp_path):
     policy = json.dumps(DENY_PUT).replace("{bucket}", bucket)
     rgw.s3.put_bucket_policy(Bucket=bucket, Policy=policy)
-    src = write_random_file(tmp_path / "small-refused", MIB)
+    src = write_random(tmp_path / "small-refused", MIB)
     try:
         out = probe.run("uploads/small-refused", "-i", src, expect_ok=False)
     finally:
@@ -390,7 +379,7 @@ def test_refused_small_put_leaves_nothing(probe, rgw, bucket, tmp_path):
 def test_server_dies_mid_upload(probe, rgw, bucket, tmp_path):
     if not rgw.can_restart:
         pytest.skip("this RGW cannot be restarted (set IMGFS_TEST_CEPH_DIR)")
-    src = write_random_file(tmp_path / "dies", 80 * MIB)
+    src = write_random(tmp_path / "dies", 80 * MIB)
     proc, flag = start_paused(probe, "uploads/dies", "-i", src, "-n", "2")
     rgw.stop()
     try:

@@ -22,20 +22,10 @@ from helpers import (
     sha256_file,
     sha256_object,
     wait_for,
+    write_random,
 )
 
 GIB = 1024 * MIB
-
-
-def write_random(path, size, seed=None):
-    rnd = random.Random(seed)
-    with open(path, "wb") as f:
-        left = size
-        while left:
-            n = min(left, MIB)
-            f.write(rnd.randbytes(n))
-            left -= n
-    return path
 
 
 def get_bytes(s3, bucket, key):
