@@ -20,6 +20,7 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/num.h"
 
 __attribute__((format(printf, 2, 3)))
 int cfg_fail(struct parse_ctx *p, const char *fmt, ...)
@@ -83,23 +84,6 @@ const char *cfg_getenv(char **envp, const char *name)
 
 /* ---- numbers ---------------------------------------------------------- */
 
-static int parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (*s < '0' || *s > '9')
-		return EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return errno;
-	if (*end)
-		return EINVAL;
-	*out = v;
-	return 0;
-}
-
 static int unit_shift(const char *u, unsigned *shift)
 {
 	static const char units[] = "KMGTPE";
@@ -125,21 +109,18 @@ static int unit_shift(const char *u, unsigned *shift)
 
 int cfg_parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	unsigned long long v;
+	const char *end;
+	uint64_t v;
 	unsigned shift;
+	int rc = num_parse_u64(s, &end, &v);
 
-	if (!s || *s < '0' || *s > '9')
-		return EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
-		return errno;
+	if (rc)
+		return rc;
 	if (unit_shift(end, &shift))
 		return EINVAL;
 	if (shift && v > (UINT64_MAX >> shift))
 		return ERANGE;
-	*out = (uint64_t)v << shift;
+	*out = v << shift;
 	return 0;
 }
 
@@ -240,7 +221,8 @@ static int convert_number(const struct key_def *k, const char *v, void *field)
 		*(double *)field = d;
 		return 0;
 	}
-	rc = k->kind == KIND_SIZE ? cfg_parse_size(v, &n) : parse_u64(v, &n);
+	rc = k->kind == KIND_SIZE ? cfg_parse_size(v, &n)
+				     : num_parse_u64(v, NULL, &n);
 	if (rc || n < k->min || n > k->max)
 		return EINVAL;
 	if (k->kind == KIND_UINT)

@@ -65,13 +65,13 @@ void up_spool_close(struct upload *u)
 	pthread_mutex_unlock(&u->lock);
 }
 
-/* Write all of data at off. 0 or errno (ENOSPC, EIO). */
-int up_spool_pwrite(int fd, const void *data, size_t len, uint64_t off)
+/* pread or pwrite all of len bytes at off, through short transfers and
+ * EINTR. 0 or errno (ENOSPC; EIO for an unexpected end). */
+static int spool_io(int fd, char *p, size_t len, uint64_t off, int writing)
 {
-	const char *p = data;
-
 	while (len > 0) {
-		ssize_t n = pwrite(fd, p, len, (off_t)off);
+		ssize_t n = writing ? pwrite(fd, p, len, (off_t)off)
+				    : pread(fd, p, len, (off_t)off);
 
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -84,23 +84,16 @@ int up_spool_pwrite(int fd, const void *data, size_t len, uint64_t off)
 	return 0;
 }
 
+/* Write all of data at off. 0 or errno (ENOSPC, EIO). */
+int up_spool_pwrite(int fd, const void *data, size_t len, uint64_t off)
+{
+	return spool_io(fd, (char *)data, len, off, 1); /* only read from */
+}
+
 /* Read len bytes at off; the spool always holds them. 0 or errno. */
 int up_spool_pread(int fd, void *data, size_t len, uint64_t off)
 {
-	char *p = data;
-
-	while (len > 0) {
-		ssize_t n = pread(fd, p, len, (off_t)off);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return n < 0 ? errno : EIO;
-		p += n;
-		off += (uint64_t)n;
-		len -= (size_t)n;
-	}
-	return 0;
+	return spool_io(fd, data, len, off, 0);
 }
 
 /* ---- MEM mode --------------------------------------------------------- */

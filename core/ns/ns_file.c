@@ -134,17 +134,26 @@ static int open_reader(struct ns *ns, const char *key,
 	return 0;
 }
 
+/* The attributes and key of the file (not folder) uploads/rel. */
+static int upload_file(struct ns *ns, const char *rel, struct meta_attr *a,
+		       struct buf *key)
+{
+	int rc = ns_upload_attr(ns, rel, a);
+
+	if (!rc && a->is_dir)
+		rc = EISDIR;
+	if (!rc)
+		rc = ns_upload_key(ns, rel, key);
+	return rc;
+}
+
 static int open_upload(struct ns *ns, const char *rel, int flags,
 		       struct ns_file **out)
 {
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
-	int rc = ns_upload_attr(ns, rel, &a);
+	int rc = upload_file(ns, rel, &a, &key);
 
-	if (!rc && a.is_dir)
-		rc = EISDIR;
-	if (!rc)
-		rc = ns_upload_key(ns, rel, &key);
 	if (!rc && (flags & O_ACCMODE) != O_RDONLY)
 		rc = open_writer(ns, key.data, 1,
 				 (flags & O_TRUNC) ? 0 : a.size, out);
@@ -215,12 +224,8 @@ static int make_upload_link(struct ns *ns, const char *rel, struct buf *out)
 {
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
-	int rc = ns_upload_attr(ns, rel, &a);
+	int rc = upload_file(ns, rel, &a, &key);
 
-	if (!rc && a.is_dir)
-		rc = EISDIR;
-	if (!rc)
-		rc = ns_upload_key(ns, rel, &key);
 	if (!rc)
 		rc = links_object(ns->links, key.data, time(NULL), out);
 	buf_release(&key);

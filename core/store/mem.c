@@ -572,36 +572,56 @@ int mem_peek(struct mem_store *m, const char *key, struct buf *data,
 	return err;
 }
 
+void mem_stats(struct mem_store *m, struct mem_stats *out)
+{
+	pthread_mutex_lock(&m->lock);
+	memcpy(out->calls, m->calls, sizeof(out->calls));
+	out->bytes_read = m->bytes_read;
+	out->bytes_written = m->bytes_written;
+	out->objects = m->nobjs;
+	out->uploads = 0;
+	for (const struct mem_upload *u = m->uploads; u; u = u->next)
+		out->uploads++;
+	pthread_mutex_unlock(&m->lock);
+}
+
+static struct mem_stats snapshot(struct mem_store *m)
+{
+	struct mem_stats s;
+
+	mem_stats(m, &s);
+	return s;
+}
+
 unsigned long mem_calls(struct mem_store *m, enum mem_op op)
 {
+	struct mem_stats s = snapshot(m);
 	unsigned long n = 0;
 
-	pthread_mutex_lock(&m->lock);
 	for (unsigned i = 0; i < MEM_OPS; i++)
 		if (op == MEM_ANY || op == (enum mem_op)i)
-			n += m->calls[i];
-	pthread_mutex_unlock(&m->lock);
+			n += s.calls[i];
 	return n;
 }
 
 uint64_t mem_bytes_read(struct mem_store *m)
 {
-	uint64_t n;
-
-	pthread_mutex_lock(&m->lock);
-	n = m->bytes_read;
-	pthread_mutex_unlock(&m->lock);
-	return n;
+	return snapshot(m).bytes_read;
 }
 
 uint64_t mem_bytes_written(struct mem_store *m)
 {
-	uint64_t n;
+	return snapshot(m).bytes_written;
+}
 
-	pthread_mutex_lock(&m->lock);
-	n = m->bytes_written;
-	pthread_mutex_unlock(&m->lock);
-	return n;
+size_t mem_object_count(struct mem_store *m)
+{
+	return snapshot(m).objects;
+}
+
+size_t mem_upload_count(struct mem_store *m)
+{
+	return snapshot(m).uploads;
 }
 
 void mem_reset_counters(struct mem_store *m)
@@ -612,23 +632,3 @@ void mem_reset_counters(struct mem_store *m)
 	pthread_mutex_unlock(&m->lock);
 }
 
-size_t mem_object_count(struct mem_store *m)
-{
-	size_t n;
-
-	pthread_mutex_lock(&m->lock);
-	n = m->nobjs;
-	pthread_mutex_unlock(&m->lock);
-	return n;
-}
-
-size_t mem_upload_count(struct mem_store *m)
-{
-	size_t n = 0;
-
-	pthread_mutex_lock(&m->lock);
-	for (const struct mem_upload *u = m->uploads; u; u = u->next)
-		n++;
-	pthread_mutex_unlock(&m->lock);
-	return n;
-}

@@ -44,8 +44,8 @@
  *   mem_set_hook() run a function before each call (e.g. replace the
  *                  object before the second GET).
  * Behind the caller's back: mem_set(), mem_remove(), mem_set_mtime().
- * Observation: mem_calls(), mem_bytes_read(), mem_bytes_written(),
- * mem_peek(), mem_object_count(), mem_upload_count().
+ * Observation: mem_stats() (and its shorthands mem_calls(),
+ * mem_bytes_read(), ...), mem_peek().
  *
  * Thread-safe: one lock guards the objects, uploads, faults and counters.
  * Latency, hooks and sinks run without it, so a hook or sink may call any
@@ -147,20 +147,30 @@ int mem_set_mtime(struct mem_store *m, const char *key, time_t mtime);
 
 /* ---- observation -------------------------------------------------------- */
 
-/* Calls of op (MEM_ANY: of all ops) through the interface, failed ones
- * included, since create or the last mem_reset_counters(). */
+/* What the store has seen, at one instant: calls through the interface
+ * (failed ones included) and bytes, since create or the last
+ * mem_reset_counters(); objects and multipart uploads now. */
+struct mem_stats {
+	unsigned long calls[MEM_OPS];
+	uint64_t bytes_read;     /* handed to get sinks */
+	uint64_t bytes_written;  /* received by put and mpu_part */
+	size_t objects;
+	size_t uploads;          /* multipart uploads in progress */
+};
+void mem_stats(struct mem_store *m, struct mem_stats *out);
+
+/* Shorthands for one figure of mem_stats(); MEM_ANY sums every op. */
 unsigned long mem_calls(struct mem_store *m, enum mem_op op);
-/* Bytes handed to get sinks / received by put and mpu_part. */
 uint64_t mem_bytes_read(struct mem_store *m);
 uint64_t mem_bytes_written(struct mem_store *m);
+size_t mem_object_count(struct mem_store *m);
+size_t mem_upload_count(struct mem_store *m);
+/* Zero the calls and bytes. */
 void mem_reset_counters(struct mem_store *m);
 
 /* An object's bytes (appended to data, which may be NULL) and attributes
  * (info may be NULL), uncounted. 0, ENOENT or ENOMEM. */
 int mem_peek(struct mem_store *m, const char *key, struct buf *data,
 	     struct store_object *info);
-size_t mem_object_count(struct mem_store *m);
-/* Multipart uploads in progress. */
-size_t mem_upload_count(struct mem_store *m);
 
 #endif

@@ -19,6 +19,7 @@
 #include <openssl/evp.h>
 
 #include "base/log.h"
+#include "base/num.h"
 #include "aws/sigv4.h"
 #include "store/xml.h"
 
@@ -32,31 +33,15 @@ static void copy_bounded(char *dst, size_t size, const char *v, size_t n)
 	dst[n] = '\0';
 }
 
-static int parse_u64(const char *s, const char **end, uint64_t *out)
-{
-	unsigned long long v;
-	char *e;
-
-	if (*s < '0' || *s > '9')
-		return EINVAL;
-	errno = 0;
-	v = strtoull(s, &e, 10);
-	if (errno)
-		return EINVAL;
-	*end = e;
-	*out = v;
-	return 0;
-}
-
 /* "bytes START-END/TOTAL" */
 static void parse_content_range(struct s3_resp *r, const char *v)
 {
 	uint64_t start, last, total;
 	const char *p;
 
-	if (strncmp(v, "bytes ", 6) != 0 || parse_u64(v + 6, &p, &start) ||
-	    *p != '-' || parse_u64(p + 1, &p, &last) || *p != '/' ||
-	    parse_u64(p + 1, &p, &total) || *p || last < start ||
+	if (strncmp(v, "bytes ", 6) != 0 || num_parse_u64(v + 6, &p, &start) ||
+	    *p != '-' || num_parse_u64(p + 1, &p, &last) || *p != '/' ||
+	    num_parse_u64(p + 1, &p, &total) || *p || last < start ||
 	    last >= total)
 		return;
 	r->range_start = start;
@@ -82,7 +67,7 @@ static void header_value(struct s3_resp *r, const char *name, const char *v,
 	else if (strcasecmp(name, "last-modified") == 0)
 		r->obj.mtime = curl_getdate(tmp, NULL);
 	else if (strcasecmp(name, "content-length") == 0)
-		r->have_length = parse_u64(tmp, &end, &r->content_length) == 0 &&
+		r->have_length = num_parse_u64(tmp, &end, &r->content_length) == 0 &&
 				 *end == '\0';
 	else if (strcasecmp(name, "content-range") == 0)
 		parse_content_range(r, tmp);

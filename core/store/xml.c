@@ -19,6 +19,7 @@
 #include <string.h>
 
 #include "base/hex.h"
+#include "base/num.h"
 
 #define XML_DEPTH_MAX 8
 #define XML_PATH_MAX 256
@@ -153,21 +154,6 @@ static int doc_parse(const char *data, size_t len, xml_handler_fn handler,
 }
 
 /* ---- values ------------------------------------------------------------ */
-
-static int parse_u64(const char *s, uint64_t *out)
-{
-	unsigned long long v;
-	char *end;
-
-	if (*s < '0' || *s > '9')
-		return EINVAL;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return EINVAL;
-	*out = v;
-	return 0;
-}
 
 static int parse_bool(const char *s, int *out)
 {
@@ -329,7 +315,7 @@ static int list_entry_field(struct store_list_entry *e, const char *field,
 	if (strcmp(field, "Key") == 0)
 		return len ? dup_text(text, len, &e->key) : EINVAL;
 	if (strcmp(field, "Size") == 0)
-		return parse_u64(text, &e->size);
+		return num_parse_u64(text, NULL, &e->size) ? EINVAL : 0;
 	if (strcmp(field, "LastModified") == 0)
 		return xml_parse_time(text, &e->mtime);
 	if (strcmp(field, "ETag") == 0)
@@ -347,7 +333,7 @@ static int list_top_field(struct list_state *st, const char *field,
 	if (strcmp(field, "NextContinuationToken") == 0)
 		return len ? dup_text(text, len, &st->page->next_token) : EINVAL;
 	if (strcmp(field, "KeyCount") == 0)
-		return parse_u64(text, &count);
+		return num_parse_u64(text, NULL, &count) ? EINVAL : 0;
 	if (strcmp(field, "EncodingType") == 0)
 		st->url = strcmp(text, "url") == 0;
 	return 0;
