@@ -12,13 +12,16 @@ import hashlib
 import json
 import os
 import pathlib
+import http.server
 import shutil
 import subprocess
+import threading
 import time
 
 import pytest
 
 from helpers import REPO, image_kind, timeout_scale, wait_for
+from test_links import _CredsHandler, sts_session  # noqa: F401 (a fixture)
 
 NODE_SCRIPT = pathlib.Path(__file__).with_name("upload_page.js")
 PLAYWRIGHT = REPO / "tests" / "node" / "node_modules" / "playwright-core"
@@ -148,12 +151,17 @@ def test_post_json_is_a_policy_for_the_folder(mount, bucket, rgw):
 
 
 def test_reading_makes_no_request(mount, bucket, rgw):
-    m = mount(bucket)
-    os.listdir(m.uploads)  # the mount's own start-up requests are over
+    """Signing is local; a folder's existence comes from the listing cache
+    (metadata_ttl) like any stat in uploads/."""
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/team/a.jpg", Body=b"x")
+    m = mount(bucket, opts="metadata_ttl=60")
+    assert "team" in os.listdir(m.links / "upload")  # lists uploads/ once
     mark = rgw.log_mark()
     for _ in range(3):
         read_post(m)
         (m.links / "upload" / "index.html").read_bytes()
+        read_post(m, "team")
+        (m.links / "upload" / "team" / "index.html").read_bytes()
     assert rgw.requests(since=mark) == []
 
 
@@ -242,6 +250,45 @@ def test_posted_image_shows_in_uploads_with_a_thumbnail(mount, bucket, rgw, imag
     assert (m.uploads / "team" / img.name).read_bytes() == img.read_bytes()
     thumb = (m.thumbs / "team" / img.name).read_bytes()
     assert image_kind(thumb) == "image/jpeg" and len(thumb) < img.stat().st_size
+
+
+def test_temporary_credentials_sign_with_their_token_and_cap_the_expiry(
+        mount, bucket, rgw, images, sts_session):
+    """Container credentials (a real STS session of RGW's) that expire
+    before link_expiry: the policy carries the session token, expires with
+    the credentials, and RGW accepts it; the cut is logged once."""
+    (img,) = jpeg_images(images, 1)
+    c = sts_session
+    expiration = c["Expiration"].astimezone(datetime.timezone.utc)
+    handler = type("H", (_CredsHandler,), {"body": json.dumps({
+        "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
+        "Token": c["SessionToken"], "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }).encode()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        m = mount(bucket, opts={"link_expiry": 3600}, env={
+            "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{server.server_port}/creds",
+        })
+        post = read_post(m)
+        read_post(m)
+        f = post["fields"]
+        assert f["x-amz-security-token"] == c["SessionToken"]
+        assert f["x-amz-credential"].startswith(c["AccessKeyId"] + "/")
+        assert {"x-amz-security-token": c["SessionToken"]} in policy_doc(post)["conditions"]
+        assert expiry_epoch(post) <= expiration.timestamp() < time.time() + 3600
+        status, body = curl_post(post, img, drop=("x-amz-security-token",))
+        assert 400 <= status < 500, body
+        status, body = curl_post(post, img)
+        assert status == 204, body
+        assert keys(rgw, bucket) == [f"uploads/{img.name}"]
+        warnings = [ln for ln in m.stderr_text().splitlines() if "link_expiry" in ln]
+        assert len(warnings) == 1, m.stderr_text()
+        assert c["SessionToken"] not in m.stderr_text()
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # ------------------------------------------------------------------ the page
