@@ -654,7 +654,8 @@ static int emit_entry(void *arg, const char *name, void *value)
 	int rc;
 
 	file_attr(&a, m);
-	if (e->area == PA_LINKS_UPLOAD && (!m->is_dir || ns_uplink_reserved(name)))
+	if (e->area == PA_LINKS_UPLOAD &&
+	    (!m->is_dir || ns_uplink_reserved(name)))
 		return 0; /* only folders, and not those the files hide */
 	if (m->is_dir) {
 		dir_attr(e->ns, &a, e->area == PA_UPLOADS);
@@ -683,10 +684,11 @@ static int readdir_top(struct ns *ns, enum path_area area, ns_fill_fn fn,
 	static const char *const links[] = {"uploads", "thumbnails",
 					    "index.html", "upload"};
 	const char *const *names = area == PA_ROOT ? root : links;
-	int n = 4;
+	size_t n = area == PA_ROOT ? sizeof(root) / sizeof(*root)
+				   : sizeof(links) / sizeof(*links);
 	struct ns_attr a;
 
-	for (int i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int leaf = !strcmp(names[i], ".metrics") ||
 			   !strcmp(names[i], "index.html");
 
