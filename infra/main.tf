@@ -142,6 +142,26 @@ resource "aws_s3_bucket_policy" "images" {
   depends_on = [aws_s3_bucket_public_access_block.images]
 }
 
+# ---------------------------------------------------------------- upload links
+
+# imgfs' upload pages (.links/upload/.../index.html) post each image straight
+# to the bucket from the browser, under a POST policy the gateway signed; a
+# browser sends those requests only when a CORS rule allows them. The rule
+# allows POST alone: what a POST may store (which keys, how large, which
+# types, until when) is for each signed policy to say, and S3 checks it.
+resource "aws_s3_bucket_cors_configuration" "images" {
+  bucket = aws_s3_bucket.images.id
+
+  cors_rule {
+    id              = "imgfs-upload-links"
+    allowed_methods = ["POST"]
+    allowed_origins = var.upload_origins
+    allowed_headers = ["*"]
+    expose_headers  = ["ETag", "Location"]
+    max_age_seconds = 3000
+  }
+}
+
 # ---------------------------------------------------------------- logs
 
 resource "aws_cloudwatch_log_group" "imgfs" {

@@ -41,6 +41,7 @@ output "imgfs_config" {
     region           = var.region
     cache_max        = var.cache_max
     link_expiry      = var.link_expiry
+    upload_max       = var.upload_max
     sse              = local.sse_algorithm
     sse_kms_key_id   = var.kms_key_arn
     uploads_prefix   = local.uploads_prefix

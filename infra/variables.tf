@@ -127,6 +127,18 @@ variable "link_expiry" {
   }
 }
 
+variable "upload_max" {
+  description = "imgfs upload_max written into the generated config: the largest file an upload link accepts (a size such as 50M)."
+  type        = string
+  default     = "50M"
+}
+
+variable "upload_origins" {
+  description = "Origins whose pages may POST to the bucket (imgfs upload links). \"*\" includes a page opened from a file (Origin: null); name your web server's origin instead if upload pages are only served from there."
+  type        = list(string)
+  default     = ["*"]
+}
+
 variable "tags" {
   description = "Tags applied to every resource."
   type        = map(string)

@@ -59,6 +59,7 @@ struct thumb_conf {
 struct link_conf {
 	unsigned expiry;          /* seconds, 1..604800 */
 	int attachment;           /* 1: add response-content-disposition=attachment */
+	uint64_t upload_max;      /* bytes an upload link's POST policy allows, 1..5 GiB */
 	const char *bucket;       /* alias of s3.bucket (not owned), for the gallery's title; may be NULL */
 };
 

@@ -90,6 +90,9 @@ int ns_start_store(struct ns *ns, struct store *store,
 				 ns->creds, ns->thumbs, ns->metrics);
 	if (!ns->links)
 		return errno ? errno : EIO;
+	ns->uplinks = uplinks_create(&ns->cfg->link, ns->s3, ns->creds);
+	if (!ns->uplinks)
+		return errno ? errno : EIO;
 	return 0;
 }
 
@@ -99,6 +102,7 @@ void ns_free(struct ns *ns)
 		return;
 	ns_release_all(ns);
 	journal_close(ns->journal); /* before the client its janitor uses */
+	uplinks_destroy(ns->uplinks);
 	links_destroy(ns->links);
 	thumbs_destroy(ns->thumbs);
 	s3_destroy(ns->own_s3);
@@ -457,6 +461,8 @@ int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
 		return thumb_attr(ns, pi.rel, 0, out);
 	case PA_LINKS_THUMBS:
 		return thumb_attr(ns, pi.rel, 1, out);
+	case PA_LINKS_UPLOAD:
+		return ns_uplink_attr(ns, pi.rel, out);
 	case PA_LINKS_INDEX:
 	case PA_METRICS:
 		memset(out, 0, sizeof(*out));
@@ -648,6 +654,9 @@ static int emit_entry(void *arg, const char *name, void *value)
 	int rc;
 
 	file_attr(&a, m);
+	if (e->area == PA_LINKS_UPLOAD &&
+	    (!m->is_dir || ns_uplink_reserved(name)))
+		return 0; /* only folders, and not those the files hide */
 	if (m->is_dir) {
 		dir_attr(e->ns, &a, e->area == PA_UPLOADS);
 		return e->fn(e->arg, name, &a);
@@ -673,12 +682,13 @@ static int readdir_top(struct ns *ns, enum path_area area, ns_fill_fn fn,
 	static const char *const root[] = {"uploads", "thumbnails", ".links",
 					   ".metrics"};
 	static const char *const links[] = {"uploads", "thumbnails",
-					    "index.html"};
+					    "index.html", "upload"};
 	const char *const *names = area == PA_ROOT ? root : links;
-	int n = area == PA_ROOT ? 4 : 3;
+	size_t n = area == PA_ROOT ? sizeof(root) / sizeof(*root)
+				   : sizeof(links) / sizeof(*links);
 	struct ns_attr a;
 
-	for (int i = 0; i < n; i++) {
+	for (size_t i = 0; i < n; i++) {
 		int leaf = !strcmp(names[i], ".metrics") ||
 			   !strcmp(names[i], "index.html");
 
@@ -719,6 +729,8 @@ int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg)
 	e.prefix = prefix.data;
 	if (!rc)
 		hmap_each(c.seen, emit_entry, &e);
+	if (!rc && pi.area == PA_LINKS_UPLOAD)
+		rc = ns_uplink_files(ns, pi.rel, fn, arg);
 	hmap_destroy(c.seen, free);
 	buf_release(&prefix);
 	return rc;

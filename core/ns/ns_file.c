@@ -278,6 +278,9 @@ int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out)
 		return open_blob(ns, make_thumb_link, pi.rel, 0, out);
 	case PA_LINKS_INDEX:
 		return open_blob(ns, make_index, pi.rel, 1, out);
+	case PA_LINKS_UPLOAD:
+		metrics_add(ns->metrics, MC_LINK_READS, 1);
+		return open_blob(ns, ns_uplink_make, pi.rel, 1, out);
 	case PA_METRICS:
 		return open_blob(ns, make_metrics, pi.rel, 1, out);
 	default:

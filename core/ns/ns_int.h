@@ -22,6 +22,7 @@
 #include "store/s3.h"
 #include "image/thumbs.h"
 #include "io/upload.h"
+#include "ns/uplinks.h"
 
 struct ns {
 	const struct cfg *cfg;
@@ -32,6 +33,7 @@ struct ns {
 	struct store *store;      /* set by ns_start_store(); every object call */
 	struct thumbs *thumbs;    /* set by ns_start() */
 	struct links *links;      /* set by ns_start() */
+	struct uplinks *uplinks;  /* set by ns_start(); .links/upload/ */
 	struct journal *journal;  /* set by ns_start() */
 	struct meta *meta;
 	struct mime *mime;        /* Content-Type sniffer for uploads */
@@ -92,6 +94,19 @@ void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
 		    const char *etag);
 /* The source at key was replaced or removed: forget its thumbnail. */
 void ns_forget_thumb(struct ns *ns, const char *key);
+
+/* .links/upload/ (ns_uplinks.c); rel is inside that area.
+ * Attributes of what rel names: a folder mirroring one of uploads/, or its
+ * post.json or index.html (made now, for its exact size). 0 or ENOENT. */
+int ns_uplink_attr(struct ns *ns, const char *rel, struct ns_attr *out);
+/* The content of rel's post.json or index.html, appended to out. 0, EISDIR,
+ * ENOENT, EACCES (expired credentials) or errno. */
+int ns_uplink_make(struct ns *ns, const char *rel, struct buf *out);
+/* Emit the two files of the folder (rel "" for the top) through fn. */
+int ns_uplink_files(struct ns *ns, const char *folder, ns_fill_fn fn,
+		    void *arg);
+/* Is name one of those files (a folder of that name is not listed)? */
+int ns_uplink_reserved(const char *name);
 
 /* Free every file still open (the kernel went away without releasing
  * them). */

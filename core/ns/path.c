@@ -20,6 +20,7 @@ static const struct area_name link_names[] = {
 	{"uploads", PA_LINKS_UPLOADS},
 	{"thumbnails", PA_LINKS_THUMBS},
 	{"index.html", PA_LINKS_INDEX},
+	{"upload", PA_LINKS_UPLOAD},
 };
 
 /* Match the first component of p against names; *rest is what follows it

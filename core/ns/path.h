@@ -21,6 +21,7 @@ enum path_area {
 	PA_LINKS_UPLOADS, /* "/.links/uploads" and below */
 	PA_LINKS_THUMBS,  /* "/.links/thumbnails" and below */
 	PA_LINKS_INDEX,   /* "/.links/index.html" */
+	PA_LINKS_UPLOAD,  /* "/.links/upload" and below (upload links) */
 	PA_METRICS,       /* "/.metrics" */
 };
 

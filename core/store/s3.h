@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "aws/creds.h"
+#include "aws/post_policy.h"
 #include "base/buf.h"
 #include "base/metrics.h"
 #include "config/cfg.h"
@@ -45,5 +46,19 @@ struct store *s3_store(struct s3_client *c);
  */
 int s3_presign_get(struct s3_client *c, const char *key, time_t now,
 		   unsigned expires, const char *disposition, struct buf *out);
+
+/*
+ * A signed POST policy for browser-based uploads into the bucket (see
+ * post_policy.h): keys starting with key_prefix, 1..max_bytes bytes, a
+ * Content-Type starting with type_prefix, valid for expires seconds from
+ * now, signed with the current credentials (their session token
+ * included). out->url is the bucket's URL in the configured addressing
+ * style ("http://host:port/bucket" or "https://bucket.host/"). No network
+ * request. On success *out owns its strings (post_form_release()); on
+ * error it is empty. 0, EINVAL or an errno of creds_get().
+ */
+int s3_presign_post(struct s3_client *c, const char *key_prefix,
+		    uint64_t max_bytes, const char *type_prefix, time_t now,
+		    unsigned expires, struct post_form *out);
 
 #endif

@@ -263,3 +263,29 @@ int s3_presign_get(struct s3_client *c, const char *key, time_t now,
 	buf_release(&signed_q);
 	return err;
 }
+
+int s3_presign_post(struct s3_client *c, const char *key_prefix,
+		    uint64_t max_bytes, const char *type_prefix, time_t now,
+		    unsigned expires, struct post_form *out)
+{
+	struct aws_creds ac;
+	struct buf url = BUF_INIT;
+	struct sigv4_signer s = {.region = c->conf->region, .service = "s3"};
+	struct post_policy p = {c->conf->bucket, key_prefix, max_bytes,
+				type_prefix, now, expires};
+	int err = creds_get(c->creds, &ac);
+
+	memset(out, 0, sizeof(*out));
+	if (!err)
+		err = buf_addf(&url, "%s://%s%s", c->scheme, c->host,
+			       *c->base ? c->base : "/");
+	if (!err) {
+		s.access_key = ac.access_key;
+		s.secret_key = ac.secret_key;
+		s.token = ac.token;
+		err = post_policy_form(&p, &s, url.data, out);
+	}
+	explicit_bzero(&ac, sizeof(ac));
+	buf_release(&url);
+	return err;
+}

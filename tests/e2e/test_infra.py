@@ -27,6 +27,7 @@ IMGFS_KEYS = {
     "cache_max", "thumb_size", "thumb_crop", "max_pixels", "link_expiry",
     "link_disposition", "part_size", "max_connections", "metadata_ttl",
     "log_level", "sse", "sse_kms_key_id", "uploads_prefix", "thumbs_prefix",
+    "upload_max",
 }
 
 BUCKET = "${aws_s3_bucket.images.arn}"
@@ -253,6 +254,23 @@ def test_log_group_has_retention(tf):
     assert group["retention_in_days"] == "${var.log_retention_days}"
 
 
+def test_cors_rule_lets_upload_pages_post(tf):
+    """The rule test_upload_links.py puts on its buckets (and README
+    documents) is the one Terraform sets: POST only, from any origin by
+    default (a page opened from a file sends Origin: null)."""
+    from test_upload_links import CORS_RULE
+
+    cors = one(tf, "resource", "aws_s3_bucket_cors_configuration", "images")
+    assert cors["bucket"] == "${aws_s3_bucket.images.id}"
+    (rule,) = cors["cors_rule"]
+    assert rule["allowed_methods"] == CORS_RULE["AllowedMethods"] == ["POST"]
+    assert rule["allowed_origins"] == "${var.upload_origins}"
+    assert tf["variable"]["upload_origins"][0]["default"] == CORS_RULE["AllowedOrigins"]
+    assert rule["allowed_headers"] == CORS_RULE["AllowedHeaders"]
+    assert rule["expose_headers"] == CORS_RULE["ExposeHeaders"]
+    assert rule["max_age_seconds"] == CORS_RULE["MaxAgeSeconds"]
+
+
 def test_outputs(tf):
     for name in ("bucket_name", "bucket_arn", "role_arn",
                  "instance_profile_name", "log_group_name", "imgfs_config"):
@@ -295,6 +313,7 @@ def test_imgfs_config_output_is_a_valid_config(tf, kms_key):
         "region": "eu-west-1",
         "cache_max": tf["variable"]["cache_max"][0]["default"],
         "link_expiry": tf["variable"]["link_expiry"][0]["default"],
+        "upload_max": tf["variable"]["upload_max"][0]["default"],
         "sse": "aws:kms" if kms_key else "AES256", "sse_kms_key_id": kms_key,
         "uploads_prefix": tf["variable"]["uploads_prefix"][0]["default"],
         "thumbs_prefix": tf["variable"]["thumbnails_prefix"][0]["default"],
@@ -308,6 +327,7 @@ def test_imgfs_config_output_is_a_valid_config(tf, kms_key):
     assert "endpoint" not in conf, "the endpoint is left to its default"
     assert conf["cache_max"] == "1G"
     assert 1 <= int(conf["link_expiry"]) <= 604800
+    assert conf["upload_max"] == "50M"
     assert conf["sse"] == values["sse"]
     assert conf.get("sse_kms_key_id", "") == kms_key
     # The prefixes the IAM policy grants are the ones imgfs is told to use.
@@ -348,6 +368,7 @@ def test_imgfs_accepts_the_generated_config(tf, mount, bucket, rgw, tmp_path):
         "region": rgw.region,
         "cache_max": tf["variable"]["cache_max"][0]["default"],
         "link_expiry": tf["variable"]["link_expiry"][0]["default"],
+        "upload_max": tf["variable"]["upload_max"][0]["default"],
         "sse": "AES256", "sse_kms_key_id": "",
         "uploads_prefix": tf["variable"]["uploads_prefix"][0]["default"],
         "thumbs_prefix": tf["variable"]["thumbnails_prefix"][0]["default"],

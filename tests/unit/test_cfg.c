@@ -126,6 +126,7 @@ static void test_defaults(void)
 	CHECK(r.c.thumb.concurrency >= 1);
 	CHECK_INT(r.c.link.expiry, 3600);
 	CHECK_INT(r.c.link.attachment, 0);
+	CHECK_INT(r.c.link.upload_max, 50ull << 20);
 	CHECK_STR(r.c.fs.uploads_prefix, "uploads/");
 	CHECK_STR(r.c.fs.thumbs_prefix, "thumbnails/");
 	CHECK_INT(r.c.fs.part_size, 8ull << 20);
@@ -149,7 +150,7 @@ static void test_every_option(void)
 		    "aws_config_file=/a,insecure,cache_dir=/var/tmp/x,"
 		    "cache_max=512M,thumb_size=64,thumb_crop=centre",
 		    "-o", "max_pixels=1000,thumb_concurrency=7,link_expiry=60,"
-		    "link_disposition=attachment,part_size=5M,"
+		    "link_disposition=attachment,upload_max=7M,part_size=5M,"
 		    "parts_in_flight=2,max_connections=3,metadata_ttl=0.25",
 		    "-oretries=0,connect_timeout=2,request_timeout=9,"
 		    "log_level=error,sse=AES256",
@@ -172,6 +173,7 @@ static void test_every_option(void)
 	CHECK_INT(r.c.thumb.concurrency, 7);
 	CHECK_INT(r.c.link.expiry, 60);
 	CHECK_INT(r.c.link.attachment, 1);
+	CHECK_INT(r.c.link.upload_max, 7ull << 20);
 	CHECK_INT(r.c.fs.part_size, 5ull << 20);
 	CHECK_INT(r.c.fs.parts_in_flight, 2);
 	CHECK_INT(r.c.s3.max_connections, 3);
@@ -358,6 +360,28 @@ static void test_link_expiry_bounds(void)
 	}
 }
 
+static void test_upload_max_bounds(void)
+{
+	static const struct {
+		const char *v;
+		unsigned long long want; /* 0: refused */
+	} cases[] = {{"0", 0}, {"1", 1}, {"50M", 50ull << 20},
+		     {"5G", 5ull << 30}, {"6G", 0}, {"-1", 0}, {"lots", 0}};
+	char opt[64];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		struct run r;
+
+		snprintf(opt, sizeof(opt), "upload_max=%s", cases[i].v);
+		run(&r, vec("imgfs", "-o", opt, "bkt", "/tmp", NULL),
+		    base_env());
+		CHECK_INT(r.res, cases[i].want ? CFG_OK : CFG_ERROR);
+		CHECK(!cases[i].want || r.c.link.upload_max == cases[i].want);
+		CHECK(cases[i].want || strstr(r.err, "upload_max"));
+		done(&r);
+	}
+}
+
 static void test_sizes(void)
 {
 	static const struct {
@@ -437,7 +461,7 @@ static void test_help_version(void)
 		"endpoint", "region", "addressing", "profile", "ca_file",
 		"insecure", "cache_dir", "cache_max", "thumb_size", "thumb_crop",
 		"max_pixels", "thumb_concurrency", "link_expiry",
-		"link_disposition", "part_size", "parts_in_flight",
+		"link_disposition", "upload_max", "part_size", "parts_in_flight",
 		"max_connections", "metadata_ttl", "retries", "connect_timeout",
 		"request_timeout", "log_level", "sse", "sse_kms_key_id",
 		"uploads_prefix", "thumbs_prefix", "AWS_ENDPOINT_URL_S3",
@@ -712,6 +736,7 @@ int main(void)
 	test_precedence();
 	test_bad_values();
 	test_link_expiry_bounds();
+	test_upload_max_bounds();
 	test_sizes();
 	test_unknown_and_usage();
 	test_help_version();

@@ -45,7 +45,8 @@ static void rig_cfg(struct rig *r)
 	r->cfg.cache = (struct cache_conf){.dir = r->dir, .max_bytes = 8 * MIB};
 	r->cfg.thumb = (struct thumb_conf){.size = 32, .max_pixels = 1 << 24,
 					   .concurrency = 1};
-	r->cfg.link = (struct link_conf){.expiry = 3600, .bucket = "imgfs-test"};
+	r->cfg.link = (struct link_conf){.expiry = 3600, .bucket = "imgfs-test",
+					 .upload_max = MIB};
 	r->cfg.fs = (struct fs_conf){.uploads_prefix = (char *)"uploads/",
 		.thumbs_prefix = (char *)"thumbnails/", .part_size = 5 * MIB,
 		.parts_in_flight = 2, .metadata_ttl = 60};
@@ -204,7 +205,8 @@ static void test_readdir(struct rig *r)
 	CHECK_STR(list(r, "/", &n), "uploads/ thumbnails/ .links/ .metrics ");
 	CHECK_STR(list(r, "/uploads", &n), "a.txt sub/ ");
 	CHECK_STR(list(r, "/uploads/sub", &n), "b.txt ");
-	CHECK_STR(list(r, "/.links", &n), "uploads/ thumbnails/ index.html ");
+	CHECK_STR(list(r, "/.links", &n),
+		  "uploads/ thumbnails/ index.html upload/ ");
 	CHECK_STR(list(r, "/.links/uploads", &n), "a.txt sub/ ");
 	CHECK_INT(ns_readdir(r->ns, "/.metrics", add_name, &n), ENOTDIR);
 	CHECK_INT(ns_readdir(r->ns, "/elsewhere", add_name, &n), ENOENT);
@@ -320,6 +322,49 @@ static void test_rename(struct rig *r)
 	CHECK(a.is_dir);
 	CHECK_INT(ns_rename(r->ns, "/uploads/moved", "/uploads/moved/in", 0),
 		  EINVAL);
+}
+
+/* The size stat reports for path equals what a read returns. */
+static void check_sized(struct rig *r, const char *path, struct buf *b)
+{
+	struct ns_attr a;
+
+	CHECK_INT(ns_getattr(r->ns, path, &a), 0);
+	CHECK(!a.is_dir && !a.writable);
+	CHECK_INT(slurp(r, path, b), 0);
+	CHECK_INT(a.size, b->len);
+}
+
+/* .links/upload/: folders of uploads/ with post.json and index.html,
+ * signed with no request once the folders are listed. */
+static void test_upload_links(struct rig *r)
+{
+	struct buf b = BUF_INIT;
+	struct names n;
+	struct ns_attr a;
+	struct ns_file *f;
+
+	CHECK_STR(list(r, "/.links/upload", &n), "sub/ post.json index.html ");
+	mem_reset_counters(r->m);
+	CHECK_STR(list(r, "/.links/upload/sub", &n), "post.json index.html ");
+	CHECK_INT(ns_getattr(r->ns, "/.links/upload/sub", &a), 0);
+	CHECK(a.is_dir);
+	check_sized(r, "/.links/upload/sub/post.json", &b);
+	CHECK(strstr(b.data, "\"url\": \"http://127.0.0.1:9/imgfs-test\"") != NULL);
+	CHECK(strstr(b.data, "\"key\": \"uploads/sub/${filename}\"") != NULL);
+	CHECK(strstr(b.data, "\"x-amz-signature\": \"") != NULL);
+	buf_release(&b);
+	check_sized(r, "/.links/upload/index.html", &b);
+	CHECK(strstr(b.data, "value=\"uploads/${filename}\"") != NULL);
+	CHECK(strstr(b.data, "<b id=\"limit\">1 MiB</b>") != NULL);
+	buf_release(&b);
+	CHECK_INT(mem_calls(r->m, MEM_ANY), 0);
+	CHECK_INT(ns_getattr(r->ns, "/.links/upload/a.txt", &a), ENOENT);
+	CHECK_INT(ns_getattr(r->ns, "/.links/upload/nope/post.json", &a), ENOENT);
+	CHECK_INT(ns_open(r->ns, "/.links/upload/sub", O_RDONLY, &f), EISDIR);
+	CHECK_INT(ns_open(r->ns, "/.links/upload/post.json", O_WRONLY, &f),
+		  EROFS);
+	CHECK_INT(ns_mkdir(r->ns, "/.links/upload/new"), EROFS);
 }
 
 static void test_links(struct rig *r)
@@ -439,6 +484,7 @@ int main(void)
 	}
 	test_getattr(&r);
 	test_readdir(&r);
+	test_upload_links(&r);
 	test_files(&r);
 	test_metrics_file(&r);
 	test_folders(&r);

@@ -27,6 +27,10 @@ static void test_areas(void)
 	check_area("/.links/uploads/a", PA_LINKS_UPLOADS, "a");
 	check_area("/.links/thumbnails", PA_LINKS_THUMBS, "");
 	check_area("/.links/index.html", PA_LINKS_INDEX, "");
+	check_area("/.links/upload", PA_LINKS_UPLOAD, "");
+	check_area("/.links/upload/post.json", PA_LINKS_UPLOAD, "post.json");
+	check_area("/.links/upload/a b/index.html", PA_LINKS_UPLOAD,
+		   "a b/index.html");
 	check_area("/.metrics", PA_METRICS, "");
 }
 
@@ -38,6 +42,7 @@ static void test_unknown(void)
 	CHECK_INT(path_parse("/uploadsx", 8, &pi), ENOENT);
 	CHECK_INT(path_parse("/.metrics/x", 8, &pi), ENOENT);
 	CHECK_INT(path_parse("/.links/other", 8, &pi), ENOENT);
+	CHECK_INT(path_parse("/.links/uploadx", 8, &pi), ENOENT);
 	CHECK_INT(path_parse("/.links/index.html/x", 8, &pi), ENOENT);
 }
 
