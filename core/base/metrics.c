@@ -67,6 +67,14 @@ static const struct counter_info counter_info[MC__COUNT] = {
 	[MC_LINK_READS] = {"imgfs_link_reads_total", "Link files opened."},
 	[MC_ERRORS] = {"imgfs_errors_total",
 		       "Operations that returned an error to a caller."},
+	[MC_DATA_HITS] = {"imgfs_data_cache_hits_total",
+			  "Blocks read from the local data cache."},
+	[MC_DATA_MISSES] = {"imgfs_data_cache_misses_total",
+			    "Blocks looked up in the data cache and not found."},
+	[MC_DATA_CORRUPT] = {"imgfs_data_cache_corrupt_total",
+			     "Damaged data cache blocks dropped and refetched."},
+	[MC_DATA_EVICTIONS] = {"imgfs_data_cache_evictions_total",
+			       "Blocks evicted from the data cache."},
 };
 
 static const struct counter_info gauge_info[MG__COUNT] = {
@@ -74,6 +82,8 @@ static const struct counter_info gauge_info[MG__COUNT] = {
 			    "Bytes held by the local thumbnail cache."},
 	[MG_CACHE_ENTRIES] = {"imgfs_cache_entries",
 			      "Entries in the local thumbnail cache."},
+	[MG_DATA_BYTES] = {"imgfs_data_cache_bytes",
+			   "Bytes held by the local data cache."},
 };
 
 struct op_stats {

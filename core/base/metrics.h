@@ -32,10 +32,14 @@ enum metrics_counter {
 	MC_THUMB_S3_HITS,    /* thumbnails reused from the bucket */
 	MC_LINK_READS,       /* .links/ files opened */
 	MC_ERRORS,           /* operations that returned an error to a caller */
+	MC_DATA_HITS,        /* blocks read from the local data cache */
+	MC_DATA_MISSES,
+	MC_DATA_CORRUPT,     /* damaged data cache blocks dropped */
+	MC_DATA_EVICTIONS,
 	MC__COUNT
 };
 
-enum metrics_gauge { MG_CACHE_BYTES, MG_CACHE_ENTRIES, MG__COUNT };
+enum metrics_gauge { MG_CACHE_BYTES, MG_CACHE_ENTRIES, MG_DATA_BYTES, MG__COUNT };
 
 struct metrics;
 
