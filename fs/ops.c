@@ -195,7 +195,7 @@ static void opened(const char *path, struct ns_file *f,
 {
 	fi->fh = (uint64_t)(uintptr_t)f;
 	fi->direct_io = ns_file_direct_io(f);
-	fi->keep_cache = 0;
+	fi->keep_cache = ns_file_keep_cache(f);
 	if (ns_file_size_changed(f))
 		fuse_invalidate_path(fuse_get_context()->fuse, path);
 }

@@ -1,10 +1,10 @@
 /*
- * reader: chunked ranged reads with read-ahead (see reader.h).
+ * reader: block reads with adaptive read-ahead (see reader.h).
  *
- * Each slot holds one chunk: FREE, LOADING (a thread is fetching it; others
- * wait on cond), READY or FAILED. The thread that needs a chunk fetches it
- * itself; read-ahead chunks are fetched by detached threads counted in
- * inflight, which reader_destroy() waits for.
+ * Each slot holds one block, or a prefix of it: FREE, LOADING (a thread is
+ * filling it; others wait on cond), READY or FAILED. The thread that needs
+ * a block fills it itself; read-ahead blocks are filled by detached
+ * threads counted in inflight, which reader_destroy() waits for.
  */
 #include "io/reader.h"
 
@@ -17,18 +17,20 @@
 #include "base/buf.h"
 #include "base/log.h"
 
+#define B ((uint64_t)DATACACHE_BLOCK)
+
 enum slot_state { SLOT_FREE, SLOT_LOADING, SLOT_READY, SLOT_FAILED };
 
 struct slot {
 	enum slot_state state;
-	uint64_t index;   /* chunk number */
+	uint64_t index;   /* block number */
 	uint64_t used;    /* LRU stamp */
-	int err;
-	struct buf data;
+	struct buf data;  /* the block's first data.len bytes */
 };
 
 struct reader {
 	struct store *store;
+	struct datacache *dc;
 	char *key;
 	char etag[STORE_ETAG_MAX];
 	uint64_t size;
@@ -37,7 +39,12 @@ struct reader {
 	struct slot slots[READER_SLOTS]; /* protected by lock */
 	uint64_t clock;                  /* protected by lock */
 	uint64_t next_off;               /* end of the last read; protected by lock */
-	unsigned seq;                    /* sequential reads in a row; protected by lock */
+	uint64_t last_block;             /* last block a sequential read entered;
+					    protected by lock */
+	unsigned window;                 /* blocks to fetch ahead; protected by lock */
+	int sequential;                  /* the current read continues the last;
+					    protected by lock */
+	int fetched;                     /* a GET was made; protected by lock */
 	unsigned inflight;               /* read-ahead threads; protected by lock */
 };
 
@@ -46,8 +53,8 @@ struct fetch_job {
 	struct slot *s;
 };
 
-struct reader *reader_create(struct store *store, const char *key,
-			     uint64_t size, const char *etag)
+struct reader *reader_create(struct store *store, struct datacache *dc,
+			     const char *key, uint64_t size, const char *etag)
 {
 	struct reader *r = calloc(1, sizeof(*r));
 
@@ -61,6 +68,7 @@ struct reader *reader_create(struct store *store, const char *key,
 	if (pthread_cond_init(&r->cond, NULL))
 		goto out_destroy_lock;
 	r->store = store;
+	r->dc = dc;
 	r->size = size;
 	snprintf(r->etag, sizeof(r->etag), "%s", etag ? etag : "");
 	return r;
@@ -96,31 +104,69 @@ static int sink_buf(void *arg, const void *data, size_t len)
 	return buf_add(arg, data, len);
 }
 
-/* Fetch chunk s->index into s->data, without the lock held. */
-static int fetch_chunk(struct reader *r, struct slot *s)
+static uint64_t block_len(const struct reader *r, uint64_t index)
 {
-	uint64_t off = s->index * READER_CHUNK;
-	uint64_t len = r->size - off < READER_CHUNK ? r->size - off : READER_CHUNK;
-	int err;
+	uint64_t off = index * B;
 
-	buf_reset(&s->data);
-	err = buf_reserve(&s->data, len);
+	return r->size - off < B ? r->size - off : B;
+}
+
+/* Append bytes [have, want) of block s->index from the store. */
+static int fetch_range(struct reader *r, struct slot *s, uint64_t want)
+{
+	uint64_t have = s->data.len, off = s->index * B + have;
+	int err = buf_reserve(&s->data, want - have);
+
 	if (!err)
-		err = store_get(r->store, r->key, off, len, r->etag[0] ? r->etag : NULL,
-			     sink_buf, &s->data, NULL);
+		err = store_get(r->store, r->key, off, want - have,
+			     r->etag[0] ? r->etag : NULL, sink_buf, &s->data,
+			     NULL);
 	if (err == EAGAIN)
 		log_error("read of %s: the object changed while open", r->key);
-	if (!err && s->data.len != len)
+	if (!err && s->data.len != want)
 		err = EIO;
+	if (err)
+		s->data.len = have;
 	return err ? EIO : 0;
 }
 
-/* Publish the result of a fetch. Lock held. */
-static void finish_fetch(struct reader *r, struct slot *s, int err)
+/* Take what the cache holds of block s->index if it is more than s has. */
+static void from_cache(struct reader *r, struct slot *s, struct buf *tmp)
 {
-	s->state = err ? SLOT_FAILED : SLOT_READY;
-	s->err = err;
-	pthread_cond_broadcast(&r->cond);
+	if (datacache_get(r->dc, r->key, r->etag, s->index, s->data.len + 1,
+			  tmp))
+		return;
+	buf_reset(&s->data);
+	if (!buf_reserve(&s->data, tmp->len))
+		buf_add(&s->data, tmp->data, tmp->len);
+}
+
+/* Fill slot s (LOADING, lock not held) with at least need and up to want
+ * bytes of its block: from the cache, else from the store (once among
+ * every reader of this version). */
+static int load_block(struct reader *r, struct slot *s, uint64_t need,
+		      uint64_t want)
+{
+	struct buf tmp = BUF_INIT;
+	int err = 0;
+
+	for (;;) {
+		from_cache(r, s, &tmp);
+		if (s->data.len >= need)
+			break;
+		if (!datacache_claim(r->dc, r->key, r->etag, s->index))
+			continue; /* another reader fetched it: look again */
+		from_cache(r, s, &tmp);
+		if (s->data.len < need)
+			err = fetch_range(r, s, want > need ? want : need);
+		if (!err && s->data.len > tmp.len)
+			datacache_put(r->dc, r->key, r->etag, s->index,
+				      s->data.data, s->data.len);
+		datacache_release(r->dc, r->key, r->etag, s->index);
+		break;
+	}
+	buf_release(&tmp);
+	return err;
 }
 
 static struct slot *find_slot(struct reader *r, uint64_t index)
@@ -151,6 +197,7 @@ static struct slot *claim_slot(struct reader *r, uint64_t index)
 		best->state = SLOT_LOADING;
 		best->index = index;
 		best->used = ++r->clock;
+		buf_reset(&best->data);
 	}
 	return best;
 }
@@ -159,10 +206,11 @@ static void *ahead_thread(void *arg)
 {
 	struct fetch_job *job = arg;
 	struct reader *r = job->r;
-	int err = fetch_chunk(r, job->s);
+	uint64_t len = block_len(r, job->s->index);
+	int err = load_block(r, job->s, len, len);
 
 	pthread_mutex_lock(&r->lock);
-	finish_fetch(r, job->s, err);
+	job->s->state = err ? SLOT_FAILED : SLOT_READY;
 	r->inflight--;
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
@@ -170,45 +218,55 @@ static void *ahead_thread(void *arg)
 	return NULL;
 }
 
-/* Start background fetches of the chunks after index. Lock held. */
-static void read_ahead(struct reader *r, uint64_t index)
+/* Start a background fill of block i. 0, or 1 when no more can start.
+ * Lock held. */
+static int start_ahead(struct reader *r, uint64_t i)
 {
-	uint64_t last = r->size ? (r->size - 1) / READER_CHUNK : 0;
+	struct fetch_job *job;
+	pthread_t t;
 
-	for (uint64_t i = index + 1; i <= index + READER_AHEAD && i <= last; i++) {
-		struct fetch_job *job;
-		pthread_t t;
-
-		if (find_slot(r, i))
-			continue;
-		job = malloc(sizeof(*job));
-		if (!job)
-			return;
-		job->r = r;
-		job->s = claim_slot(r, i);
-		if (!job->s) {
-			free(job);
-			return;
-		}
-		r->inflight++;
-		if (pthread_create(&t, NULL, ahead_thread, job)) {
-			r->inflight--;
-			job->s->state = SLOT_FREE;
-			free(job);
-			return;
-		}
-		pthread_detach(t);
+	if (find_slot(r, i))
+		return 0;
+	job = malloc(sizeof(*job));
+	if (!job)
+		return 1;
+	job->r = r;
+	job->s = claim_slot(r, i);
+	if (!job->s) {
+		free(job);
+		return 1;
 	}
+	r->inflight++;
+	if (pthread_create(&t, NULL, ahead_thread, job)) {
+		r->inflight--;
+		job->s->state = SLOT_FREE;
+		free(job);
+		return 1;
+	}
+	pthread_detach(t);
+	return 0;
 }
 
-/* Make chunk index READY and return its slot, fetching it if needed.
- * Lock held (released while fetching). NULL with *err set on failure. */
-static struct slot *get_chunk(struct reader *r, uint64_t index, int *err)
+/* Fetch the window of blocks after index in the background. Lock held. */
+static void read_ahead(struct reader *r, uint64_t index)
+{
+	uint64_t last = r->size ? (r->size - 1) / B : 0;
+
+	for (uint64_t i = index + 1; i <= index + r->window && i <= last; i++)
+		if (start_ahead(r, i))
+			return;
+}
+
+/* Make block index hold at least need bytes and return its slot. Lock
+ * held (released while loading). NULL with *err set on failure. */
+static struct slot *get_block(struct reader *r, uint64_t index,
+			      uint64_t need, int *err)
 {
 	for (;;) {
 		struct slot *s = find_slot(r, index);
+		uint64_t want;
 
-		if (s && s->state == SLOT_READY) {
+		if (s && s->state == SLOT_READY && s->data.len >= need) {
 			s->used = ++r->clock;
 			return s;
 		}
@@ -216,33 +274,48 @@ static struct slot *get_chunk(struct reader *r, uint64_t index, int *err)
 			pthread_cond_wait(&r->cond, &r->lock);
 			continue;
 		}
-		if (!s || s->state == SLOT_FAILED)
-			s = s ? s : claim_slot(r, index);
+		if (!s)
+			s = claim_slot(r, index);
 		if (!s) { /* every slot loading: wait for one */
 			pthread_cond_wait(&r->cond, &r->lock);
 			continue;
 		}
+		if (s->state == SLOT_FAILED)
+			buf_reset(&s->data);
 		s->state = SLOT_LOADING;
+		want = block_len(r, index);
+		if (!r->fetched && !r->sequential && want > READER_FIRST)
+			want = READER_FIRST;
+		r->fetched = 1;
 		pthread_mutex_unlock(&r->lock);
-		*err = fetch_chunk(r, s);
+		*err = load_block(r, s, need, want);
 		pthread_mutex_lock(&r->lock);
-		finish_fetch(r, s, *err);
+		s->state = *err ? SLOT_FAILED : SLOT_READY;
+		pthread_cond_broadcast(&r->cond);
 		if (*err)
 			return NULL;
 	}
 }
 
-/* Sequential if this read starts near where the last one ended: the kernel
- * may hand us read-ahead requests slightly out of order. Lock held. */
+/* Sequential if this read starts near where the last one ended (the kernel
+ * may hand us read-ahead requests slightly out of order); the window
+ * doubles on entering a new block and closes on a seek. Lock held. */
 static void note_offset(struct reader *r, uint64_t off, size_t len)
 {
-	uint64_t slack = 2 * READER_CHUNK;
+	uint64_t slack = 2 * B, block = off / B;
 
-	if (off + slack >= r->next_off && off <= r->next_off + slack)
-		r->seq++;
-	else
-		r->seq = 0;
-	if (off + len > r->next_off)
+	r->sequential = off && off + slack >= r->next_off &&
+			off <= r->next_off + slack;
+	if (!r->sequential) {
+		r->window = 0;
+		r->last_block = block;
+	} else if (block > r->last_block || !r->window) {
+		r->window = r->window ? 2 * r->window : 1;
+		if (r->window > READER_WINDOW_MAX)
+			r->window = READER_WINDOW_MAX;
+		r->last_block = block;
+	}
+	if (off + len > r->next_off || !r->sequential)
 		r->next_off = off + len;
 }
 
@@ -259,18 +332,16 @@ int reader_read(struct reader *r, void *out, size_t len, uint64_t off,
 	pthread_mutex_lock(&r->lock);
 	note_offset(r, off, len);
 	while (*got < len) {
-		uint64_t pos = off + *got, index = pos / READER_CHUNK;
-		struct slot *s = get_chunk(r, index, &err);
-		size_t in = (size_t)(pos - index * READER_CHUNK);
-		size_t n = s ? s->data.len - in : 0;
+		uint64_t pos = off + *got, index = pos / B;
+		size_t in = (size_t)(pos - index * B);
+		size_t n = len - *got < B - in ? len - *got : (size_t)(B - in);
+		struct slot *s = get_block(r, index, in + n, &err);
 
 		if (!s)
 			break;
-		if (n > len - *got)
-			n = len - *got;
 		memcpy((char *)out + *got, s->data.data + in, n);
 		*got += n;
-		if (r->seq >= 2)
+		if (r->window)
 			read_ahead(r, index);
 	}
 	pthread_mutex_unlock(&r->lock);

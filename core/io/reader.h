@@ -1,11 +1,20 @@
 /*
- * reader: reads of one object, by chunks, with sequential read-ahead.
+ * reader: reads of one object, by blocks, with adaptive read-ahead.
  *
- * The object is read in aligned chunks fetched with ranged GETs that all
- * carry If-Match of the ETag seen at open, so bytes of two versions are
- * never mixed (a replaced object reads as EIO). Once reads look sequential,
- * the next chunks are fetched in the background, several at once. Memory
- * is bounded by READER_SLOTS chunks per open file.
+ * The object is read in DATACACHE_BLOCK blocks. Each block is looked up in
+ * the data cache (keyed by key and the ETag seen at open) and otherwise
+ * fetched with a ranged GET carrying If-Match of that ETag, so bytes of two
+ * versions are never mixed (a replaced object reads as EIO), then put into
+ * the cache. Readers of one object share blocks through the cache: a block
+ * being fetched by one is waited for by the others (datacache_claim).
+ *
+ * Read-ahead adapts: the first GET of an open that does not look
+ * sequential fetches READER_FIRST bytes (enough for an image's header, and
+ * little for `head`); the rest of a partly fetched block is fetched later
+ * without fetching its start again. Each time sequential reads enter a new
+ * block the window of blocks fetched ahead in the background doubles, up
+ * to READER_WINDOW_MAX; a seek drops it to none. Memory is bounded by
+ * READER_SLOTS blocks per open file.
  *
  * Thread-safe: FUSE may deliver reads of one file from several threads.
  */
@@ -15,17 +24,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "io/datacache.h"
 #include "store/store.h"
 
-#define READER_CHUNK (8u << 20) /* bytes per ranged GET */
-#define READER_AHEAD 2          /* chunks fetched ahead when sequential */
-#define READER_SLOTS (READER_AHEAD + 2)
+#define READER_FIRST (256u << 10)   /* bytes of an open's first GET */
+#define READER_WINDOW_MAX 8         /* blocks fetched ahead at most */
+#define READER_SLOTS (READER_WINDOW_MAX + 4)
 
 struct reader;
 
-/* NULL with errno set. s3 must outlive the reader. */
-struct reader *reader_create(struct store *store, const char *key,
-			     uint64_t size, const char *etag);
+/* NULL with errno set. store and dc (may be NULL: no cache) must outlive
+ * the reader. */
+struct reader *reader_create(struct store *store, struct datacache *dc,
+			     const char *key, uint64_t size, const char *etag);
 /* Read up to len bytes at off; *got is short only at the end of the object.
  * 0 or errno (EIO). */
 int reader_read(struct reader *r, void *out, size_t len, uint64_t off,

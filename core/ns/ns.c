@@ -33,7 +33,9 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->meta = meta_create(cfg->fs.metadata_ttl);
 	ns->writers = hmap_create();
 	ns->local_dirs = hmap_create();
+	ns->seen = hmap_create();
 	if (!ns->metrics || !ns->meta || !ns->mime || !ns->writers || !ns->local_dirs ||
+	    !ns->seen ||
 	    pthread_mutex_init(&ns->lock, NULL)) {
 		ns_free(ns);
 		errno = ENOMEM;
@@ -65,6 +67,23 @@ int ns_check(struct ns *ns, char *err, size_t errlen)
 	return rc;
 }
 
+/* The data cache in cache_dir/data; without it reads still work. */
+static void ns_open_data_cache(struct ns *ns)
+{
+	struct buf dir = BUF_INIT;
+
+	if (!ns->cfg->cache.data_max_bytes)
+		return;
+	if (buf_addf(&dir, "%s/data", ns->cfg->cache.dir))
+		return;
+	ns->data = datacache_open(dir.data, ns->cfg->cache.data_max_bytes,
+				  ns->metrics);
+	if (!ns->data)
+		log_warn("data cache %s: %s (reading without it)", dir.data,
+			 strerror(errno));
+	buf_release(&dir);
+}
+
 int ns_start(struct ns *ns)
 {
 	ns->own_s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
@@ -82,6 +101,7 @@ int ns_start_store(struct ns *ns, struct store *store,
 	if (!ns->journal || journal_start(ns->journal, ns->store))
 		return errno ? errno : EIO;
 	ns->upconf.journal = ns->journal;
+	ns_open_data_cache(ns);
 	ns->thumbs = thumbs_create(&ns->cfg->thumb, &ns->cfg->cache,
 				   &ns->cfg->fs, ns->store, ns->metrics);
 	if (!ns->thumbs)
@@ -106,10 +126,12 @@ void ns_free(struct ns *ns)
 	links_destroy(ns->links);
 	thumbs_destroy(ns->thumbs);
 	s3_destroy(ns->own_s3);
+	datacache_close(ns->data);
 	meta_destroy(ns->meta);
 	mime_destroy(ns->mime);
 	hmap_destroy(ns->writers, NULL);
 	hmap_destroy(ns->local_dirs, NULL);
+	hmap_destroy(ns->seen, free);
 	metrics_destroy(ns->metrics);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);

@@ -80,6 +80,9 @@ void ns_release(struct ns_file *f);
 
 /* Should the kernel bypass its page cache (content made at open)? */
 int ns_file_direct_io(const struct ns_file *f);
+/* May the kernel keep the pages it cached of this file at an earlier open
+ * (the object's ETag is the one it had then)? */
+int ns_file_keep_cache(const struct ns_file *f);
 /* Did open learn the file's size, so cached attributes are stale? */
 int ns_file_size_changed(const struct ns_file *f);
 

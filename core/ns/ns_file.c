@@ -116,6 +116,31 @@ static int open_writer(struct ns *ns, const char *key, int existed,
 	return 0;
 }
 
+/* Record that the kernel may now cache pages of key at etag. 1 when they
+ * are of the same version as the pages it may hold already. */
+static int note_seen(struct ns *ns, const char *key, const char *etag)
+{
+	char *copy, *old = NULL;
+	int same;
+
+	if (!etag || !etag[0])
+		return 0;
+	pthread_mutex_lock(&ns->lock);
+	old = ns->seen ? hmap_get(ns->seen, key) : NULL;
+	same = old && !strcmp(old, etag);
+	if (!same && ns->seen && hmap_count(ns->seen) >= NS_SEEN_MAX) {
+		hmap_destroy(ns->seen, free); /* forget all: pages get dropped */
+		ns->seen = hmap_create();
+	}
+	copy = same || !ns->seen ? NULL : strdup(etag);
+	old = NULL;
+	if (copy && hmap_put(ns->seen, key, copy, (void **)&old))
+		free(copy);
+	pthread_mutex_unlock(&ns->lock);
+	free(old);
+	return same;
+}
+
 static int open_reader(struct ns *ns, const char *key,
 		       const struct meta_attr *a, struct ns_file **out)
 {
@@ -125,11 +150,13 @@ static int open_reader(struct ns *ns, const char *key,
 		return ENOMEM;
 	f->key = strdup(key);
 	if (f->key && a->size)
-		f->reader = reader_create(ns->store, key, a->size, a->etag);
+		f->reader = reader_create(ns->store, ns->data, key, a->size,
+					  a->etag);
 	if (!f->key || (a->size && !f->reader)) {
 		file_free(f);
 		return ENOMEM;
 	}
+	f->keep_cache = note_seen(ns, key, a->etag);
 	*out = f;
 	return 0;
 }
@@ -389,6 +416,11 @@ void ns_release(struct ns_file *f)
 int ns_file_direct_io(const struct ns_file *f)
 {
 	return f->direct_io;
+}
+
+int ns_file_keep_cache(const struct ns_file *f)
+{
+	return f->keep_cache;
 }
 
 int ns_file_size_changed(const struct ns_file *f)

@@ -18,6 +18,7 @@
 #include "base/metrics.h"
 #include "ns/ns.h"
 #include "ns/path.h"
+#include "io/datacache.h"
 #include "io/reader.h"
 #include "store/s3.h"
 #include "image/thumbs.h"
@@ -35,6 +36,7 @@ struct ns {
 	struct links *links;      /* set by ns_start() */
 	struct uplinks *uplinks;  /* set by ns_start(); .links/upload/ */
 	struct journal *journal;  /* set by ns_start() */
+	struct datacache *data;   /* set by ns_start(); NULL when disabled */
 	struct meta *meta;
 	struct mime *mime;        /* Content-Type sniffer for uploads */
 	struct upload_conf upconf;
@@ -45,9 +47,13 @@ struct ns {
 	struct hmap *writers;     /* key -> struct ns_file *; protected by lock */
 	struct hmap *local_dirs;  /* "uploads/a/" -> (void *)1; protected by lock */
 	struct ns_file *files;    /* every open file; protected by lock */
+	struct hmap *seen;        /* key -> ETag (char *) the kernel may hold
+				     pages of; protected by lock */
 	uint64_t index_size;      /* last gallery page built; protected by lock */
 	uint64_t metrics_size;    /* last .metrics rendered; protected by lock */
 };
+
+#define NS_SEEN_MAX 65536 /* keys whose page-cache version is remembered */
 
 enum ns_file_kind {
 	NF_READ,  /* an object read through a reader */
@@ -72,6 +78,8 @@ struct ns_file {
 	uint64_t size;            /* NF_WRITE: the upload's size, read without
 				     the lock (__atomic) by stat */
 	int direct_io;
+	int keep_cache;           /* NF_READ: the kernel's pages are of this
+				     version */
 	int size_changed;
 };
 

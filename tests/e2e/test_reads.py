@@ -1,0 +1,170 @@
+"""Reads that don't waste (issue 13): the kernel's page cache kept while
+the ETag is unchanged, the local data cache, adaptive read-ahead. Requests
+are counted from RGW's access log, bytes from the daemon's counter."""
+
+import hashlib
+import os
+import random
+import shutil
+import subprocess
+import threading
+
+import pytest
+
+from helpers import MIB, run, sha256_file, wait_for
+
+
+def gets(rgw, since, bucket, key):
+    return [r for r in rgw.requests(since=since, method="GET", bucket=bucket)
+            if r.path == f"/{bucket}/{key}"]
+
+
+def put_random(rgw, bucket, key, size, seed):
+    data = random.Random(seed).randbytes(size)
+    rgw.s3.put_object(Bucket=bucket, Key=key, Body=data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def bytes_down(m):
+    return m.metric("imgfs_bytes_down_total")
+
+
+def cat_sha(path):
+    out = subprocess.run(["cat", str(path)], capture_output=True, check=True, timeout=300).stdout
+    return hashlib.sha256(out).hexdigest()
+
+
+def block_files(cache_dir):
+    data = os.path.join(cache_dir, "data")
+    out = []
+    for sub in sorted(os.listdir(data)):
+        if len(sub) == 2:
+            out += [os.path.join(data, sub, f) for f in sorted(os.listdir(os.path.join(data, sub)))]
+    return out
+
+
+@pytest.fixture
+def photo(images):
+    """A JPEG of 2.5-6 MB."""
+    for p in images:
+        if p.suffix.lower() in (".jpg", ".jpeg") and 2_500_000 <= p.stat().st_size <= 6_000_000:
+            return p
+    pytest.skip("no JPEG of 2.5-6 MB among the images")
+
+
+def test_three_rounds_of_image_tools_fetch_once(rgw, bucket, mount, photo):
+    rgw.s3.upload_file(str(photo), bucket, "uploads/photo.jpg")
+    m = mount(bucket)
+    size = photo.stat().st_size
+    mark = rgw.log_mark()
+    path = m.uploads / "photo.jpg"
+    for _ in range(3):
+        run(["vipsheader", str(path)])
+        run(["file", str(path)])
+        assert cat_sha(path) == sha256_file(photo)
+    assert bytes_down(m) <= 1.2 * size
+    # one small first GET, then each block at most once
+    assert len(gets(rgw, mark, bucket, "uploads/photo.jpg")) <= -(-size // MIB) + 1
+
+
+def test_second_cat_makes_no_get_without_data_cache(rgw, bucket, mount):
+    digest = put_random(rgw, bucket, "uploads/blob.bin", 5 * MIB, 1)
+    m = mount(bucket, opts={"data_cache_max": "0"})
+    path = m.uploads / "blob.bin"
+    assert cat_sha(path) == digest
+    mark = rgw.log_mark()
+    assert cat_sha(path) == digest
+    assert gets(rgw, mark, bucket, "uploads/blob.bin") == []
+
+
+def test_head_of_large_file_fetches_little(rgw, bucket, mount):
+    data = random.Random(2).randbytes(25 * MIB)
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/big.bin", Body=data)
+    m = mount(bucket)
+    out = subprocess.run(["head", "-c", "100", str(m.uploads / "big.bin")],
+                         capture_output=True, check=True).stdout
+    assert out == data[:100]
+    assert bytes_down(m) <= 2 * MIB
+
+
+def test_reread_after_remount_fetches_nothing(rgw, bucket, mount):
+    digest = put_random(rgw, bucket, "uploads/r.bin", 6 * MIB + 123, 3)
+    m = mount(bucket)
+    assert cat_sha(m.uploads / "r.bin") == digest
+    m.remount()
+    mark = rgw.log_mark()
+    assert cat_sha(m.uploads / "r.bin") == digest
+    assert gets(rgw, mark, bucket, "uploads/r.bin") == []
+    assert bytes_down(m) < 64 * 1024  # a listing, no object bytes
+
+
+def test_replaced_by_another_client_reads_new(rgw, bucket, mount):
+    put_random(rgw, bucket, "uploads/v.bin", 3 * MIB, 4)
+    m = mount(bucket, opts={"metadata_ttl": "0.5"})
+    path = m.uploads / "v.bin"
+    cat_sha(path)
+    new = put_random(rgw, bucket, "uploads/v.bin", 3 * MIB, 5)
+    wait_for(lambda: cat_sha(path) == new, 30, what="the new version read")
+    m.remount()
+    assert cat_sha(path) == new
+
+
+def test_flipped_byte_in_a_block_is_refetched(rgw, bucket, mount):
+    digest = put_random(rgw, bucket, "uploads/c.bin", 4 * MIB, 6)
+    m = mount(bucket)
+    assert cat_sha(m.uploads / "c.bin") == digest
+    m.unmount()
+    blocks = block_files(m.cache_dir)
+    assert len(blocks) >= 4
+    for b in blocks:
+        with open(b, "r+b") as f:
+            f.seek(1000)
+            c = f.read(1)
+            f.seek(1000)
+            f.write(bytes([c[0] ^ 0x20]))
+    m.remount()
+    assert cat_sha(m.uploads / "c.bin") == digest
+    assert m.metric("imgfs_data_cache_corrupt_total") >= 4
+    assert "damaged" in m.stderr_text()
+
+
+def test_full_cache_dir_still_reads_right(rgw, bucket, mount, tmp_path):
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=3m", "tmpfs", str(small)]).returncode:
+        pytest.skip("cannot mount a tmpfs")
+    try:
+        digest = put_random(rgw, bucket, "uploads/f.bin", 12 * MIB, 7)
+        m = mount(bucket, cache_dir=str(small / "cache"))
+        for _ in range(2):
+            assert cat_sha(m.uploads / "f.bin") == digest
+            run(["sh", "-c", "echo 3 > /proc/sys/vm/drop_caches"])
+        assert "not cached" in m.stderr_text()
+        m.unmount()
+    finally:
+        subprocess.run(["umount", "-l", str(small)])
+
+
+def test_kill9_mid_read_leaves_a_consistent_cache(rgw, bucket, mount):
+    digest = put_random(rgw, bucket, "uploads/k.bin", 40 * MIB, 8)
+    m = mount(bucket)
+    path = m.uploads / "k.bin"
+    got = []
+
+    def reader():
+        try:
+            with open(path, "rb") as f:
+                while f.read(MIB):
+                    got.append(1)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=reader)
+    t.start()
+    wait_for(lambda: len(got) >= 5, 60, what="a read under way")
+    m.kill9()
+    t.join(60)
+    subprocess.run(["fusermount3", "-uz", str(m.path)], capture_output=True)
+    m.remount()
+    assert cat_sha(path) == digest
+    assert not [f for f in block_files(m.cache_dir) if f.endswith(".tmp")]
