@@ -193,6 +193,24 @@ void datacache_put(struct datacache *dc, const char *key, const char *etag,
 	dc_account(dc, name, bytes);
 }
 
+void datacache_put_size(struct datacache *dc, const char *key,
+			const char *etag, uint64_t size)
+{
+	datacache_put(dc, key, etag, DC_SIZE_BLOCK, &size, sizeof(size));
+}
+
+int datacache_get_size(struct datacache *dc, const char *key,
+		       const char *etag, uint64_t *size)
+{
+	struct buf b = BUF_INIT;
+	int rc = datacache_get(dc, key, etag, DC_SIZE_BLOCK, sizeof(*size), &b);
+
+	if (!rc)
+		memcpy(size, b.data, sizeof(*size));
+	buf_release(&b);
+	return rc;
+}
+
 static int inflight_key(const char *key, const char *etag, uint64_t block,
 			char *name, size_t size)
 {

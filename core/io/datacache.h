@@ -62,6 +62,13 @@ int datacache_get(struct datacache *dc, const char *key, const char *etag,
 void datacache_put(struct datacache *dc, const char *key, const char *etag,
 		   uint64_t block, const void *data, size_t len);
 
+/* The object's size, recorded with its blocks (reads of a whole object
+ * need it to know where it ends). get: 0 or ENOENT. */
+void datacache_put_size(struct datacache *dc, const char *key,
+			const char *etag, uint64_t size);
+int datacache_get_size(struct datacache *dc, const char *key,
+		       const char *etag, uint64_t *size);
+
 /* 1: the caller is now the one fetching block and must call
  * datacache_release() after its put (or failure). 0: another caller was
  * fetching it and has finished; look in the cache again. A NULL dc or an

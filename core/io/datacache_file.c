@@ -478,6 +478,8 @@ void datacache_stage_commit(struct datacache_stage *st, const char *etag,
 			unlink(tmp);
 		}
 	}
+	if (st->n)
+		datacache_put_size(st->dc, st->key, etag, size);
 	st->n = 0;
 	datacache_stage_abort(st);
 }

@@ -17,6 +17,7 @@
 #define DC_NAME_MAX 64        /* "XX/" + 32 hex + "." + block number */
 #define DC_PATH_MAX 4096
 #define DC_HEADER_LEN 40
+#define DC_SIZE_BLOCK UINT64_MAX /* the block number of an object's size record */
 
 struct dc_entry {
 	struct dc_entry *prev, *next; /* LRU list, most recent first */

@@ -45,6 +45,7 @@ struct reader {
 	int sequential;                  /* the current read continues the last;
 					    protected by lock */
 	int fetched;                     /* a GET was made; protected by lock */
+	int size_noted;                  /* the size is in the cache (__atomic) */
 	unsigned inflight;               /* read-ahead threads; protected by lock */
 };
 
@@ -162,6 +163,9 @@ static int load_block(struct reader *r, struct slot *s, uint64_t need,
 		if (!err && s->data.len > tmp.len)
 			datacache_put(r->dc, r->key, r->etag, s->index,
 				      s->data.data, s->data.len);
+		if (!err && !__atomic_exchange_n(&r->size_noted, 1,
+						 __ATOMIC_RELAXED))
+			datacache_put_size(r->dc, r->key, r->etag, r->size);
 		datacache_release(r->dc, r->key, r->etag, s->index);
 		break;
 	}

@@ -96,12 +96,15 @@ int ns_start_store(struct ns *ns, struct store *store,
 		   struct s3_client *signer)
 {
 	ns->s3 = signer;
-	ns->store = store;
+	ns_open_data_cache(ns);
+	ns->cstore = ns->data ? cachestore_create(store, ns->data,
+						  ns->cfg->fs.part_size)
+			      : NULL;
+	ns->store = ns->cstore ? ns->cstore : store;
 	ns->journal = journal_open(ns->cfg->cache.dir);
 	if (!ns->journal || journal_start(ns->journal, ns->store))
 		return errno ? errno : EIO;
 	ns->upconf.journal = ns->journal;
-	ns_open_data_cache(ns);
 	ns->thumbs = thumbs_create(&ns->cfg->thumb, &ns->cfg->cache,
 				   &ns->cfg->fs, ns->store, ns->metrics);
 	if (!ns->thumbs)
@@ -125,6 +128,7 @@ void ns_free(struct ns *ns)
 	uplinks_destroy(ns->uplinks);
 	links_destroy(ns->links);
 	thumbs_destroy(ns->thumbs);
+	cachestore_destroy(ns->cstore);
 	s3_destroy(ns->own_s3);
 	datacache_close(ns->data);
 	meta_destroy(ns->meta);

@@ -18,6 +18,7 @@
 #include "base/metrics.h"
 #include "ns/ns.h"
 #include "ns/path.h"
+#include "io/cachestore.h"
 #include "io/datacache.h"
 #include "io/reader.h"
 #include "store/s3.h"
@@ -37,6 +38,8 @@ struct ns {
 	struct uplinks *uplinks;  /* set by ns_start(); .links/upload/ */
 	struct journal *journal;  /* set by ns_start() */
 	struct datacache *data;   /* set by ns_start(); NULL when disabled */
+	struct store *cstore;     /* set by ns_start(): the store over the data
+				     cache (NULL without it); ns->store then */
 	struct meta *meta;
 	struct mime *mime;        /* Content-Type sniffer for uploads */
 	struct upload_conf upconf;

@@ -117,10 +117,11 @@ def test_flipped_byte_in_a_block_is_refetched(rgw, bucket, mount):
     blocks = block_files(m.cache_dir)
     assert len(blocks) >= 4
     for b in blocks:
+        at = min(1000, os.path.getsize(b) - 1)
         with open(b, "r+b") as f:
-            f.seek(1000)
+            f.seek(at)
             c = f.read(1)
-            f.seek(1000)
+            f.seek(at)
             f.write(bytes([c[0] ^ 0x20]))
     m.remount()
     assert cat_sha(m.uploads / "c.bin") == digest
@@ -168,3 +169,30 @@ def test_kill9_mid_read_leaves_a_consistent_cache(rgw, bucket, mount):
     m.remount()
     assert cat_sha(path) == digest
     assert not [f for f in block_files(m.cache_dir) if f.endswith(".tmp")]
+
+
+def drop_page_cache():
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3\n")
+
+
+@pytest.mark.parametrize("size", [3 * MIB + 5, 21 * MIB + 7])
+def test_written_file_reads_back_without_get(rgw, bucket, mount, tmp_path, size):
+    src = tmp_path / "w.bin"
+    src.write_bytes(random.Random(size).randbytes(size))
+    m = mount(bucket)
+    shutil.copyfile(src, m.uploads / "w.bin")
+    drop_page_cache()
+    mark = rgw.log_mark()
+    assert cat_sha(m.uploads / "w.bin") == sha256_file(src)
+    assert gets(rgw, mark, bucket, "uploads/w.bin") == []
+
+
+def test_thumbnail_source_read_through_the_cache(rgw, bucket, mount, photo):
+    rgw.s3.upload_file(str(photo), bucket, "uploads/p.jpg")
+    m = mount(bucket)
+    assert cat_sha(m.uploads / "p.jpg") == sha256_file(photo)
+    mark = rgw.log_mark()
+    thumb = (m.thumbs / "p.jpg").read_bytes()
+    assert thumb[:2] == b"\xff\xd8"
+    assert gets(rgw, mark, bucket, "uploads/p.jpg") == []
