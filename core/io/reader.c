@@ -306,7 +306,7 @@ static struct slot *get_block(struct reader *r, uint64_t index,
  * doubles on entering a new block and closes on a seek. Lock held. */
 static void note_offset(struct reader *r, uint64_t off, size_t len)
 {
-	uint64_t slack = 2 * B, block = off / B;
+	uint64_t slack = B, block = off / B;
 
 	r->sequential = off && off + slack >= r->next_off &&
 			off <= r->next_off + slack;

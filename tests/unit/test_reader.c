@@ -1,19 +1,21 @@
 /*
- * Unit tests: reads of one object by chunks with read-ahead
- * (core/io/reader.h) over the in-memory store, with faults.
+ * Unit tests: reads of one object by blocks with adaptive read-ahead
+ * (core/io/reader.h) over the in-memory store, with faults, and blocks
+ * shared through the data cache.
  */
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "check.h"
 #include "io/reader.h"
 #include "store/mem.h"
 
-#define CHUNK READER_CHUNK
+#define CHUNK DATACACHE_BLOCK
 #define SIZE (5 * (size_t)CHUNK - 1234) /* five chunks, the last short */
 
 struct fixture {
@@ -40,7 +42,7 @@ static void fx_release(struct fixture *fx)
 
 static struct reader *fx_reader(struct fixture *fx)
 {
-	return reader_create(mem_store(fx->m), "k", SIZE, fx->etag);
+	return reader_create(mem_store(fx->m), NULL, "k", SIZE, fx->etag);
 }
 
 /* Read len bytes at off and compare with the object. */
@@ -92,7 +94,8 @@ static void test_ranges(void)
 	CHECK_INT(mem_calls(fx.m, MEM_GET), 3);
 	CHECK_INT(mem_bytes_read(fx.m), 2 * (uint64_t)CHUNK + (SIZE - 4 * CHUNK));
 	reader_destroy(r);
-	/* scattered reads fetch only what they touch, nothing ahead */
+	/* scattered reads fetch only what they touch, nothing ahead; the
+	 * first one only READER_FIRST bytes */
 	mem_reset_counters(fx.m);
 	r = fx_reader(&fx);
 	CHECK(read_ok(&fx, r, 4 * (uint64_t)CHUNK + 5, 10));
@@ -111,18 +114,29 @@ static void test_read_ahead(void)
 
 	fx_init(&fx);
 	r = fx_reader(&fx);
-	/* three sequential reads in chunk 0: chunks 1 and 2 come ahead */
-	for (uint64_t off = 0; off < 3 * 131072; off += 131072)
+	/* the first read fetches READER_FIRST bytes only */
+	CHECK(read_ok(&fx, r, 0, 131072));
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 1);
+	CHECK_INT(mem_bytes_read(fx.m), READER_FIRST);
+	/* sequential reads: block 1 comes ahead, then the rest of block 0 */
+	for (uint64_t off = 131072; off < 3 * 131072; off += 131072)
 		ok &= read_ok(&fx, r, off, 131072);
 	CHECK(ok);
-	CHECK(wait_gets(fx.m, 1 + READER_AHEAD));
-	/* the whole file sequentially: each chunk fetched once */
+	CHECK(wait_gets(fx.m, 3));
+	/* the whole file sequentially: no byte fetched twice */
 	for (uint64_t off = 3 * 131072; off < SIZE; off += 131072)
 		ok &= read_ok(&fx, r, off, 131072);
 	CHECK(ok);
 	reader_destroy(r);
-	CHECK_INT(mem_calls(fx.m, MEM_GET), 5);
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 6);
 	CHECK_INT(mem_bytes_read(fx.m), SIZE);
+	/* a seek closes the window: nothing more ahead */
+	mem_reset_counters(fx.m);
+	r = fx_reader(&fx);
+	CHECK(read_ok(&fx, r, 3 * (uint64_t)CHUNK, 16));
+	CHECK(read_ok(&fx, r, 10, 16));
+	reader_destroy(r);
+	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
 	fx_release(&fx);
 }
 
@@ -174,7 +188,7 @@ static void test_replaced_during_read_ahead(void)
 			break;
 	}
 	CHECK_INT(rc, EIO);
-	CHECK_INT(total, CHUNK);
+	CHECK_INT(total, READER_FIRST);
 	CHECK(memcmp(out, fx.data, total) == 0);
 	reader_destroy(r);
 	free(out);
@@ -198,7 +212,7 @@ static void test_get_failure(void)
 	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
 	reader_destroy(r);
 	/* without an ETag the reads are not pinned: a new version reads */
-	r = reader_create(mem_store(fx.m), "k", SIZE, NULL);
+	r = reader_create(mem_store(fx.m), NULL, "k", SIZE, NULL);
 	fx.data[CHUNK] ^= 1;
 	mem_set(fx.m, "k", fx.data, SIZE, NULL, NULL);
 	CHECK(read_ok(&fx, r, CHUNK, 16));
@@ -251,6 +265,48 @@ static void test_threads(void)
 	fx_release(&fx);
 }
 
+/* Readers of one version share blocks through the data cache: a second
+ * reader, and one after the first is gone, make no GET; another ETag does. */
+static void test_data_cache(void)
+{
+	char dir[] = "/tmp/imgfs-test-reader-XXXXXX", cmd[64];
+	struct fixture fx;
+	struct datacache *dc;
+	struct reader *r, *r2;
+	int ok = 1;
+
+	fx_init(&fx);
+	CHECK(mkdtemp(dir) != NULL);
+	dc = datacache_open(dir, 64ull * CHUNK, NULL);
+	CHECK(dc != NULL);
+	r = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
+	r2 = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
+	for (uint64_t off = 0; off < SIZE; off += 131072)
+		ok &= read_ok(&fx, r, off, 131072);
+	CHECK(ok);
+	CHECK_INT(mem_bytes_read(fx.m), SIZE);
+	for (uint64_t off = 0; off < SIZE; off += 131072)
+		ok &= read_ok(&fx, r2, off, 131072);
+	CHECK(ok);
+	reader_destroy(r);
+	reader_destroy(r2);
+	CHECK_INT(mem_bytes_read(fx.m), SIZE);
+	r = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
+	CHECK(read_ok(&fx, r, 2 * (uint64_t)CHUNK + 7, 3 * 131072));
+	reader_destroy(r);
+	CHECK_INT(mem_bytes_read(fx.m), SIZE);
+	fx.data[5] ^= 1;
+	mem_set(fx.m, "k", fx.data, SIZE, NULL, fx.etag);
+	r = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
+	CHECK(read_ok(&fx, r, 0, 16));
+	reader_destroy(r);
+	CHECK(mem_bytes_read(fx.m) > SIZE);
+	datacache_close(dc);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+	fx_release(&fx);
+}
+
 int main(void)
 {
 	test_ranges();
@@ -259,5 +315,6 @@ int main(void)
 	test_replaced_during_read_ahead();
 	test_get_failure();
 	test_threads();
+	test_data_cache();
 	return check_done("reader");
 }
