@@ -16,6 +16,7 @@ struct fs_state {
 	const struct cfg *cfg;
 	struct ns *ns;
 	int start_error; /* ns_start() failed in init: the mount stops */
+	unsigned max_read; /* -o max_read=N (also told to the kernel in init), or 0 */
 };
 
 /* The operations table. */

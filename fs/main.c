@@ -60,6 +60,37 @@ static int fuse_arguments(const struct cfg *c, struct fuse_args *args)
 	return rc ? ENOMEM : 0;
 }
 
+#define FS_MAX_READ_MIN 4096u
+#define FS_MAX_READ_MAX (128u << 20)
+
+/* The value of -o max_read=N, checked before mounting: 0 when absent,
+ * EINVAL (with a message in err) when it is not a size libfuse and the
+ * kernel accept. */
+static int max_read_option(const struct cfg *c, unsigned *out, char *err,
+			   size_t errlen)
+{
+	*out = 0;
+	for (char **o = c->fuse_opts; o && *o; o++) {
+		const char *v = *o + strlen("max_read=");
+		char *end = NULL;
+		unsigned long n;
+
+		if (strncmp(*o, "max_read=", strlen("max_read=")))
+			continue;
+		errno = 0;
+		n = strtoul(v, &end, 10);
+		if (errno || end == v || *end || n < FS_MAX_READ_MIN ||
+		    n > FS_MAX_READ_MAX) {
+			snprintf(err, errlen,
+				 "max_read=%s: expected a number of bytes from %u to %u",
+				 v, FS_MAX_READ_MIN, FS_MAX_READ_MAX);
+			return EINVAL;
+		}
+		*out = (unsigned)n;
+	}
+	return 0;
+}
+
 /* Mount, daemonise, serve until unmounted or signalled. */
 static int serve(struct fs_state *st, struct fuse_args *args)
 {
@@ -96,12 +127,16 @@ out_destroy:
 static int run(struct cfg *c)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fs_state st = {c, NULL, 0};
+	struct fs_state st = {c, NULL, 0, 0};
 	struct creds *creds;
 	char err[512];
 	int rc = 1;
 
 	log_setup(c->log_level, 0);
+	if (max_read_option(c, &st.max_read, err, sizeof(err))) {
+		fprintf(stderr, "imgfs: %s\n", err);
+		return 2;
+	}
 	creds = creds_create(&c->creds, environ, err, sizeof(err));
 	if (!creds) {
 		fprintf(stderr, "imgfs: %s\n", err);

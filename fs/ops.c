@@ -59,6 +59,8 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *fc)
 	fc->hard_remove = 1;
 	fc->use_ino = 0;
 	conn->max_write = FS_BLKSIZE;
+	if (s->max_read) /* libfuse wants it in both places */
+		conn->max_read = s->max_read;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
 	s->start_error = ns_start(s->ns);

@@ -196,3 +196,22 @@ def test_thumbnail_source_read_through_the_cache(rgw, bucket, mount, photo):
     thumb = (m.thumbs / "p.jpg").read_bytes()
     assert thumb[:2] == b"\xff\xd8"
     assert gets(rgw, mark, bucket, "uploads/p.jpg") == []
+
+
+def test_max_read_is_honoured(rgw, bucket, mount):
+    digest = put_random(rgw, bucket, "uploads/mr.bin", 3 * MIB, 9)
+    m = mount(bucket, opts={"max_read": "131072"})
+    assert cat_sha(m.uploads / "mr.bin") == digest
+    assert m.mounted()
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "100"])
+def test_bad_max_read_is_refused_before_mounting(rgw, bucket, imgfs_bin, tmp_path, value):
+    mp = tmp_path / "mnt"
+    mp.mkdir()
+    p = subprocess.run([str(imgfs_bin), "-f", "-o", f"endpoint={rgw.endpoint},region=us-east-1,"
+                        f"cache_dir={tmp_path / 'c'},max_read={value}", bucket, str(mp)],
+                       env=rgw.env(), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2
+    assert f"max_read={value}" in p.stderr
+    assert "mounted" not in p.stderr
