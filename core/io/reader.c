@@ -49,9 +49,12 @@ struct reader {
 	unsigned inflight;               /* read-ahead threads; protected by lock */
 };
 
+/* A run of blocks filled by one read-ahead thread, in order. */
 struct fetch_job {
 	struct reader *r;
-	struct slot *s;
+	struct slot *s[READER_RUN];
+	unsigned n;               /* slots in the run */
+	unsigned next;            /* the first not yet published */
 };
 
 struct reader *reader_create(struct store *store, struct datacache *dc,
@@ -206,15 +209,83 @@ static struct slot *claim_slot(struct reader *r, uint64_t index)
 	return best;
 }
 
+/* Publish slot s as filled (err 0) or failed. */
+static void publish(struct reader *r, struct slot *s, int err)
+{
+	pthread_mutex_lock(&r->lock);
+	s->state = err ? SLOT_FAILED : SLOT_READY;
+	pthread_cond_broadcast(&r->cond);
+	pthread_mutex_unlock(&r->lock);
+}
+
+/* Splits one GET of a run of blocks into their slots, publishing each as
+ * it fills (cached first, so a published slot is never touched again). */
+static int run_sink(void *arg, const void *data, size_t len)
+{
+	struct fetch_job *job = arg;
+	struct reader *r = job->r;
+	const char *p = data;
+
+	while (len && job->next < job->n) {
+		struct slot *s = job->s[job->next];
+		uint64_t blen = block_len(r, s->index);
+		size_t n = blen - s->data.len < len ? (size_t)(blen - s->data.len)
+						    : len;
+
+		if (buf_add(&s->data, p, n))
+			return 1;
+		p += n;
+		len -= n;
+		if (s->data.len == blen) {
+			datacache_put(r->dc, r->key, r->etag, s->index,
+				      s->data.data, s->data.len);
+			job->next++;
+			publish(r, s, 0);
+		}
+	}
+	return 0;
+}
+
+/* Fill the run's slots: from the cache while it has them, then the rest
+ * with one ranged GET. */
+static void fill_run(struct fetch_job *job)
+{
+	struct reader *r = job->r;
+	struct buf tmp = BUF_INIT;
+	uint64_t off, end;
+	int err;
+
+	for (; job->next < job->n; job->next++) {
+		struct slot *s = job->s[job->next];
+
+		from_cache(r, s, &tmp);
+		if (s->data.len != block_len(r, s->index))
+			break;
+		publish(r, s, 0);
+	}
+	buf_release(&tmp);
+	if (job->next == job->n)
+		return;
+	buf_reset(&job->s[job->next]->data);
+	off = job->s[job->next]->index * B;
+	end = job->s[job->n - 1]->index * B + block_len(r, job->s[job->n - 1]->index);
+	err = store_get(r->store, r->key, off, end - off,
+			r->etag[0] ? r->etag : NULL, run_sink, job, NULL);
+	if (err == EAGAIN)
+		log_error("read of %s: the object changed while open", r->key);
+	if (!err && !__atomic_exchange_n(&r->size_noted, 1, __ATOMIC_RELAXED))
+		datacache_put_size(r->dc, r->key, r->etag, r->size);
+	for (; job->next < job->n; job->next++)
+		publish(r, job->s[job->next], EIO);
+}
+
 static void *ahead_thread(void *arg)
 {
 	struct fetch_job *job = arg;
 	struct reader *r = job->r;
-	uint64_t len = block_len(r, job->s->index);
-	int err = load_block(r, job->s, len, len);
 
+	fill_run(job);
 	pthread_mutex_lock(&r->lock);
-	job->s->state = err ? SLOT_FAILED : SLOT_READY;
 	r->inflight--;
 	pthread_cond_broadcast(&r->cond);
 	pthread_mutex_unlock(&r->lock);
@@ -222,28 +293,36 @@ static void *ahead_thread(void *arg)
 	return NULL;
 }
 
-/* Start a background fill of block i. 0, or 1 when no more can start.
- * Lock held. */
-static int start_ahead(struct reader *r, uint64_t i)
+/* Start a background fill of up to READER_RUN blocks from i that no slot
+ * holds. *next gets the block after those considered. 0, or 1 when no
+ * more can start. Lock held. */
+static int start_ahead(struct reader *r, uint64_t i, uint64_t last,
+		       uint64_t *next)
 {
-	struct fetch_job *job;
+	struct fetch_job *job = calloc(1, sizeof(*job));
 	pthread_t t;
 
-	if (find_slot(r, i))
-		return 0;
-	job = malloc(sizeof(*job));
+	*next = i + 1;
 	if (!job)
 		return 1;
 	job->r = r;
-	job->s = claim_slot(r, i);
-	if (!job->s) {
+	for (; i <= last && job->n < READER_RUN && !find_slot(r, i); i++) {
+		struct slot *s = claim_slot(r, i);
+
+		if (!s)
+			break;
+		job->s[job->n++] = s;
+	}
+	*next = job->n ? i : i + 1;
+	if (!job->n) {
 		free(job);
-		return 1;
+		return i <= last && !find_slot(r, i); /* no free slot */
 	}
 	r->inflight++;
 	if (pthread_create(&t, NULL, ahead_thread, job)) {
 		r->inflight--;
-		job->s->state = SLOT_FREE;
+		for (unsigned k = 0; k < job->n; k++)
+			job->s[k]->state = SLOT_FREE;
 		free(job);
 		return 1;
 	}
@@ -255,9 +334,10 @@ static int start_ahead(struct reader *r, uint64_t i)
 static void read_ahead(struct reader *r, uint64_t index)
 {
 	uint64_t last = r->size ? (r->size - 1) / B : 0;
+	uint64_t end = index + r->window < last ? index + r->window : last;
 
-	for (uint64_t i = index + 1; i <= index + r->window && i <= last; i++)
-		if (start_ahead(r, i))
+	for (uint64_t i = index + 1; i <= end;)
+		if (start_ahead(r, i, end, &i))
 			return;
 }
 

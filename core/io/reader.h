@@ -13,7 +13,8 @@
  * little for `head`); the rest of a partly fetched block is fetched later
  * without fetching its start again. Each time sequential reads enter a new
  * block the window of blocks fetched ahead in the background doubles, up
- * to READER_WINDOW_MAX; a seek drops it to none. Memory is bounded by
+ * to READER_WINDOW_MAX, fetched by runs of up to READER_RUN blocks per GET
+ * (several in flight); a seek drops it to none. Memory is bounded by
  * READER_SLOTS blocks per open file.
  *
  * Thread-safe: FUSE may deliver reads of one file from several threads.
@@ -28,7 +29,8 @@
 #include "store/store.h"
 
 #define READER_FIRST (256u << 10)   /* bytes of an open's first GET */
-#define READER_WINDOW_MAX 8         /* blocks fetched ahead at most */
+#define READER_WINDOW_MAX 16        /* blocks fetched ahead at most */
+#define READER_RUN 8                /* blocks per read-ahead GET at most */
 #define READER_SLOTS (READER_WINDOW_MAX + 4)
 
 struct reader;

@@ -91,9 +91,9 @@ static void test_ranges(void)
 	CHECK(read_ok(&fx, r, SIZE - 10, 4096));
 	CHECK(read_ok(&fx, r, SIZE, 4096));
 	CHECK(read_ok(&fx, r, SIZE + 100, 10));
+	reader_destroy(r); /* waits for read-ahead: counters are final */
 	CHECK_INT(mem_calls(fx.m, MEM_GET), 3);
 	CHECK_INT(mem_bytes_read(fx.m), 2 * (uint64_t)CHUNK + (SIZE - 4 * CHUNK));
-	reader_destroy(r);
 	/* scattered reads fetch only what they touch, nothing ahead; the
 	 * first one only READER_FIRST bytes */
 	mem_reset_counters(fx.m);
@@ -123,12 +123,13 @@ static void test_read_ahead(void)
 		ok &= read_ok(&fx, r, off, 131072);
 	CHECK(ok);
 	CHECK(wait_gets(fx.m, 3));
-	/* the whole file sequentially: no byte fetched twice */
+	/* the whole file sequentially: no byte fetched twice, blocks ahead
+	 * fetched by runs (fewer GETs than blocks) */
 	for (uint64_t off = 3 * 131072; off < SIZE; off += 131072)
 		ok &= read_ok(&fx, r, off, 131072);
 	CHECK(ok);
 	reader_destroy(r);
-	CHECK_INT(mem_calls(fx.m, MEM_GET), 6);
+	CHECK(mem_calls(fx.m, MEM_GET) <= 6);
 	CHECK_INT(mem_bytes_read(fx.m), SIZE);
 	/* a seek closes the window: nothing more ahead */
 	mem_reset_counters(fx.m);
@@ -284,11 +285,11 @@ static void test_data_cache(void)
 	for (uint64_t off = 0; off < SIZE; off += 131072)
 		ok &= read_ok(&fx, r, off, 131072);
 	CHECK(ok);
+	reader_destroy(r);
 	CHECK_INT(mem_bytes_read(fx.m), SIZE);
 	for (uint64_t off = 0; off < SIZE; off += 131072)
 		ok &= read_ok(&fx, r2, off, 131072);
 	CHECK(ok);
-	reader_destroy(r);
 	reader_destroy(r2);
 	CHECK_INT(mem_bytes_read(fx.m), SIZE);
 	r = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
