@@ -92,6 +92,16 @@ static void unregister_writer(struct ns *ns, struct ns_file *f)
 	pthread_mutex_unlock(&ns->lock);
 }
 
+static void forget_seen(struct ns *ns, const char *key)
+{
+	char *old;
+
+	pthread_mutex_lock(&ns->lock);
+	old = ns->seen ? hmap_remove(ns->seen, key) : NULL;
+	pthread_mutex_unlock(&ns->lock);
+	free(old);
+}
+
 static int open_writer(struct ns *ns, const char *key, int existed,
 		       uint64_t size, struct ns_file **out)
 {
@@ -111,6 +121,7 @@ static int open_writer(struct ns *ns, const char *key, int existed,
 		return err;
 	}
 	f->size = upload_size(f->upload);
+	forget_seen(ns, key); /* the kernel's pages may now hold other bytes */
 	register_writer(ns, f);
 	*out = f;
 	return 0;
