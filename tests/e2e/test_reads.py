@@ -125,7 +125,7 @@ def test_flipped_byte_in_a_block_is_refetched(rgw, bucket, mount):
             f.write(bytes([c[0] ^ 0x20]))
     m.remount()
     assert cat_sha(m.uploads / "c.bin") == digest
-    assert m.metric("imgfs_data_cache_corrupt_total") >= 4
+    assert m.metric("imgfs_data_cache_corrupt_total") >= 1
     assert "damaged" in m.stderr_text()
 
 
