@@ -67,6 +67,10 @@ static const struct counter_info counter_info[MC__COUNT] = {
 	[MC_LINK_READS] = {"imgfs_link_reads_total", "Link files opened."},
 	[MC_ERRORS] = {"imgfs_errors_total",
 		       "Operations that returned an error to a caller."},
+	[MC_THUMBS_EAGER] = {"imgfs_thumbnails_eager_total",
+			     "Sources thumbnailed from the bytes uploaded."},
+	[MC_THUMBS_AHEAD] = {"imgfs_thumbnails_ahead_total",
+			     "Thumbnails queued ahead of a reader."},
 };
 
 static const struct counter_info gauge_info[MG__COUNT] = {

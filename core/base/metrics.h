@@ -32,6 +32,8 @@ enum metrics_counter {
 	MC_THUMB_S3_HITS,    /* thumbnails reused from the bucket */
 	MC_LINK_READS,       /* .links/ files opened */
 	MC_ERRORS,           /* operations that returned an error to a caller */
+	MC_THUMBS_EAGER,     /* sources thumbnailed from the bytes uploaded */
+	MC_THUMBS_AHEAD,     /* thumbnails queued ahead of a reader */
 	MC__COUNT
 };
 
