@@ -98,7 +98,9 @@ static int handle_opt_item(struct parse_ctx *p, char *item)
 	return cfg_raw_set(p, LAYER_OPT, i, eq ? eq + 1 : "true");
 }
 
-/* Split an -o argument at commas; a backslash escapes the next byte. */
+/* Split an -o argument at commas; a backslash escapes the next byte. A
+ * comma followed by a digit continues a value (no option or FUSE flag
+ * starts with one), so lists read as written: -o thumb_sizes=128,256. */
 static int handle_opt_arg(struct parse_ctx *p, const char *arg)
 {
 	struct buf item = BUF_INIT;
@@ -107,6 +109,9 @@ static int handle_opt_arg(struct parse_ctx *p, const char *arg)
 	for (const char *s = arg;; s++) {
 		if (*s == '\\' && s[1]) {
 			rc = buf_add(&item, ++s, 1);
+		} else if (*s == ',' && s[1] >= '0' && s[1] <= '9' &&
+			   item.len && strchr(item.data, '=')) {
+			rc = buf_add(&item, s, 1);
 		} else if (*s == ',' || *s == '\0') {
 			if (item.len)
 				rc = handle_opt_item(p, item.data);
