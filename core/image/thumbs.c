@@ -338,7 +338,7 @@ static int thumbs_fetch(struct thumbs *t, unsigned idx, const char *src_key,
 {
 	struct cache_key ck = thumbs_ck(t, idx, src_key, src_etag);
 	struct thumbs_gen g = {src_key, src_etag, NULL, 0, NULL, THUMB_FMT_JPEG};
-	int rc;
+	int cached = 0, rc;
 
 	if (!src_etag || !*src_etag || idx >= t->nsizes)
 		return EINVAL;
@@ -346,6 +346,7 @@ static int thumbs_fetch(struct thumbs *t, unsigned idx, const char *src_key,
 		rc = cache_get(t->cache, &ck, out, NULL, NULL);
 		if (rc != ENOENT) {
 			*origin = ORIGIN_CACHE;
+			cached = 1;
 			break;
 		}
 		if (!g.src)
@@ -354,7 +355,7 @@ static int thumbs_fetch(struct thumbs *t, unsigned idx, const char *src_key,
 		if (rc != EAGAIN)
 			break;
 	}
-	if (rc == 0 && *origin != ORIGIN_CACHE) {
+	if (rc == 0 && !cached) {
 		rc = thumbs_produce(t, &g, idx, out, origin);
 		thumbs_flight_land(t, src_key, src_etag);
 	}
@@ -365,9 +366,11 @@ static int thumbs_fetch(struct thumbs *t, unsigned idx, const char *src_key,
 void thumbs_run_request(struct thumbs *t, struct thumbs_req *r)
 {
 	struct cache_key ck = thumbs_ck(t, r->idx, r->key, r->etag);
-	struct thumbs_gen g = {r->key, r->etag, r->src, 1, NULL, THUMB_FMT_JPEG};
+	struct thumbs_gen g = {r->key, r->etag, r->src, 0, NULL, THUMB_FMT_JPEG};
 	enum thumbs_origin origin;
 	uint64_t size;
+
+	g.background = !r->urgent; /* off the queue: ours alone */
 
 	if (cache_peek(t->cache, &ck, &size) != ENOENT ||
 	    thumbs_flight_join(t, r->key, r->etag, 1))

@@ -16,6 +16,10 @@
  * first. A read that joins the flight of a background job still queued
  * moves it to the demand queue.
  *
+ * Only eager work decodes at low priority: read-ahead is for a reader
+ * who is coming, so its decodes (and those of eager requests it meets)
+ * go on the demand queue, behind what a reader waits for already.
+ *
  * Background requests (make the thumbnails of a key, from bytes held or
  * from the bucket) wait on a third queue for 2 x concurrency producer
  * threads, which do the network part and queue the decode. A read that
@@ -73,6 +77,9 @@ struct thumbs_req {
 	char *etag;
 	unsigned idx;
 	struct thumbs_src *src;  /* owned; NULL: read the source */
+	int urgent;              /* protected by thumbs.lock while queued: a
+				    reader is coming (read-ahead), so
+				    normal priority */
 	struct thumbs_req *next; /* protected by thumbs.lock */
 };
 
@@ -81,6 +88,8 @@ struct thumbs_flight {
 	char *key;
 	char *etag;
 	int forgotten;           /* protected by lock: the source changed */
+	unsigned waiters;        /* protected by lock: readers waiting or
+				    coming (read-ahead) */
 	struct thumbs_job *job;  /* protected by lock: its decode, while
 				    queued; NULL otherwise */
 	struct thumbs_flight *next;

@@ -118,6 +118,8 @@ int thumbs_decode(struct thumbs *t, struct thumbs_job *job, int background,
 		return ECANCELED;
 	}
 	f = background ? flight_find(t, key, etag) : NULL;
+	if (f && f->waiters)
+		background = 0; /* a reader waits for it already */
 	job->background = background;
 	if (background) {
 		job_append(&t->bqueue, &t->bqueue_tail, job);
@@ -184,7 +186,8 @@ int thumbs_flight_join(struct thumbs *t, const char *key, const char *etag,
 	if (f && nowait) {
 		rc = EBUSY;
 	} else if (f) {
-		while ((f = flight_find(t, key, etag))) {
+		f->waiters++;
+		while (flight_find(t, key, etag) == f) {
 			if (f->job)
 				job_promote(t, f->job);
 			pthread_cond_wait(&t->done, &t->lock);
@@ -382,13 +385,26 @@ static void req_free(struct thumbs_req *r)
 	free(r);
 }
 
-/* Is (key, etag) waiting or flying? Locks held: t->lock. */
-static int req_known(struct thumbs *t, const char *key, const char *etag)
+/* Is (key, etag) waiting or flying? With urgent, hurry it: a reader is
+ * coming. Locks held: t->lock. */
+static int req_known(struct thumbs *t, const char *key, const char *etag,
+		     int urgent)
 {
-	for (struct thumbs_req *r = t->reqs; r; r = r->next)
-		if (strcmp(r->key, key) == 0 && strcmp(r->etag, etag) == 0)
+	struct thumbs_flight *f;
+
+	for (struct thumbs_req *r = t->reqs; r; r = r->next) {
+		if (strcmp(r->key, key) == 0 && strcmp(r->etag, etag) == 0) {
+			r->urgent |= urgent;
 			return 1;
-	return flight_find(t, key, etag) != NULL;
+		}
+	}
+	f = flight_find(t, key, etag);
+	if (f && urgent) {
+		f->waiters++;
+		if (f->job)
+			job_promote(t, f->job);
+	}
+	return f != NULL;
 }
 
 int thumbs_req_push(struct thumbs *t, const char *key, const char *etag,
@@ -404,10 +420,11 @@ int thumbs_req_push(struct thumbs *t, const char *key, const char *etag,
 	}
 	r->idx = idx;
 	r->src = src;
+	r->urgent = !src;
 	pthread_mutex_lock(&t->lock);
 	if (t->stopping)
 		rc = ECANCELED;
-	else if (req_known(t, key, etag))
+	else if (req_known(t, key, etag, r->urgent))
 		rc = EEXIST;
 	else if (t->nreqs >= THUMBS_PENDING_MAX)
 		rc = ENOSPC;

@@ -73,6 +73,7 @@ void ns_thumb_ahead(struct ns *ns, unsigned idx, const char *src_key)
 	if (!dir || !a)
 		goto out_free;
 	a->after = ns_split_key(src_key, dir);
+	n *= 2; /* one being read from the bucket while one decodes */
 	a->max = n < 1 ? 1 : n > NS_AHEAD_MAX ? NS_AHEAD_MAX : n;
 	if (meta_dir_each(ns->meta, dir, ahead_visit, a))
 		goto out_free; /* no fresh listing: nothing to go by */
