@@ -372,9 +372,7 @@ void thumbs_run_request(struct thumbs *t, struct thumbs_req *r)
 
 	g.background = !r->urgent; /* off the queue: ours alone */
 
-	if (cache_peek(t->cache, &ck, &size) != ENOENT ||
-	    thumbs_flight_join(t, r->key, r->etag, 1))
-		return; /* known, failed, or under way */
+	/* Nothing to do when it is known, or known to fail. */
 	if (cache_peek(t->cache, &ck, &size) == ENOENT)
 		thumbs_produce(t, &g, r->idx, NULL, &origin);
 	thumbs_flight_land(t, r->key, r->etag);

@@ -177,7 +177,8 @@ int thumbs_src_bytes(struct thumbs_src *src, struct buf *hold,
 
 /* ---- thumbs.c ------------------------------------------------------ */
 
-/* Carry out one background request (on a producer thread). */
+/* Carry out one background request (on a producer thread), whose flight
+ * the producer has taken off; lands it. */
 void thumbs_run_request(struct thumbs *t, struct thumbs_req *r);
 
 #endif

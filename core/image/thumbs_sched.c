@@ -485,7 +485,7 @@ struct thumbs_src *thumbs_req_steal(struct thumbs *t, const char *key,
 
 void thumbs_sched_forget(struct thumbs *t, const char *key)
 {
-	struct thumbs_req *r, *prev = NULL, *drop = NULL;
+	struct thumbs_req *r, *prev = NULL, *drop = NULL, *gone;
 
 	pthread_mutex_lock(&t->lock);
 	for (struct thumbs_flight *f = t->flights; f; f = f->next)
@@ -498,8 +498,7 @@ void thumbs_sched_forget(struct thumbs *t, const char *key)
 			continue;
 		}
 		r = r->next;
-		struct thumbs_req *gone = req_unlink(t, prev);
-
+		gone = req_unlink(t, prev);
 		gone->next = drop;
 		drop = gone;
 	}
@@ -514,6 +513,7 @@ void thumbs_sched_forget(struct thumbs *t, const char *key)
 static void producer_loop(struct thumbs *t)
 {
 	struct thumbs_req *r;
+	int flying;
 
 	pthread_mutex_lock(&t->lock);
 	for (;;) {
@@ -522,8 +522,13 @@ static void producer_loop(struct thumbs *t)
 		if (t->stopping)
 			break;
 		r = req_unlink(t, NULL);
+		/* Take off while still holding the lock: a reader that misses
+		 * the request on the queue finds the flight. */
+		flying = flight_find(t, r->key, r->etag) ||
+			 flight_new(t, r->key, r->etag);
 		pthread_mutex_unlock(&t->lock);
-		thumbs_run_request(t, r);
+		if (!flying)
+			thumbs_run_request(t, r);
 		req_free(r);
 		pthread_mutex_lock(&t->lock);
 	}
