@@ -60,6 +60,8 @@ deps:
 
 deps-bench:
 	@tests/deps.sh $(DEB_BUILD) $(DEB_TEST) $(DEB_BENCH)
+	@command -v npm >/dev/null || tests/deps.sh nodejs npm
+	@[ -d tests/node/node_modules/sharp ] || npm ci --prefix tests/node --no-audit --no-fund
 
 unit: all
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done

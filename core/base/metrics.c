@@ -75,6 +75,10 @@ static const struct counter_info counter_info[MC__COUNT] = {
 			     "Damaged data cache blocks dropped and refetched."},
 	[MC_DATA_EVICTIONS] = {"imgfs_data_cache_evictions_total",
 			       "Blocks evicted from the data cache."},
+	[MC_THUMBS_EAGER] = {"imgfs_thumbnails_eager_total",
+			     "Sources thumbnailed from the bytes uploaded."},
+	[MC_THUMBS_AHEAD] = {"imgfs_thumbnails_ahead_total",
+			     "Thumbnails queued ahead of a reader."},
 };
 
 static const struct counter_info gauge_info[MG__COUNT] = {

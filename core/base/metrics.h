@@ -36,6 +36,8 @@ enum metrics_counter {
 	MC_DATA_MISSES,
 	MC_DATA_CORRUPT,     /* damaged data cache blocks dropped */
 	MC_DATA_EVICTIONS,
+	MC_THUMBS_EAGER,     /* sources thumbnailed from the bytes uploaded */
+	MC_THUMBS_AHEAD,     /* thumbnails queued ahead of a reader */
 	MC__COUNT
 };
 

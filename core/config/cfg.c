@@ -98,7 +98,9 @@ static int handle_opt_item(struct parse_ctx *p, char *item)
 	return cfg_raw_set(p, LAYER_OPT, i, eq ? eq + 1 : "true");
 }
 
-/* Split an -o argument at commas; a backslash escapes the next byte. */
+/* Split an -o argument at commas; a backslash escapes the next byte. A
+ * comma followed by a digit continues a value (no option or FUSE flag
+ * starts with one), so lists read as written: -o thumb_sizes=128,256. */
 static int handle_opt_arg(struct parse_ctx *p, const char *arg)
 {
 	struct buf item = BUF_INIT;
@@ -107,6 +109,9 @@ static int handle_opt_arg(struct parse_ctx *p, const char *arg)
 	for (const char *s = arg;; s++) {
 		if (*s == '\\' && s[1]) {
 			rc = buf_add(&item, ++s, 1);
+		} else if (*s == ',' && s[1] >= '0' && s[1] <= '9' &&
+			   item.len && strchr(item.data, '=')) {
+			rc = buf_add(&item, s, 1);
 		} else if (*s == ',' || *s == '\0') {
 			if (item.len)
 				rc = handle_opt_item(p, item.data);
@@ -378,6 +383,58 @@ static int normalise_prefix(struct parse_ctx *p, char **prefix,
 	return set_fmt(p, prefix, "%.*s/", (int)n, s);
 }
 
+/* One size of thumb_sizes: digits within thumb_size's bounds. */
+static int parse_thumb_size(struct parse_ctx *p, const char *s, size_t len,
+			    unsigned *out)
+{
+	unsigned long v = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9' || v > 4096)
+			len = 0;
+		else
+			v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	if (len == 0 || v < 16 || v > 4096)
+		return cfg_fail(p, "bad value '%s' for option 'thumb_sizes': "
+			    "expected sizes of 16 to 4096 pixels, separated "
+			    "by commas", p->c->thumb.sizes_text);
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* thumb_sizes ("128,256") into sizes[]; without it, thumb_size alone. */
+static int derive_thumb(struct parse_ctx *p)
+{
+	struct thumb_conf *t = &p->c->thumb;
+	const char *s = t->sizes_text;
+
+	t->nsizes = 0;
+	while (s && *s) {
+		size_t len = strcspn(s, ",");
+		unsigned v = 0;
+
+		if (t->nsizes == THUMB_SIZES_MAX)
+			return cfg_fail(p, "option 'thumb_sizes' lists more "
+				    "than %d sizes", THUMB_SIZES_MAX);
+		if (parse_thumb_size(p, s, len, &v))
+			return EINVAL;
+		for (unsigned i = 0; i < t->nsizes; i++)
+			if (t->sizes[i] == v)
+				return cfg_fail(p, "option 'thumb_sizes' lists "
+					    "%u twice", v);
+		t->sizes[t->nsizes++] = v;
+		s += len + (s[len] == ',');
+	}
+	if (t->nsizes == 0)
+		t->sizes[t->nsizes++] = t->size;
+	else if (cfg_key_is_set(p, "thumb_size") && t->size != t->sizes[0])
+		return cfg_fail(p, "options 'thumb_size' (%u) and 'thumb_sizes' "
+			    "(%s) disagree", t->size, t->sizes_text);
+	t->size = t->sizes[0];
+	return 0;
+}
+
 static int derive_fs(struct parse_ctx *p)
 {
 	struct fs_conf *f = &p->c->fs;
@@ -505,7 +562,7 @@ enum cfg_result cfg_parse(struct cfg *c, int argc, char **argv, char **envp,
 	}
 	if (collect_env(p) || (p->config_path && cfg_read_config(p)) ||
 	    set_positionals(p) || resolve_all(p) || derive_paths(p) ||
-	    derive_s3(p) || derive_fs(p))
+	    derive_s3(p) || derive_fs(p) || derive_thumb(p))
 		goto out_free_ctx;
 	c->fuse_opts = p->fuse;
 	p->fuse = NULL;

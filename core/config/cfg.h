@@ -50,11 +50,20 @@ struct cache_conf {
 
 enum thumb_crop { THUMB_CROP_NONE, THUMB_CROP_ATTENTION, THUMB_CROP_CENTRE };
 
+#define THUMB_SIZES_MAX 8 /* sizes thumb_sizes may list */
+
 struct thumb_conf {
-	unsigned size;            /* bounding box edge in pixels */
+	unsigned size;            /* bounding box edge in pixels: sizes[0] */
 	enum thumb_crop crop;     /* none: fit inside; else fill the box exactly */
 	uint64_t max_pixels;      /* refuse sources larger than this */
 	unsigned concurrency;     /* decodes at once */
+	unsigned sizes[THUMB_SIZES_MAX]; /* every size, the first for
+				     thumbnails/, each further N for
+				     thumbnails-N/; distinct */
+	unsigned nsizes;          /* 1..THUMB_SIZES_MAX */
+	char *sizes_text;         /* thumb_sizes as given, or NULL */
+	int eager;                /* 1: thumbnails of files written through
+				     the mount are made at close */
 };
 
 struct link_conf {

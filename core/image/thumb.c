@@ -37,7 +37,7 @@
 
 struct thumb_engine {
 	struct thumb_conf conf;
-	char spec[64];
+	char spec[THUMB_SIZES_MAX][64]; /* one per size */
 };
 
 /* libvips' process-wide initialisation: written once under vips_once. */
@@ -271,8 +271,15 @@ struct thumb_engine *thumb_engine_create(const struct thumb_conf *conf)
 	if (!e)
 		return NULL;
 	e->conf = *conf;
-	snprintf(e->spec, sizeof(e->spec), "%u/%s/%s", conf->size,
-		 thumb_crop_name(conf->crop), THUMB_SPEC_VERSION);
+	e->conf.sizes_text = NULL; /* not owned, and not needed */
+	if (e->conf.nsizes == 0 || e->conf.nsizes > THUMB_SIZES_MAX) {
+		e->conf.nsizes = 1;
+		e->conf.sizes[0] = conf->size;
+	}
+	for (unsigned i = 0; i < e->conf.nsizes; i++)
+		snprintf(e->spec[i], sizeof(e->spec[i]), "%u/%s/%s",
+			 e->conf.sizes[i], thumb_crop_name(conf->crop),
+			 THUMB_SPEC_VERSION);
 	vips_concurrency_set(thumb_vips_threads());
 	return e;
 }
@@ -284,7 +291,22 @@ void thumb_engine_destroy(struct thumb_engine *e)
 
 const char *thumb_engine_spec(const struct thumb_engine *e)
 {
-	return e->spec;
+	return e->spec[0];
+}
+
+unsigned thumb_engine_nsizes(const struct thumb_engine *e)
+{
+	return e->conf.nsizes;
+}
+
+unsigned thumb_engine_size(const struct thumb_engine *e, unsigned i)
+{
+	return i < e->conf.nsizes ? e->conf.sizes[i] : 0;
+}
+
+const char *thumb_engine_spec_n(const struct thumb_engine *e, unsigned i)
+{
+	return i < e->conf.nsizes ? e->spec[i] : NULL;
 }
 
 int thumb_output_name(const char *src_name, struct buf *out)
@@ -447,14 +469,80 @@ static int thumb_encode(VipsImage *im, enum thumb_format fmt,
 	return rc;
 }
 
-int thumb_make(const struct thumb_engine *e, const void *src, size_t len,
-	       const char *src_name, struct buf *out, enum thumb_format *fmt,
-	       struct buf *err)
+/* The largest of the first n sizes. */
+static unsigned thumb_edge_max(const struct thumb_engine *e, unsigned n)
+{
+	unsigned edge = 0;
+
+	for (unsigned i = 0; i < n; i++)
+		if (e->conf.sizes[i] > edge)
+			edge = e->conf.sizes[i];
+	return edge;
+}
+
+/* Decode src once, shrunk on load to fit edge, normalised, and (when
+ * other sizes are made from it) rendered to memory so that they do not
+ * decode again. */
+static int thumb_decode(const struct thumb_engine *e, const void *src,
+			size_t len, unsigned edge, int has_icc, int to_memory,
+			enum thumb_format f, VipsImage **out, struct buf *err)
+{
+	VipsImage *im = NULL, *mem;
+
+	if (vips_thumbnail_buffer((void *)src, len, &im, (int)edge, "height",
+				  (int)edge, "size", VIPS_SIZE_DOWN, "crop",
+				  thumb_interesting(e->conf.crop),
+				  "export_profile", has_icc ? "srgb" : NULL,
+				  "option_string", "fail_on=truncated", NULL))
+		return thumb_fail(err, "cannot decode image");
+	if (thumb_normalise(&im, f)) {
+		g_object_unref(im);
+		return thumb_fail(err, "cannot convert image");
+	}
+	if (to_memory) {
+		mem = vips_image_copy_memory(im);
+		g_object_unref(im);
+		if (!mem)
+			return thumb_fail(err, "cannot decode image");
+		im = mem;
+	}
+	*out = im;
+	return 0;
+}
+
+/* Encode the size edge of the decoded image big into out. */
+static int thumb_emit(const struct thumb_engine *e, VipsImage *big,
+		      unsigned edge, enum thumb_format f, struct buf *out,
+		      struct buf *err)
+{
+	VipsImage *im = NULL;
+	int rc;
+
+	if (edge >= (unsigned)vips_image_get_width(big) &&
+	    edge >= (unsigned)vips_image_get_height(big))
+		return thumb_encode(big, f, out, err);
+	if (vips_thumbnail_image(big, &im, (int)edge, "height", (int)edge,
+				 "size", VIPS_SIZE_DOWN, "crop",
+				 thumb_interesting(e->conf.crop), "no_rotate",
+				 TRUE, NULL))
+		return thumb_fail(err, "cannot resize image");
+	rc = thumb_normalise(&im, f) ? thumb_fail(err, "cannot convert image")
+				     : thumb_encode(im, f, out, err);
+	g_object_unref(im);
+	return rc;
+}
+
+int thumb_make_sizes(const struct thumb_engine *e, const void *src,
+		     size_t len, const char *src_name, unsigned n,
+		     struct buf *outs, enum thumb_format *fmt, struct buf *err)
 {
 	enum thumb_format f = THUMB_FMT_JPEG;
-	VipsImage *im = NULL;
+	VipsImage *big = NULL;
+	unsigned edge;
 	int has_icc = 0, rc;
 
+	if (n == 0 || n > e->conf.nsizes)
+		n = e->conf.nsizes;
 	if (thumb_format_of_name(src_name, &f) || !thumb_can_save(f))
 		f = THUMB_FMT_JPEG;
 	if (len == 0) {
@@ -463,23 +551,22 @@ int thumb_make(const struct thumb_engine *e, const void *src, size_t len,
 		return EIO;
 	}
 	rc = thumb_check_header(e, src, len, &has_icc, err);
-	if (rc)
-		return rc;
-	if (vips_thumbnail_buffer((void *)src, len, &im, (int)e->conf.size,
-				  "height", (int)e->conf.size, "size",
-				  VIPS_SIZE_DOWN, "crop",
-				  thumb_interesting(e->conf.crop),
-				  "export_profile", has_icc ? "srgb" : NULL,
-				  "option_string",
-				  "fail_on=truncated", NULL))
-		return thumb_fail(err, "cannot decode image");
-	if (thumb_normalise(&im, f)) {
-		g_object_unref(im);
-		return thumb_fail(err, "cannot convert image");
-	}
-	rc = thumb_encode(im, f, out, err);
-	g_object_unref(im);
+	edge = thumb_edge_max(e, n);
+	if (!rc)
+		rc = thumb_decode(e, src, len, edge, has_icc, n > 1, f, &big,
+				  err);
+	for (unsigned i = 0; !rc && i < n; i++)
+		rc = thumb_emit(e, big, e->conf.sizes[i], f, &outs[i], err);
+	if (big)
+		g_object_unref(big);
 	if (rc == 0)
 		*fmt = f;
 	return rc;
+}
+
+int thumb_make(const struct thumb_engine *e, const void *src, size_t len,
+	       const char *src_name, struct buf *out, enum thumb_format *fmt,
+	       struct buf *err)
+{
+	return thumb_make_sizes(e, src, len, src_name, 1, out, fmt, err);
 }

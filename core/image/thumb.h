@@ -57,6 +57,12 @@ void thumb_engine_destroy(struct thumb_engine *e);
  * with the same spec make the same thumbnails. Owned by the engine. */
 const char *thumb_engine_spec(const struct thumb_engine *e);
 
+/* The sizes this engine makes (conf->sizes, at least one) and the cache
+ * spec of size i ("256/none/v1"); NULL / 0 past the last. */
+unsigned thumb_engine_nsizes(const struct thumb_engine *e);
+unsigned thumb_engine_size(const struct thumb_engine *e, unsigned i);
+const char *thumb_engine_spec_n(const struct thumb_engine *e, unsigned i);
+
 /* The format a file name's extension names (case-insensitive): 0 or
  * ENOENT when it is not one of jpg jpeg png webp gif tif tiff heic heif
  * avif. */
@@ -80,7 +86,7 @@ int thumb_output_name(const char *src_name, struct buf *out);
 int thumb_source_name(const char *thumb_name, struct buf *out);
 
 /*
- * Make the thumbnail of the len bytes at src, whose file name (for the
+ * Make the thumbnail (the first size) of the len bytes at src, whose file name (for the
  * output format and for log lines) is src_name. On success appends the
  * encoded thumbnail to out, sets *fmt and returns 0. On failure returns
  * EIO (undecodable, truncated, not an image, over the pixel limit, or an
@@ -90,6 +96,17 @@ int thumb_source_name(const char *thumb_name, struct buf *out);
 int thumb_make(const struct thumb_engine *e, const void *src, size_t len,
 	       const char *src_name, struct buf *out, enum thumb_format *fmt,
 	       struct buf *err);
+
+/*
+ * thumb_make() for the first n sizes of the engine at once (n = 0: all of
+ * them) from one decode: the source is shrunk on load to the largest and
+ * the smaller ones are made from that. outs[i] gets size i appended; on
+ * failure the contents of outs are unspecified. Same returns as
+ * thumb_make().
+ */
+int thumb_make_sizes(const struct thumb_engine *e, const void *src,
+		     size_t len, const char *src_name, unsigned n,
+		     struct buf *outs, enum thumb_format *fmt, struct buf *err);
 
 /* Release libvips' per-thread state of the calling thread; call before a
  * thread that ran thumb_make() exits. */

@@ -437,6 +437,44 @@ int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 	return 0;
 }
 
+#define UPLOAD_CONTENT_CHUNK (1u << 20) /* bytes read from the spool at once */
+
+/* The spool's content, in chunks. */
+static int spool_content(struct upload *u,
+			 int (*sink)(void *arg, const void *data, size_t len),
+			 void *arg)
+{
+	char *chunk = malloc(UPLOAD_CONTENT_CHUNK);
+	uint64_t off = 0;
+	int rc = chunk ? 0 : ENOMEM;
+
+	while (!rc && off < u->size) {
+		size_t n = u->size - off < UPLOAD_CONTENT_CHUNK
+				   ? (size_t)(u->size - off)
+				   : UPLOAD_CONTENT_CHUNK;
+
+		rc = up_spool_pread(u->spool_fd, chunk, n, off);
+		if (!rc && sink(arg, chunk, n))
+			rc = ECANCELED;
+		off += n;
+	}
+	free(chunk);
+	return rc == ECANCELED || rc == ENOMEM ? rc : rc ? EIO : 0;
+}
+
+int upload_content(struct upload *u,
+		   int (*sink)(void *arg, const void *data, size_t len),
+		   void *arg)
+{
+	if (u->broken || u->dirty || u->size == 0 || !u->etag[0])
+		return ENOENT;
+	if (u->mode == UPLOAD_MEM && !u->upload_id && !u->cur && u->first)
+		return sink(arg, u->first->data, u->first->len) ? ECANCELED : 0;
+	if (u->mode == UPLOAD_SPOOL && u->spool_fd >= 0)
+		return spool_content(u, sink, arg);
+	return ENOENT;
+}
+
 void upload_destroy(struct upload *u)
 {
 	if (!u)

@@ -109,6 +109,19 @@ int upload_dirty(const struct upload *u);
  */
 int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX]);
 
+/*
+ * Hand the content as last committed to sink (called with chunks in
+ * order; it returns non-zero to stop), from memory or the spool, never
+ * from the bucket: for work on the bytes just uploaded (thumbnails). Call
+ * it after a successful upload_commit() and before any other write.
+ * 0; ENOENT when the bytes are no longer held here (a streamed file
+ * without a spool copy, an empty or never-committed file); ECANCELED when
+ * sink stopped; EIO or ENOMEM.
+ */
+int upload_content(struct upload *u,
+		   int (*sink)(void *arg, const void *data, size_t len),
+		   void *arg);
+
 /* Abort any multipart upload in progress and free everything. */
 void upload_destroy(struct upload *u);
 

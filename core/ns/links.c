@@ -371,12 +371,18 @@ int links_object(struct links *l, const char *key, time_t now,
 int links_thumb(struct links *l, const char *src_key, const char *src_etag,
 		time_t now, struct buf *out)
 {
+	return links_thumb_n(l, 0, src_key, src_etag, now, out);
+}
+
+int links_thumb_n(struct links *l, unsigned idx, const char *src_key,
+		  const char *src_etag, time_t now, struct buf *out)
+{
 	struct buf tkey = BUF_INIT;
 	int err;
 
-	err = thumbs_ensure_stored(l->thumbs, src_key, src_etag);
+	err = thumbs_ensure_stored_n(l->thumbs, idx, src_key, src_etag);
 	if (!err)
-		err = thumbs_key_for(l->thumbs, src_key, &tkey);
+		err = thumbs_key_for_n(l->thumbs, idx, src_key, &tkey);
 	if (!err)
 		err = link_file(l, tkey.data, now, out);
 	buf_release(&tkey);

@@ -48,6 +48,9 @@ int links_object(struct links *l, const char *key, time_t now,
  * thumbnailed), ENOENT (the source is gone) or errno. */
 int links_thumb(struct links *l, const char *src_key, const char *src_etag,
 		time_t now, struct buf *out);
+/* The same for size idx of thumbs_sizes (0: links_thumb()). */
+int links_thumb_n(struct links *l, unsigned idx, const char *src_key,
+		  const char *src_etag, time_t now, struct buf *out);
 
 /* The gallery: a self-contained HTML page listing every image under the
  * uploads prefix, each a signed thumbnail linking to the signed original,

@@ -406,8 +406,8 @@ static void file_attr(struct ns_attr *a, const struct meta_attr *m)
 	a->mtime = m->mtime;
 }
 
-static int thumb_attr(struct ns *ns, const char *rel, int as_link,
-		      struct ns_attr *out)
+static int thumb_attr(struct ns *ns, const char *rel, unsigned idx,
+		      int as_link, struct ns_attr *out)
 {
 	struct buf src_key = BUF_INIT, tkey = BUF_INIT;
 	struct meta_attr src;
@@ -419,11 +419,12 @@ static int thumb_attr(struct ns *ns, const char *rel, int as_link,
 		file_attr(out, &src);
 		out->size = 0;
 		if (as_link) {
-			rc = thumbs_key_for(ns->thumbs, src_key.data, &tkey);
+			rc = thumbs_key_for_n(ns->thumbs, idx, src_key.data,
+					      &tkey);
 			if (!rc)
 				rc = link_size(ns, tkey.data, &out->size);
-		} else if (thumbs_peek_size(ns->thumbs, src_key.data,
-					    src.etag, &out->size)) {
+		} else if (thumbs_peek_size_n(ns->thumbs, idx, src_key.data,
+					      src.etag, &out->size)) {
 			/* Not made yet: the source's size, so readers that
 			 * skip empty files (file(1)) still open it; open
 			 * learns the true size and invalidates this one. */
@@ -468,8 +469,11 @@ static uint64_t locked_size(struct ns *ns, const uint64_t *field)
 int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
 {
 	struct path_info pi;
+	unsigned idx = 0;
 	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
 
+	if (!rc && (pi.area == PA_THUMBS || pi.area == PA_LINKS_THUMBS))
+		rc = ns_thumb_idx(ns, pi.thumb_size, &idx);
 	if (rc)
 		return rc;
 	if (!path_utf8_ok(pi.rel))
@@ -484,9 +488,9 @@ int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
 	case PA_LINKS_UPLOADS:
 		return upload_attr(ns, pi.rel, 1, out);
 	case PA_THUMBS:
-		return thumb_attr(ns, pi.rel, 0, out);
+		return thumb_attr(ns, pi.rel, idx, 0, out);
 	case PA_LINKS_THUMBS:
-		return thumb_attr(ns, pi.rel, 1, out);
+		return thumb_attr(ns, pi.rel, idx, 1, out);
 	case PA_LINKS_UPLOAD:
 		return ns_uplink_attr(ns, pi.rel, out);
 	case PA_LINKS_INDEX:
@@ -641,6 +645,7 @@ static int list_uploads(struct ns *ns, const char *prefix, struct collect *c)
 struct emit {
 	struct ns *ns;
 	enum path_area area;
+	unsigned idx;        /* the thumbnail size, for the thumbnail areas */
 	const char *prefix;  /* the uploads folder listed */
 	ns_fill_fn fn;
 	void *arg;
@@ -658,9 +663,10 @@ static int emit_thumb(struct emit *e, const char *name,
 	if (!rc)
 		rc = buf_addf(&key, "%s%s", e->prefix, name);
 	if (!rc && e->area == PA_THUMBS)
-		thumbs_peek_size(e->ns->thumbs, key.data, m->etag, &a->size);
+		thumbs_peek_size_n(e->ns->thumbs, e->idx, key.data, m->etag,
+				   &a->size);
 	else if (!rc)
-		rc = thumbs_key_for(e->ns->thumbs, key.data, &tkey);
+		rc = thumbs_key_for_n(e->ns->thumbs, e->idx, key.data, &tkey);
 	if (!rc && e->area == PA_LINKS_THUMBS)
 		rc = link_size(e->ns, tkey.data, &a->size);
 	if (!rc)
@@ -702,6 +708,21 @@ static int emit_entry(void *arg, const char *name, void *value)
 	return rc;
 }
 
+/* One entry of the root or .links/. */
+static int top_entry(struct ns *ns, enum path_area area, const char *name,
+		     ns_fill_fn fn, void *arg)
+{
+	struct ns_attr a;
+
+	dir_attr(ns, &a, !strcmp(name, "uploads"));
+	if (!strcmp(name, ".metrics") || !strcmp(name, "index.html")) {
+		a.is_dir = 0;
+		a.size = locked_size(ns, area == PA_ROOT ? &ns->metrics_size
+							 : &ns->index_size);
+	}
+	return fn(arg, name, &a);
+}
+
 static int readdir_top(struct ns *ns, enum path_area area, ns_fill_fn fn,
 		       void *arg)
 {
@@ -712,22 +733,57 @@ static int readdir_top(struct ns *ns, enum path_area area, ns_fill_fn fn,
 	const char *const *names = area == PA_ROOT ? root : links;
 	size_t n = area == PA_ROOT ? sizeof(root) / sizeof(*root)
 				   : sizeof(links) / sizeof(*links);
-	struct ns_attr a;
+	const struct thumb_conf *tc = &ns->cfg->thumb;
+	char sized[32];
 
 	for (size_t i = 0; i < n; i++) {
-		int leaf = !strcmp(names[i], ".metrics") ||
-			   !strcmp(names[i], "index.html");
-
-		dir_attr(ns, &a, !strcmp(names[i], "uploads"));
-		if (leaf) {
-			a.is_dir = 0;
-			a.size = locked_size(ns, area == PA_ROOT
-							 ? &ns->metrics_size
-							 : &ns->index_size);
+		if (top_entry(ns, area, names[i], fn, arg))
+			return 0;
+		if (strcmp(names[i], "thumbnails") != 0)
+			continue;
+		for (unsigned s = 1; s < tc->nsizes; s++) {
+			snprintf(sized, sizeof(sized), "thumbnails-%u",
+				 tc->sizes[s]);
+			if (top_entry(ns, area, sized, fn, arg))
+				return 0;
 		}
-		if (fn(arg, names[i], &a))
-			break;
 	}
+	return 0;
+}
+
+static int name_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+struct sorted {
+	const char **names;
+	size_t n;
+};
+
+static int sorted_add(void *arg, const char *name, void *value)
+{
+	struct sorted *s = arg;
+
+	(void)value;
+	s->names[s->n++] = name;
+	return 0;
+}
+
+/* Emit the entries of seen in name order, as S3 lists them, so that a
+ * reader walking the listing walks it in the order read-ahead expects. */
+static int emit_sorted(struct hmap *seen, struct emit *e)
+{
+	struct sorted s = {calloc(hmap_count(seen) + 1, sizeof(char *)), 0};
+
+	if (!s.names)
+		return ENOMEM;
+	hmap_each(seen, sorted_add, &s);
+	qsort(s.names, s.n, sizeof(*s.names), name_cmp);
+	for (size_t i = 0; i < s.n; i++)
+		if (emit_entry(e, s.names[i], hmap_get(seen, s.names[i])))
+			break;
+	free(s.names);
 	return 0;
 }
 
@@ -736,9 +792,11 @@ int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg)
 	struct path_info pi;
 	struct buf prefix = BUF_INIT;
 	struct collect c = {0};
-	struct emit e = {ns, 0, NULL, fn, arg};
+	struct emit e = {ns, 0, 0, NULL, fn, arg};
 	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
 
+	if (!rc && (pi.area == PA_THUMBS || pi.area == PA_LINKS_THUMBS))
+		rc = ns_thumb_idx(ns, pi.thumb_size, &e.idx);
 	if (rc)
 		return rc;
 	if (pi.area == PA_ROOT || pi.area == PA_LINKS)
@@ -754,7 +812,7 @@ int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg)
 	e.area = pi.area;
 	e.prefix = prefix.data;
 	if (!rc)
-		hmap_each(c.seen, emit_entry, &e);
+		rc = emit_sorted(c.seen, &e);
 	if (!rc && pi.area == PA_LINKS_UPLOAD)
 		rc = ns_uplink_files(ns, pi.rel, fn, arg);
 	hmap_destroy(c.seen, free);

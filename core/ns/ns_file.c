@@ -205,16 +205,18 @@ static int open_upload(struct ns *ns, const char *rel, int flags,
 
 /* A file whose content is made now, by fn. Its size was known at stat
  * (links: the URL's length is fixed) unless sized_at_open. */
-static int open_blob(struct ns *ns, int (*fn)(struct ns *, const char *,
-					       struct buf *),
-		     const char *rel, int sized_at_open, struct ns_file **out)
+static int open_blob(struct ns *ns,
+		     int (*fn)(struct ns *, const struct path_info *,
+			       struct buf *),
+		     const struct path_info *pi, int sized_at_open,
+		     struct ns_file **out)
 {
 	struct ns_file *f = file_new(ns, NF_BLOB);
 	int rc;
 
 	if (!f)
 		return ENOMEM;
-	rc = fn(ns, rel, &f->blob);
+	rc = fn(ns, pi, &f->blob);
 	if (rc) {
 		file_free(f);
 		return rc;
@@ -233,33 +235,45 @@ static int thumb_file_source(struct ns *ns, const char *rel,
 	return !rc && src->is_dir ? EISDIR : rc;
 }
 
-static int make_thumb(struct ns *ns, const char *rel, struct buf *out)
+static int make_thumb(struct ns *ns, const struct path_info *pi,
+		      struct buf *out)
 {
 	struct buf src_key = BUF_INIT;
 	struct meta_attr src;
-	int rc = thumb_file_source(ns, rel, &src_key, &src);
+	unsigned idx;
+	int rc = ns_thumb_idx(ns, pi->thumb_size, &idx);
 
 	if (!rc)
-		rc = thumbs_get(ns->thumbs, src_key.data, src.etag, out);
+		rc = thumb_file_source(ns, pi->rel, &src_key, &src);
+	if (!rc)
+		ns_thumb_ahead(ns, idx, src_key.data);
+	if (!rc)
+		rc = thumbs_get_n(ns->thumbs, idx, src_key.data, src.etag, out);
 	buf_release(&src_key);
 	return rc;
 }
 
-static int make_thumb_link(struct ns *ns, const char *rel, struct buf *out)
+static int make_thumb_link(struct ns *ns, const struct path_info *pi,
+			   struct buf *out)
 {
 	struct buf src_key = BUF_INIT;
 	struct meta_attr src;
-	int rc = thumb_file_source(ns, rel, &src_key, &src);
+	unsigned idx;
+	int rc = ns_thumb_idx(ns, pi->thumb_size, &idx);
 
 	if (!rc)
-		rc = links_thumb(ns->links, src_key.data, src.etag, time(NULL),
-				 out);
+		rc = thumb_file_source(ns, pi->rel, &src_key, &src);
+	if (!rc)
+		rc = links_thumb_n(ns->links, idx, src_key.data, src.etag,
+				   time(NULL), out);
 	buf_release(&src_key);
 	return rc;
 }
 
-static int make_upload_link(struct ns *ns, const char *rel, struct buf *out)
+static int make_upload_link(struct ns *ns, const struct path_info *pi,
+			    struct buf *out)
 {
+	const char *rel = pi->rel;
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
 	int rc = upload_file(ns, rel, &a, &key);
@@ -270,7 +284,8 @@ static int make_upload_link(struct ns *ns, const char *rel, struct buf *out)
 	return rc;
 }
 
-static int make_index(struct ns *ns, const char *rel, struct buf *out)
+static int make_index(struct ns *ns, const struct path_info *pi,
+		      struct buf *out)
 {
 	int rc = links_gallery(ns->links, time(NULL), out);
 
@@ -281,7 +296,14 @@ static int make_index(struct ns *ns, const char *rel, struct buf *out)
 	return rc;
 }
 
-static int make_metrics(struct ns *ns, const char *rel, struct buf *out)
+static int make_uplink(struct ns *ns, const struct path_info *pi,
+		       struct buf *out)
+{
+	return ns_uplink_make(ns, pi->rel, out);
+}
+
+static int make_metrics(struct ns *ns, const struct path_info *pi,
+			struct buf *out)
 {
 	int rc = metrics_render(ns->metrics, out);
 
@@ -307,20 +329,20 @@ int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out)
 	case PA_UPLOADS:
 		return open_upload(ns, pi.rel, flags, out);
 	case PA_THUMBS:
-		return open_blob(ns, make_thumb, pi.rel, 1, out);
+		return open_blob(ns, make_thumb, &pi, 1, out);
 	case PA_LINKS_UPLOADS:
 		metrics_add(ns->metrics, MC_LINK_READS, 1);
-		return open_blob(ns, make_upload_link, pi.rel, 0, out);
+		return open_blob(ns, make_upload_link, &pi, 0, out);
 	case PA_LINKS_THUMBS:
 		metrics_add(ns->metrics, MC_LINK_READS, 1);
-		return open_blob(ns, make_thumb_link, pi.rel, 0, out);
+		return open_blob(ns, make_thumb_link, &pi, 0, out);
 	case PA_LINKS_INDEX:
-		return open_blob(ns, make_index, pi.rel, 1, out);
+		return open_blob(ns, make_index, &pi, 1, out);
 	case PA_LINKS_UPLOAD:
 		metrics_add(ns->metrics, MC_LINK_READS, 1);
-		return open_blob(ns, ns_uplink_make, pi.rel, 1, out);
+		return open_blob(ns, make_uplink, &pi, 1, out);
 	case PA_METRICS:
-		return open_blob(ns, make_metrics, pi.rel, 1, out);
+		return open_blob(ns, make_metrics, &pi, 1, out);
 	default:
 		return EISDIR;
 	}
@@ -389,6 +411,26 @@ int ns_write(struct ns_file *f, const void *buf, size_t len, uint64_t off)
 	return rc;
 }
 
+/* Hand the bytes just uploaded to the thumbnail service, so that the
+ * thumbnails are made in the background without reading them back. */
+static void eager_thumbs(struct ns_file *f, uint64_t size, const char *etag)
+{
+	struct ns *ns = f->ns;
+	const char *slash = strrchr(f->key, '/');
+	struct thumbs_src *src;
+
+	if (!ns->cfg->thumb.eager || !thumbs_is_image(slash ? slash + 1 : f->key))
+		return;
+	src = thumbs_src_new(ns->thumbs, size);
+	if (!src)
+		return; /* too much held already: made on first read */
+	if (upload_content(f->upload, thumbs_src_add, src)) {
+		thumbs_src_free(src);
+		return;
+	}
+	thumbs_eager(ns->thumbs, f->key, etag, src);
+}
+
 int ns_flush(struct ns_file *f)
 {
 	char etag[STORE_ETAG_MAX] = "";
@@ -406,6 +448,7 @@ int ns_flush(struct ns_file *f)
 			if (f->existed)
 				ns_forget_thumb(f->ns, f->key);
 			f->existed = 1;
+			eager_thumbs(f, size, etag);
 		} else {
 			log_error("upload of %s failed: %s", f->key, strerror(rc));
 			metrics_add(f->ns->metrics, MC_ERRORS, 1);

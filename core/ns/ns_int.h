@@ -100,6 +100,14 @@ int ns_upload_attr(struct ns *ns, const char *rel, struct meta_attr *out);
 int ns_thumb_source(struct ns *ns, const char *rel, struct buf *src_key,
 		    struct meta_attr *src);
 
+/* The thumbs size index of a thumbnails area: 0 for "thumbnails"
+ * (thumb_size 0), i for "thumbnails-N" where N is size i > 0. 0 or
+ * ENOENT. */
+int ns_thumb_idx(const struct ns *ns, unsigned thumb_size, unsigned *idx);
+/* A reader opened size idx of the thumbnail of src_key: queue the next
+ * few images of its folder (in listing order) ahead of it. */
+void ns_thumb_ahead(struct ns *ns, unsigned idx, const char *src_key);
+
 /* Record a finished upload of key (size, etag) in the cache. */
 void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
 		    const char *etag);

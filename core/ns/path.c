@@ -23,16 +23,45 @@ static const struct area_name link_names[] = {
 	{"upload", PA_LINKS_UPLOAD},
 };
 
+#define THUMBS_NAME "thumbnails"
+#define THUMBS_NAME_LEN (sizeof(THUMBS_NAME) - 1)
+
+/* Is the component of len bytes at p "thumbnails-N"? Then N, else 0. */
+static unsigned sized_thumbs(const char *p, size_t len)
+{
+	unsigned n = 0;
+	size_t digits = len - THUMBS_NAME_LEN - 1;
+
+	if (len < THUMBS_NAME_LEN + 2 || digits > 5 ||
+	    memcmp(p, THUMBS_NAME "-", THUMBS_NAME_LEN + 1) != 0 ||
+	    p[THUMBS_NAME_LEN + 1] == '0')
+		return 0;
+	for (size_t i = THUMBS_NAME_LEN + 1; i < len; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return 0;
+		n = n * 10 + (unsigned)(p[i] - '0');
+	}
+	return n;
+}
+
 /* Match the first component of p against names; *rest is what follows it
- * ("" or the remainder after the slash). */
+ * ("" or the remainder after the slash). "thumbnails-N" matches
+ * "thumbnails" with *size set to N (else 0). */
 static int match(const char *p, const struct area_name *names, size_t n,
-		 enum path_area *area, const char **rest)
+		 enum path_area *area, const char **rest, unsigned *size)
 {
 	size_t len = strcspn(p, "/");
+	const char *name = p;
+	size_t name_len = len;
 
+	*size = sized_thumbs(p, len);
+	if (*size) {
+		name = THUMBS_NAME;
+		name_len = THUMBS_NAME_LEN;
+	}
 	for (size_t i = 0; i < n; i++) {
-		if (strlen(names[i].name) == len &&
-		    memcmp(p, names[i].name, len) == 0) {
+		if (strlen(names[i].name) == name_len &&
+		    memcmp(name, names[i].name, name_len) == 0) {
 			*area = names[i].area;
 			*rest = p[len] ? p + len + 1 : p + len;
 			return 0;
@@ -66,28 +95,33 @@ int path_parse(const char *path, size_t prefix_len, struct path_info *out)
 {
 	const char *p = path, *rest;
 	enum path_area area;
+	unsigned size;
 
 	while (*p == '/')
 		p++;
 	out->area = PA_ROOT;
 	out->rel = p;
+	out->thumb_size = 0;
 	if (!*p)
 		return 0;
 	if (match(p, top_names, sizeof(top_names) / sizeof(*top_names), &area,
-		  &rest))
+		  &rest, &size))
 		return ENOENT;
 	if (area == PA_LINKS && *rest) {
 		if (match(rest, link_names,
 			  sizeof(link_names) / sizeof(*link_names), &area,
-			  &rest))
+			  &rest, &size))
 			return ENOENT;
 	}
+	if (size && area != PA_THUMBS && area != PA_LINKS_THUMBS)
+		return ENOENT;
 	if ((leaf_area(area) || area == PA_LINKS) && *rest)
 		return ENOENT;
 	if (strlen(rest) + prefix_len > PATH_KEY_MAX || !names_fit(rest))
 		return ENAMETOOLONG;
 	out->area = area;
 	out->rel = rest;
+	out->thumb_size = size;
 	return 0;
 }
 

@@ -16,10 +16,10 @@
 enum path_area {
 	PA_ROOT,          /* "/" */
 	PA_UPLOADS,       /* "/uploads" and below */
-	PA_THUMBS,        /* "/thumbnails" and below */
+	PA_THUMBS,        /* "/thumbnails", "/thumbnails-N" and below */
 	PA_LINKS,         /* "/.links" */
 	PA_LINKS_UPLOADS, /* "/.links/uploads" and below */
-	PA_LINKS_THUMBS,  /* "/.links/thumbnails" and below */
+	PA_LINKS_THUMBS,  /* "/.links/thumbnails[-N]" and below */
 	PA_LINKS_INDEX,   /* "/.links/index.html" */
 	PA_LINKS_UPLOAD,  /* "/.links/upload" and below (upload links) */
 	PA_METRICS,       /* "/.metrics" */
@@ -29,11 +29,14 @@ struct path_info {
 	enum path_area area;
 	const char *rel; /* inside the area: "" for its root, else "a/b.jpg";
 			    points into the parsed path */
+	unsigned thumb_size; /* PA_THUMBS, PA_LINKS_THUMBS: N of
+				"thumbnails-N", 0 for "thumbnails" */
 };
 
 /*
  * Classify path (absolute, as FUSE gives it). 0; ENOENT for a name that is
- * not in the namespace; ENAMETOOLONG when rel, with prefix_len bytes of
+ * not in the namespace ("thumbnails-N" is parsed for any N of 1 to 5
+ * digits without a leading zero: the caller checks that N is a size); ENAMETOOLONG when rel, with prefix_len bytes of
  * S3 prefix added, would exceed PATH_KEY_MAX.
  */
 int path_parse(const char *path, size_t prefix_len, struct path_info *out);

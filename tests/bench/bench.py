@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """make bench: imgfs side by side with the limit (curl, boto3, vipsthumbnail,
-Pillow) and its peers (s3fs, rclone mount) on a real Ceph RGW on loopback.
+Pillow, sharp) and its peers (s3fs, rclone mount) on a real Ceph RGW on loopback.
 
 Every workload runs each tool in the same run, IMGFS_BENCH_REPEAT times
 (default 3); the table shows medians, the JSON under build/bench/ holds every
@@ -10,7 +10,7 @@ measured step.
 Environment:
   IMGFS_BENCH_REPEAT     runs per tool and workload                 (3)
   IMGFS_BENCH_ONLY       comma-separated workloads to run (cp,write,read,ls,
-                         thumbs,links)                                (all)
+                         thumbs,eager,links)                          (all)
   IMGFS_BENCH_PEERS      0: leave s3fs and rclone out                 (1)
   IMGFS_BENCH_BIG_MIB    size of the big file in MiB                  (1024)
   IMGFS_BENCH_IMGFS_OPTS extra -o options for imgfs ("k=v,k=v")
@@ -62,6 +62,8 @@ EXTRA_OPTS = os.environ.get("IMGFS_BENCH_IMGFS_OPTS", "")
 DEADLINE = float(os.environ.get("IMGFS_BENCH_DEADLINE", "3600"))
 STEP_TIMEOUT = 900
 THUMB_SIZE = 128
+SHARP_JS = REPO / "tests" / "bench" / "sharp_thumbs.js"
+SHARP = "sharp 0.35 (concurrency = cores)"
 
 
 class BenchError(Exception):
@@ -555,7 +557,7 @@ def w_thumbs(b, images):
     out = b.work / "vips-out"
     out.mkdir()
     samples = {k: [] for k in ("vipsthumbnail (a process per file)", "Pillow thumbnail()",
-                               "imgfs first read", "imgfs first read, 4 readers",
+                               SHARP, "imgfs first read", "imgfs first read, 4 readers",
                                "imgfs after remount")}
     rss = {k: [] for k in samples}
 
@@ -567,6 +569,7 @@ def w_thumbs(b, images):
         samples["vipsthumbnail (a process per file)"].append(timed(vips))
         samples["Pillow thumbnail()"].append(timed(lambda: run(
             ["/usr/bin/python3", "-c", PIL_SCRIPT, str(THUMB_SIZE), *map(str, images)])))
+        samples[SHARP].append(timed(lambda: sharp_all(images)))
         for name, readers in (("imgfs first read", 1), ("imgfs first read, 4 readers", 4)):
             s.delete_prefix(bucket, "thumbnails/")  # made in S3 by the previous mount
             m = b.imgfs(bucket)
@@ -593,6 +596,52 @@ def w_thumbs(b, images):
     for name in samples:
         b.record("thumbnails", name, samples[name], rss=rss[name] or None,
                  amount=len(images), rate_unit="images/s")
+
+
+def sharp_all(images):
+    run(["node", str(SHARP_JS), str(THUMB_SIZE), "0", *map(str, images)])
+
+
+def daemon_gets(m):
+    """GET requests the daemon made, from its .metrics."""
+    text = (m.mnt / ".metrics").read_text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("imgfs_s3_requests_total{") and 'op="GET"' in line)
+
+
+def w_eager(b, images):
+    """cp of the set followed at once by reading every thumbnail, against
+    uploading it with sequential curl PUTs and then thumbnailing it with
+    sharp, one after the other."""
+    s = b.server
+    bucket = b.bucket("bench-eager")
+    base, tool = "curl PUTs, then sharp", "imgfs cp, then read every thumbnail"
+    samples, rss, gets = {base: [], tool: []}, {tool: []}, []
+
+    def curl_all():
+        for f in images:
+            run(["curl", "-sS", "-f", *s.curl_auth(), "-T", str(f),
+                 s.url(bucket, f"uploads/{f.name}")])
+    for r in range(REPEAT):
+        samples[base].append(timed(curl_all) + timed(lambda: sharp_all(images)))
+        s.delete_prefix(bucket, "")
+        m = b.imgfs(bucket)
+        m.rss.reset()
+        paths = [m.mnt / "thumbnails" / f.name for f in images]
+
+        def go():
+            run(["cp", *map(str, images), str(m.mnt / "uploads") + "/"])
+            read_all(paths)
+        samples[tool].append(timed(go))
+        rss[tool].append(m.rss.peak())
+        gets.append(daemon_gets(m))
+        m.stop()
+        s.delete_prefix(bucket, "")
+    b.record("cp + thumbnails", base, samples[base], amount=len(images),
+             rate_unit="images/s")
+    b.record("cp + thumbnails", tool, samples[tool], rss=rss[tool],
+             amount=len(images), rate_unit="images/s",
+             note=f"source GETs {max(gets):.0f}")
 
 
 def w_links(b, n=10000):
@@ -652,15 +701,25 @@ def verdicts(results):
                     q <= 1.3 and wm["median"] <= 0.05))
     v = get("thumbnails", "vipsthumbnail (a process per file)")
     p = get("thumbnails", "Pillow thumbnail()")
+    sh = get("thumbnails", SHARP)
     for tool in ("imgfs first read", "imgfs first read, 4 readers"):
         i = get("thumbnails", tool)
-        if v and p and i:
+        if v and p and sh and i:
             q = i["median"] / v["median"]
+            qs = i["median"] / sh["median"]
             out.append((f"thumbnails ({tool})",
-                        "<= 0.6x vipsthumbnail, < Pillow, RSS <= 150 MB",
-                        f"{q:.2f}x vips, {i['median'] / p['median']:.2f}x Pillow, "
-                        f"{i['rss'] / MIB:.0f} MiB",
-                        q <= 0.6 and i["median"] < p["median"] and i["rss"] <= 150e6))
+                        "<= 1.0x sharp, <= 0.5x vipsthumbnail, < Pillow, RSS <= 200 MB",
+                        f"{qs:.2f}x sharp, {q:.2f}x vips, "
+                        f"{i['median'] / p['median']:.2f}x Pillow, {i['rss'] / MIB:.0f} MiB",
+                        qs <= 1.0 and q <= 0.5 and i["median"] < p["median"]
+                        and i["rss"] <= 200e6))
+    a, i = get("cp + thumbnails", "curl PUTs, then sharp"), \
+        get("cp + thumbnails", "imgfs cp, then read every thumbnail")
+    if a and i:
+        q = i["median"] / a["median"]
+        out.append(("cp + thumbnails", "<= 1.0x curl PUTs then sharp, no source GET",
+                    f"{q:.2f}x, {i['note']}",
+                    q <= 1.0 and i["note"] == "source GETs 0"))
     i = get("thumbnails", "imgfs after remount")
     if i:
         out.append(("thumbnails after remount", "<= 100 ms",
@@ -676,7 +735,8 @@ def verdicts(results):
 def baseline_of(results, r):
     base = {"cp image set": "curl (sequential PUTs)", "write 1 GiB": "curl (one PUT)",
             "read 1 GiB": "curl (one GET)", "ls -l 5000": "boto3 ListObjectsV2",
-            "thumbnails": "vipsthumbnail (a process per file)"}.get(r["workload"])
+            "thumbnails": "vipsthumbnail (a process per file)",
+            "cp + thumbnails": "curl PUTs, then sharp"}.get(r["workload"])
     for x in results:
         if x["workload"] == r["workload"] and x["tool"] == base:
             return x
@@ -721,7 +781,7 @@ def machine():
             f"imgfs {IMGFS_BIN} at {rev}, {REPEAT} runs each")
 
 
-WORKLOADS = ("cp", "write", "read", "ls", "thumbs", "links")
+WORKLOADS = ("cp", "write", "read", "ls", "thumbs", "eager", "links")
 
 
 def main():
@@ -731,7 +791,7 @@ def main():
         return
     if not IMGFS_BIN.exists():
         sys.exit(f"bench: {IMGFS_BIN} not built (make)")
-    for tool in ("curl", "vipsthumbnail", "fusermount3") + (("s3fs", "rclone") if PEERS else ()):
+    for tool in ("curl", "vipsthumbnail", "fusermount3", "node") + (("s3fs", "rclone") if PEERS else ()):
         if not shutil.which(tool):
             sys.exit(f"bench: {tool} not found (make deps-bench)")
     wanted = ONLY or list(WORKLOADS)
@@ -752,7 +812,8 @@ def main():
         big = make_big(b) if {"write", "read"} & set(wanted) else None
         steps = {"cp": lambda: w_cp(b, images), "write": lambda: w_write(b, big),
                  "read": lambda: w_read(b, big), "ls": lambda: w_ls(b),
-                 "thumbs": lambda: w_thumbs(b, images), "links": lambda: w_links(b)}
+                 "thumbs": lambda: w_thumbs(b, images), "eager": lambda: w_eager(b, images),
+                 "links": lambda: w_links(b)}
         for w in wanted:
             log(f"workload {w}")
             steps[w]()

@@ -28,7 +28,7 @@ import botocore.config
 import pytest
 
 import gallery_check
-from helpers import REPO, image_kind, put_many
+from helpers import REPO, image_kind, put_many, wait_for
 
 ARTIFACTS = pathlib.Path(os.environ.get("IMGFS_ARTIFACTS", REPO / "build" / "artifacts"))
 
@@ -488,6 +488,9 @@ def test_ten_thousand_link_reads_without_a_request(rgw, bucket, mount, tmp_path)
     links = [m.links / "uploads" / rel for rel in rels]
     for p in links:  # warm: the lookups may list once
         read_link(p)
+    # the eager thumbnails of the copies are stored in the background
+    wait_for(lambda: m.metric("imgfs_thumbnails_eager_total") == len(rels), 60,
+             what="the eager thumbnails of the copies")
     before_requests = s3_request_count(m)
     assert before_requests > 0  # the counter counts: the copies were PUTs
     before_reads = link_reads(m)

@@ -50,7 +50,8 @@ def test_metrics_parse_as_prometheus_text(mount, bucket):
 
 
 def test_counters_move_with_operations(mount, bucket, images):
-    m = mount(bucket)
+    # thumb_eager off: the thumbnail read below must download the source
+    m = mount(bucket, opts={"thumb_eager": "false"})
     src = jpeg(images)
     before = families(m)
     run(["cp", str(src), str(m.uploads / "a.jpg")])

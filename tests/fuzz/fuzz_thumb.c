@@ -22,7 +22,8 @@ static const char *const fuzz_names[] = {
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct thumb_engine *e;
-	struct thumb_conf conf = {64, THUMB_CROP_NONE, 4000000, 1};
+	struct thumb_conf conf = {.size = 64, .crop = THUMB_CROP_NONE,
+				  .max_pixels = 4000000, .concurrency = 1};
 	struct buf out = BUF_INIT, err = BUF_INIT;
 	enum thumb_format fmt;
 	int rc;

@@ -124,6 +124,9 @@ static void test_defaults(void)
 	CHECK_INT(r.c.thumb.crop, THUMB_CROP_NONE);
 	CHECK_INT(r.c.thumb.max_pixels, 100000000);
 	CHECK(r.c.thumb.concurrency >= 1);
+	CHECK_INT(r.c.thumb.nsizes, 1);
+	CHECK_INT(r.c.thumb.sizes[0], 128);
+	CHECK_INT(r.c.thumb.eager, 1);
 	CHECK_INT(r.c.link.expiry, 3600);
 	CHECK_INT(r.c.link.attachment, 0);
 	CHECK_INT(r.c.link.upload_max, 50ull << 20);
@@ -728,9 +731,50 @@ static void test_getenv(void)
 	vec_free(env);
 }
 
+static void test_thumb_sizes(void)
+{
+	static const char *const bad[][2] = {
+		{"thumb_sizes=128,,256", "256"},
+		{"thumb_sizes=128,15", "thumb_sizes"},
+		{"thumb_sizes=128,x", "x"},
+		{"thumb_sizes=128,128", "twice"},
+		{"thumb_sizes=16,17,18,19,20,21,22,23,24", "more than"},
+		{"thumb_size=64,thumb_sizes=128,256", "disagree"},
+	};
+	struct run r;
+
+	run(&r, vec("imgfs", "-o", "thumb_sizes=128,256,thumb_eager=false",
+		    "b1x", "/tmp", NULL), base_env());
+	CHECK_INT(r.res, CFG_OK);
+	CHECK_INT(r.c.thumb.nsizes, 2);
+	CHECK_INT(r.c.thumb.sizes[0], 128);
+	CHECK_INT(r.c.thumb.sizes[1], 256);
+	CHECK_INT(r.c.thumb.size, 128);
+	CHECK_INT(r.c.thumb.eager, 0);
+	done(&r);
+	run(&r, vec("imgfs", "-o", "thumb_sizes=200", "b1x", "/tmp", NULL),
+	    base_env());
+	CHECK_INT(r.res, CFG_OK);
+	CHECK_INT(r.c.thumb.size, 200);
+	done(&r);
+	run(&r, vec("imgfs", "-o", "thumb_size=64", "b1x", "/tmp", NULL),
+	    base_env());
+	CHECK_INT(r.c.thumb.nsizes, 1);
+	CHECK_INT(r.c.thumb.sizes[0], 64);
+	done(&r);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		run(&r, vec("imgfs", "-o", bad[i][0], "b1x", "/tmp", NULL),
+		    base_env());
+		CHECK_INT(r.res, CFG_ERROR);
+		CHECK(strstr(r.err, bad[i][1]) != NULL);
+		done(&r);
+	}
+}
+
 int main(void)
 {
 	test_defaults();
+	test_thumb_sizes();
 	test_every_option();
 	test_full_file();
 	test_precedence();

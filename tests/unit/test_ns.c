@@ -52,7 +52,8 @@ static void rig_cfg(struct rig *r)
 		.parts_in_flight = 2, .metadata_ttl = 60};
 }
 
-static int rig_up(struct rig *r)
+/* sized: thumb_sizes=32,64 and eager thumbnails. */
+static int rig_up(struct rig *r, int sized)
 {
 	char ak[] = "AWS_ACCESS_KEY_ID=AKIDEXAMPLE";
 	char sk[] = "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
@@ -64,6 +65,12 @@ static int rig_up(struct rig *r)
 	if (!mkdtemp(r->dir))
 		return errno;
 	rig_cfg(r);
+	if (sized) {
+		r->cfg.thumb.sizes[0] = 32;
+		r->cfg.thumb.sizes[1] = 64;
+		r->cfg.thumb.nsizes = 2;
+		r->cfg.thumb.eager = 1;
+	}
 	r->creds = creds_create(&r->cfg.creds, envp, err, sizeof(err));
 	r->sign_metrics = metrics_create();
 	r->signer = r->creds ? s3_create(&r->cfg.s3, r->creds, r->sign_metrics)
@@ -439,6 +446,80 @@ static void test_thumbnails(struct rig *r)
 	buf_release(&again);
 }
 
+/* Wait up to 20 s for key to be in the bucket. */
+static int wait_key(struct rig *r, const char *key)
+{
+	for (int i = 0; i < 2000; i++) {
+		if (mem_peek(r->m, key, NULL, NULL) == 0)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* The width x height of a thumbnail read through path. */
+static void thumb_dims(struct rig *r, const char *path, int *w, int *h)
+{
+	struct buf t = BUF_INIT;
+	VipsImage *im = NULL;
+
+	*w = *h = 0;
+	if (slurp(r, path, &t) == 0)
+		im = vips_image_new_from_buffer(t.data, t.len, "", NULL);
+	if (im) {
+		*w = vips_image_get_width(im);
+		*h = vips_image_get_height(im);
+		g_object_unref(im);
+	}
+	buf_release(&t);
+}
+
+/* thumb_sizes=32,64 with eager thumbnails: a file written makes both
+ * sizes in the bucket without one GET; thumbnails-64/ lists and serves
+ * it; replacing and deleting it follow through both sizes. */
+static void test_eager_sizes(void)
+{
+	struct rig r;
+	struct buf png = BUF_INIT;
+	struct names n;
+	int w, h;
+
+	if (rig_up(&r, 1) != 0) {
+		CHECK(!"rig with sizes");
+		return;
+	}
+	CHECK_STR(list(&r, "/", &n),
+		  "uploads/ thumbnails/ thumbnails-64/ .links/ .metrics ");
+	CHECK_INT(make_png(200, 100, &png), 0);
+	mem_reset_counters(r.m);
+	CHECK_INT(put_file(&r, "/uploads/e.png", png.data, png.len), 0);
+	CHECK(wait_key(&r, "thumbnails/e.png"));
+	CHECK(wait_key(&r, "thumbnails/@64/e.png"));
+	CHECK_INT(mem_calls(r.m, MEM_GET), 0);
+	CHECK(strstr(list(&r, "/thumbnails-64", &n), "e.png") != NULL);
+	thumb_dims(&r, "/thumbnails-64/e.png", &w, &h);
+	CHECK(w == 64 && h == 32);
+	thumb_dims(&r, "/thumbnails/e.png", &w, &h);
+	CHECK(w == 32 && h == 16);
+	CHECK_INT(mem_calls(r.m, MEM_GET), 0);
+	CHECK_INT(ns_open(r.ns, "/thumbnails-128/e.png", O_RDONLY,
+			  &(struct ns_file *){NULL}), ENOENT);
+	/* replaced: both sizes follow */
+	buf_reset(&png);
+	CHECK_INT(make_png(100, 200, &png), 0);
+	CHECK_INT(put_file(&r, "/uploads/e.png", png.data, png.len), 0);
+	thumb_dims(&r, "/thumbnails-64/e.png", &w, &h);
+	CHECK(w == 32 && h == 64);
+	thumb_dims(&r, "/thumbnails/e.png", &w, &h);
+	CHECK(w == 16 && h == 32);
+	/* deleted: both objects go */
+	CHECK_INT(ns_unlink(r.ns, "/uploads/e.png"), 0);
+	CHECK(mem_peek(r.m, "thumbnails/e.png", NULL, NULL) == ENOENT);
+	CHECK(mem_peek(r.m, "thumbnails/@64/e.png", NULL, NULL) == ENOENT);
+	buf_release(&png);
+	rig_down(&r);
+}
+
 /* A failing PUT: flush is EIO and nothing is left in the bucket. */
 static void test_put_failure(struct rig *r)
 {
@@ -478,7 +559,7 @@ int main(void)
 {
 	struct rig r;
 
-	if (rig_up(&r) != 0) {
+	if (rig_up(&r, 0) != 0) {
 		fprintf(stderr, "test_ns: cannot set up\n");
 		return 1;
 	}
@@ -494,5 +575,6 @@ int main(void)
 	test_put_failure(&r);
 	test_part_failure(&r);
 	rig_down(&r);
+	test_eager_sizes();
 	return check_done("ns");
 }

@@ -32,6 +32,26 @@ static void test_areas(void)
 	check_area("/.links/upload/a b/index.html", PA_LINKS_UPLOAD,
 		   "a b/index.html");
 	check_area("/.metrics", PA_METRICS, "");
+	check_area("/thumbnails-256/a/x.png", PA_THUMBS, "a/x.png");
+	check_area("/.links/thumbnails-64", PA_LINKS_THUMBS, "");
+}
+
+static void test_sized_thumbs(void)
+{
+	struct path_info pi;
+
+	CHECK_INT(path_parse("/thumbnails-256/x.png", 8, &pi), 0);
+	CHECK_INT(pi.thumb_size, 256);
+	CHECK_INT(path_parse("/thumbnails/x.png", 8, &pi), 0);
+	CHECK_INT(pi.thumb_size, 0);
+	CHECK_INT(path_parse("/.links/thumbnails-512/x", 8, &pi), 0);
+	CHECK_INT(pi.thumb_size, 512);
+	CHECK_INT(path_parse("/thumbnails-", 8, &pi), ENOENT);
+	CHECK_INT(path_parse("/thumbnails-0256", 8, &pi), ENOENT);
+	CHECK_INT(path_parse("/thumbnails-25x", 8, &pi), ENOENT);
+	CHECK_INT(path_parse("/thumbnails-123456", 8, &pi), ENOENT);
+	CHECK_INT(path_parse("/uploads-256", 8, &pi), ENOENT);
+	CHECK_INT(path_parse("/.links/uploads-256", 8, &pi), ENOENT);
 }
 
 static void test_unknown(void)
@@ -104,6 +124,7 @@ static void test_utf8(void)
 
 int main(void)
 {
+	test_sized_thumbs();
 	test_areas();
 	test_unknown();
 	test_too_long();

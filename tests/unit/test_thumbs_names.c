@@ -84,7 +84,8 @@ static void check_key(struct thumbs *t, const char *src, const char *want)
 
 static void test_keys(const char *dir)
 {
-	struct thumb_conf tc = {128, THUMB_CROP_NONE, 100000000, 2};
+	struct thumb_conf tc = {.size = 128, .crop = THUMB_CROP_NONE,
+				.max_pixels = 100000000, .concurrency = 2};
 	struct cache_conf cc = {(char *)dir, 1 << 20, 0};
 	char up[] = "uploads/", th[] = "thumbnails/";
 	struct fs_conf fc = {.uploads_prefix = up, .thumbs_prefix = th};

@@ -1,0 +1,89 @@
+/*
+ * ns_thumbs: the namespace's side of thumbnails: which size a thumbnails
+ * area shows, and read-ahead for a reader walking a folder (see
+ * ns_int.h).
+ */
+#include "ns/ns_int.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define NS_AHEAD_MAX 8 /* thumbnails queued ahead of one open */
+
+int ns_thumb_idx(const struct ns *ns, unsigned thumb_size, unsigned *idx)
+{
+	const struct thumb_conf *tc = &ns->cfg->thumb;
+
+	if (thumb_size == 0) {
+		*idx = 0;
+		return 0;
+	}
+	for (unsigned i = 1; i < tc->nsizes; i++) {
+		if (tc->sizes[i] == thumb_size) {
+			*idx = i;
+			return 0;
+		}
+	}
+	return ENOENT;
+}
+
+/* The first n image names after `after` in name order, with ETags. */
+struct ahead {
+	const char *after;
+	unsigned max, n;
+	char names[NS_AHEAD_MAX][PATH_NAME_MAX + 1];
+	char etags[NS_AHEAD_MAX][STORE_ETAG_MAX];
+};
+
+/* Keep name if it is among the max smallest after a->after. Runs under
+ * meta's lock: touches nothing else. */
+static int ahead_visit(void *arg, const char *name, const struct meta_attr *m)
+{
+	struct ahead *a = arg;
+	unsigned at;
+
+	if (m->is_dir || !m->etag[0] || strcmp(name, a->after) <= 0 ||
+	    strlen(name) > PATH_NAME_MAX || !thumbs_is_image(name))
+		return 0;
+	for (at = a->n; at > 0 && strcmp(a->names[at - 1], name) > 0; at--)
+		;
+	if (at >= a->max)
+		return 0;
+	if (a->n == a->max)
+		a->n--;
+	memmove(a->names[at + 1], a->names[at],
+		(a->n - at) * sizeof(a->names[0]));
+	memmove(a->etags[at + 1], a->etags[at],
+		(a->n - at) * sizeof(a->etags[0]));
+	snprintf(a->names[at], sizeof(a->names[at]), "%s", name);
+	snprintf(a->etags[at], sizeof(a->etags[at]), "%s", m->etag);
+	a->n++;
+	return 0;
+}
+
+void ns_thumb_ahead(struct ns *ns, unsigned idx, const char *src_key)
+{
+	char *dir = malloc(strlen(src_key) + 1);
+	struct ahead *a = calloc(1, sizeof(*a));
+	struct buf key = BUF_INIT;
+	unsigned n = ns->cfg->thumb.concurrency;
+
+	if (!dir || !a)
+		goto out_free;
+	a->after = ns_split_key(src_key, dir);
+	n *= 2; /* one being read from the bucket while one decodes */
+	a->max = n < 1 ? 1 : n > NS_AHEAD_MAX ? NS_AHEAD_MAX : n;
+	if (meta_dir_each(ns->meta, dir, ahead_visit, a))
+		goto out_free; /* no fresh listing: nothing to go by */
+	for (unsigned i = 0; i < a->n; i++) {
+		buf_reset(&key);
+		if (buf_addf(&key, "%s%s", dir, a->names[i]) == 0)
+			thumbs_ahead(ns->thumbs, idx, key.data, a->etags[i]);
+	}
+out_free:
+	buf_release(&key);
+	free(a);
+	free(dir);
+}
