@@ -330,8 +330,11 @@ static int thumbs_from_bucket(struct thumbs *t, const char *tkey,
 static int thumbs_failed(struct thumbs *t, const struct cache_key *ck,
 			 const char *why)
 {
-	log_warn("thumbnail of %s (etag %s) failed: %s", ck->key, ck->etag,
-		 why && *why ? why : "unknown error");
+	struct log_key k, e, w;
+
+	log_warn("thumbnail of %s (etag %s) failed: %s", log_key(&k, ck->key),
+		 log_key(&e, ck->etag),
+		 why && *why ? log_key(&w, why) : "unknown error");
 	thumbs_count(t, MC_THUMB_ERRORS);
 	cache_put_failure(t->cache, ck, why);
 	return EIO;
@@ -424,9 +427,12 @@ static int thumbs_store(struct thumbs *t, const char *tkey, const char *etag,
 	thumbs_stamp(t, etag, stamp);
 	rc = store_put(t->store, tkey, thumb->data, thumb->len, &opts, NULL);
 
-	if (rc)
+	if (rc) {
+		struct log_key k;
+
 		log_warn("thumbnail %s: cannot store it in the bucket: %s",
-			 tkey, strerror(rc));
+			 log_key(&k, tkey), strerror(rc));
+	}
 	return rc;
 }
 

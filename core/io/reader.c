@@ -108,8 +108,12 @@ static int fetch_chunk(struct reader *r, struct slot *s)
 	if (!err)
 		err = store_get(r->store, r->key, off, len, r->etag[0] ? r->etag : NULL,
 			     sink_buf, &s->data, NULL);
-	if (err == EAGAIN)
-		log_error("read of %s: the object changed while open", r->key);
+	if (err == EAGAIN) {
+		struct log_key k;
+
+		log_error("read of %s: the object changed while open",
+			  log_key(&k, r->key));
+	}
 	if (!err && s->data.len != len)
 		err = EIO;
 	return err ? EIO : 0;

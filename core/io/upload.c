@@ -35,7 +35,7 @@ static int put_small(struct upload *u, const void *data, size_t len)
 	mime_sniff(u->conf->mime, data, len, u->key, type);
 	rc = store_put(u->store, u->key, len ? data : "", len, &opts, u->etag);
 	if (rc)
-		log_error("upload %s: put failed: %s", u->key, strerror(rc));
+		log_error("upload %s: put failed: %s", u->lkey, strerror(rc));
 	return rc ? EIO : 0;
 }
 
@@ -121,7 +121,7 @@ static int spool_send_part(struct upload *u, size_t ps, unsigned number,
 		return ENOMEM;
 	rc = up_spool_pread(u->spool_fd, p->data, len, off);
 	if (rc) {
-		log_error("upload %s: cannot read the spool: %s", u->key,
+		log_error("upload %s: cannot read the spool: %s", u->lkey,
 			  strerror(rc));
 		up_part_put(u, p);
 		return rc;
@@ -173,7 +173,7 @@ static int spool_commit(struct upload *u)
 		return EIO;
 	rc = up_spool_pread(u->spool_fd, p->data, (size_t)u->size, 0);
 	if (rc)
-		log_error("upload %s: cannot read the spool: %s", u->key,
+		log_error("upload %s: cannot read the spool: %s", u->lkey,
 			  strerror(rc));
 	rc = rc ? EIO : put_small(u, p->data, (size_t)u->size);
 	up_part_unmap(p);
@@ -198,8 +198,9 @@ struct upload *upload_create(struct store *store, struct metrics *m,
 	if (!u)
 		return NULL;
 	u->key = strdup(key);
-	if (!u->key)
-		goto out_free;
+	u->lkey = log_key_dup(key);
+	if (!u->key || !u->lkey)
+		goto out_key;
 	err = pthread_mutex_init(&u->lock, NULL);
 	if (err)
 		goto out_key;
@@ -222,7 +223,7 @@ out_mutex:
 	pthread_mutex_destroy(&u->lock);
 out_key:
 	free(u->key);
-out_free:
+	free(u->lkey);
 	free(u);
 	errno = err;
 	return NULL;
@@ -251,7 +252,7 @@ static int write_any(struct upload *u, const void *data, size_t len,
 		if (off + len <= limit)
 			return up_mem_write(u, data, len, off);
 		log_error("upload %s: a streamed file is limited to %u parts",
-			  u->key, UPLOAD_MAX_PARTS);
+			  u->lkey, UPLOAD_MAX_PARTS);
 		return EFBIG;
 	}
 	rc = up_to_spool(u, "a write that seeks back");
@@ -447,5 +448,6 @@ void upload_destroy(struct upload *u)
 	pthread_cond_destroy(&u->cond);
 	pthread_mutex_destroy(&u->lock);
 	free(u->key);
+	free(u->lkey);
 	free(u);
 }

@@ -49,6 +49,7 @@ struct upload {
 	struct metrics *m;
 	const struct upload_conf *conf;
 	char *key;
+	char *lkey;             /* key as log lines show it (log_key_dup) */
 	enum upload_mode mode;
 	uint64_t size;          /* the file's size, in every mode */
 	int dirty;              /* changed since create or the last commit */

@@ -47,7 +47,7 @@ static int spool_open(struct upload *u)
 		int rc = errno;
 
 		log_error("upload %s: cannot create a spool file in %s: %s",
-			  u->key, dir, strerror(rc));
+			  u->lkey, dir, strerror(rc));
 		return rc;
 	}
 	u->spool_fd = fd;
@@ -142,7 +142,7 @@ void up_mem_tee(struct upload *u, const struct upload_part *p,
 		rc = up_spool_pwrite(u->spool_fd, p->data, p->len, off);
 	if (rc) {
 		log_warn("upload %s: spool copy stopped (%s): seeking back "
-			 "into parts already sent will fail", u->key,
+			 "into parts already sent will fail", u->lkey,
 			 strerror(rc));
 		up_spool_close(u);
 		u->tee = 0;
@@ -167,7 +167,7 @@ static int mem_send_cur(struct upload *u)
 	}
 	if (u->tee && u->spool_fd < 0 && spool_open(u) != 0) {
 		log_warn("upload %s: no spool copy: seeking back into parts "
-			 "already sent will fail", u->key);
+			 "already sent will fail", u->lkey);
 		u->tee = 0;
 	}
 	p->tee = u->tee;
@@ -276,7 +276,7 @@ static int mem_to_spool(struct upload *u, const char *why)
 	if (!rc && ftruncate(u->spool_fd, (off_t)u->size) != 0)
 		rc = errno;
 	if (rc) {
-		log_error("upload %s: cannot spool: %s", u->key, strerror(rc));
+		log_error("upload %s: cannot spool: %s", u->lkey, strerror(rc));
 		return rc;
 	}
 	up_mem_drop(u);
@@ -322,7 +322,7 @@ static int remote_to_spool(struct upload *u)
 	}
 	if (rc) {
 		rc = sink.err ? sink.err : EIO;
-		log_error("upload %s: cannot load the object: %s", u->key,
+		log_error("upload %s: cannot load the object: %s", u->lkey,
 			  strerror(rc));
 		return rc;
 	}

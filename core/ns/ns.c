@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "image/cache.h"
 
 struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 {
@@ -42,6 +43,30 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	return ns;
 }
 
+/* Open and close the two databases of the cache directory, so that one
+ * that cannot be used stops the mount while the terminal still sees why. */
+static int check_cache_dir(struct ns *ns, char *err, size_t errlen)
+{
+	struct journal *j = journal_open(ns->cfg->cache.dir);
+	struct cache *c;
+
+	if (!j) {
+		snprintf(err, errlen, "cannot open the upload journal %s/uploads.db "
+			 "(move it away to start afresh): %s",
+			 ns->cfg->cache.dir, strerror(errno));
+		return errno ? errno : EIO;
+	}
+	journal_close(j);
+	c = cache_open(&ns->cfg->cache, ns->metrics);
+	if (!c) {
+		snprintf(err, errlen, "cannot open the thumbnail cache in %s: %s",
+			 ns->cfg->cache.dir, strerror(errno));
+		return errno ? errno : EIO;
+	}
+	cache_close(c);
+	return 0;
+}
+
 int ns_check(struct ns *ns, char *err, size_t errlen)
 {
 	struct s3_client *s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
@@ -62,7 +87,7 @@ int ns_check(struct ns *ns, char *err, size_t errlen)
 			 rc == EACCES ? "access denied"
 			 : rc == ENOENT ? "no such bucket"
 					: strerror(rc));
-	return rc;
+	return rc ? rc : check_cache_dir(ns, err, errlen);
 }
 
 int ns_start(struct ns *ns)

@@ -40,8 +40,10 @@ struct ns_attr {
 
 /* NULL with errno set. cfg and creds must outlive the ns. */
 struct ns *ns_new(const struct cfg *cfg, struct creds *creds);
-/* Check that the bucket answers with these credentials. 0, or an errno with
- * a one-line reason in err. Starts and stops its own client. */
+/* Check that the bucket answers with these credentials and that the
+ * databases in the cache directory (upload journal, thumbnail cache) open.
+ * 0, or an errno with a one-line reason in err. Starts and stops its own
+ * client and closes what it opened, so nothing crosses a later fork. */
 int ns_check(struct ns *ns, char *err, size_t errlen);
 /* Create the services. 0 or errno (logged). */
 int ns_start(struct ns *ns);

@@ -361,7 +361,10 @@ int ns_flush(struct ns_file *f)
 				ns_forget_thumb(f->ns, f->key);
 			f->existed = 1;
 		} else {
-			log_error("upload of %s failed: %s", f->key, strerror(rc));
+			struct log_key k;
+
+			log_error("upload of %s failed: %s", log_key(&k, f->key),
+				  strerror(rc));
 			metrics_add(f->ns->metrics, MC_ERRORS, 1);
 		}
 	}

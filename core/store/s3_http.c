@@ -535,17 +535,18 @@ static void log_attempt(const struct s3_req *req, const struct s3_resp *r,
 			int err, unsigned attempt, unsigned attempts,
 			int final)
 {
-	char key[S3_LOG_KEY_MAX + 8], what[CURL_ERROR_SIZE + 64];
+	char what[CURL_ERROR_SIZE + 64];
+	struct log_key key;
 	enum log_level lvl = final ? (quiet_errno(err) ? LOG_LVL_DEBUG
 						       : LOG_LVL_ERROR)
 				   : LOG_LVL_WARN;
 
 	if (!log_enabled(lvl))
 		return;
-	s3_log_key(req->key, key);
 	describe(r, err, what, sizeof(what));
 	log_msg(lvl, "s3: %s %s %s: %s (attempt %u of %u)",
-		metrics_op_name(req->op), key, final ? "failed" : "will retry",
+		metrics_op_name(req->op),
+		req->key ? log_key(&key, req->key) : "(bucket)", final ? "failed" : "will retry",
 		what, attempt, attempts);
 }
 

@@ -39,7 +39,6 @@
 #define S3_BACKOFF_CAP_MS 5000
 #define S3_BODY_MAX (16u << 20)   /* XML and error bodies kept in memory */
 #define S3_HDRS_MAX 16
-#define S3_LOG_KEY_MAX 200
 #define S3_RECV_BUFFER (256 * 1024)
 #define S3_SEND_BUFFER (1024 * 1024)
 #define S3_STRAY_SLACK 60 /* seconds of clock skew allowed in Initiated */
@@ -112,9 +111,6 @@ struct s3_resp {
 };
 
 struct s3_client *s3_client_of(struct store *st);
-
-/* A printable, bounded copy of a key for a log line. */
-void s3_log_key(const char *key, char out[S3_LOG_KEY_MAX + 8]);
 
 double s3_now_mono(void);
 

@@ -33,15 +33,14 @@ static void abort_stray(void *arg, const char *key, const char *upload_id,
 			time_t initiated)
 {
 	struct mpu_stray *s = arg;
-	char k[S3_LOG_KEY_MAX + 8];
+	struct log_key k;
 
 	if (strcmp(key, s->key) != 0 || initiated < s->since ||
 	    (s->keep && strcmp(upload_id, s->keep) == 0))
 		return;
 	if (store_mpu_abort(&s->c->store, key, upload_id) == 0) {
-		s3_log_key(key, k);
 		log_warn("s3: aborted a multipart upload of %s whose creation "
-			 "reply was lost", k);
+			 "reply was lost", log_key(&k, key));
 	}
 }
 
@@ -237,15 +236,15 @@ static int complete_confirm(struct s3_client *c, const char *key,
 			    const struct store_part *parts, size_t nparts,
 			    char etag[STORE_ETAG_MAX])
 {
-	char want[STORE_ETAG_MAX], k[S3_LOG_KEY_MAX + 8];
+	char want[STORE_ETAG_MAX];
+	struct log_key k;
 	struct store_object obj;
 
 	if (mpu_expected_etag(parts, nparts, want) ||
 	    store_head(&c->store, key, &obj) || strcmp(obj.etag, want) != 0)
 		return ENOENT;
-	s3_log_key(key, k);
 	log_info("s3: MPU_COMPLETE %s: the first reply was lost, the object "
-		 "is complete", k);
+		 "is complete", log_key(&k, key));
 	snprintf(etag, STORE_ETAG_MAX, "%s", want);
 	return 0;
 }
