@@ -336,6 +336,7 @@ static int thumbs_failed(struct thumbs *t, const struct cache_key *ck,
 		 log_key(&e, ck->etag),
 		 why && *why ? log_key(&w, why) : "unknown error");
 	thumbs_count(t, MC_THUMB_ERRORS);
+	metrics_error(t->m, ME_DECODE);
 	cache_put_failure(t->cache, ck, why);
 	return EIO;
 }

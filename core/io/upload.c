@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -22,6 +23,8 @@
 #include "io/journal.h"
 #include "base/log.h"
 #include "io/mime.h"
+
+static void progress_start(struct upload *u);
 
 
 /* ---- commit ----------------------------------------------------------- */
@@ -217,6 +220,8 @@ struct upload *upload_create(struct store *store, struct metrics *m,
 	u->tee = conf->tee_spool;
 	u->spool_fd = -1;
 	u->queue_tail = &u->queue;
+	if (u->dirty)
+		progress_start(u);
 	return u;
 
 out_mutex:
@@ -234,11 +239,70 @@ out_key:
  * must never reach the bucket (a cp that failed half-way would otherwise
  * leave a truncated object at close).
  */
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double mib(uint64_t bytes)
+{
+	return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* A change starts an upload in progress: counted, timed. */
+static void progress_start(struct upload *u)
+{
+	if (u->active)
+		return;
+	u->active = 1;
+	u->started = u->noted = now_mono();
+	u->written = 0;
+	metrics_gauge_add(u->m, MG_UPLOADS_ACTIVE, 1);
+}
+
+/* len more bytes written; a line every UPLOAD_PROGRESS_SECONDS. */
+static void progress_add(struct upload *u, size_t len)
+{
+	double now;
+
+	u->written += len;
+	metrics_gauge_add(u->m, MG_UPLOAD_BYTES_ACTIVE, (int64_t)len);
+	now = now_mono();
+	if (now - u->noted < UPLOAD_PROGRESS_SECONDS)
+		return;
+	u->noted = now;
+	log_info("upload %s: %.1f MiB written so far in %.0f s (%.1f MiB/s)",
+		 u->lkey, mib(u->written), now - u->started,
+		 mib(u->written) / (now - u->started));
+}
+
+/* The upload is over (uploaded, failed or dropped): uncount it; on
+ * success, its one line. */
+static void progress_end(struct upload *u, int uploaded)
+{
+	double secs;
+
+	if (!u->active)
+		return;
+	u->active = 0;
+	metrics_gauge_add(u->m, MG_UPLOADS_ACTIVE, -1);
+	metrics_gauge_add(u->m, MG_UPLOAD_BYTES_ACTIVE, -(int64_t)u->written);
+	if (!uploaded)
+		return;
+	secs = now_mono() - u->started;
+	log_info("upload %s: %llu bytes in %.2f s (%.1f MiB/s)", u->lkey,
+		 (unsigned long long)u->size, secs,
+		 secs > 0 ? mib(u->size) / secs : 0.0);
+}
+
 static void upload_break(struct upload *u, const char *what, int rc)
 {
 	if (!u->broken)
 		log_error("upload %s: %s failed (%s); the file will not be "
-			  "uploaded", u->key, what, strerror(rc));
+			  "uploaded", u->lkey, what, strerror(rc));
 	u->broken = 1;
 }
 
@@ -272,9 +336,12 @@ int upload_write(struct upload *u, const void *data, size_t len, uint64_t off)
 	if (len == 0)
 		return 0;
 	u->dirty = 1;
+	progress_start(u);
 	rc = write_any(u, data, len, off);
 	if (rc)
 		upload_break(u, "a write", rc);
+	else
+		progress_add(u, len);
 	return rc;
 }
 
@@ -382,6 +449,7 @@ int upload_truncate(struct upload *u, uint64_t size)
 	if (size == 0) {
 		upload_reset(u);
 		u->dirty = 1;
+		progress_start(u);
 		return 0;
 	}
 	if (u->broken)
@@ -389,6 +457,7 @@ int upload_truncate(struct upload *u, uint64_t size)
 	if (size == u->size)
 		return 0;
 	u->dirty = 1;
+	progress_start(u);
 	rc = truncate_any(u, size);
 	if (rc)
 		upload_break(u, "a truncate", rc);
@@ -428,9 +497,11 @@ int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 			up_mem_drop(u); /* abort what was streamed */
 		if (u->m)
 			metrics_add(u->m, MC_UPLOAD_ERRORS, 1);
+		progress_end(u, 0);
 		return EIO;
 	}
 	u->dirty = 0;
+	progress_end(u, 1);
 	if (u->m)
 		metrics_add(u->m, MC_UPLOADS, 1);
 	if (etag_out)
@@ -442,6 +513,7 @@ void upload_destroy(struct upload *u)
 {
 	if (!u)
 		return;
+	progress_end(u, 0);
 	up_mem_drop(u);
 	up_spool_close(u);
 	free(u->parts);

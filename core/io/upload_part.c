@@ -343,7 +343,7 @@ void up_mpu_abort(struct upload *u)
 	rc = store_mpu_abort(u->store, u->key, u->upload_id);
 	if (rc && rc != ENOENT) {
 		log_error("upload %s: cannot abort multipart upload: %s; "
-			  "retrying later", u->key, strerror(rc));
+			  "retrying later", u->lkey, strerror(rc));
 		journal_orphan(u->conf->journal, u->upload_id);
 	} else {
 		journal_done(u->conf->journal, u->upload_id);

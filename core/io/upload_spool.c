@@ -175,7 +175,7 @@ static int mem_send_cur(struct upload *u)
 	u->next++;
 	rc = up_workers_submit(u, p);
 	if (rc) {
-		log_error("upload %s: a part failed; the file is lost", u->key);
+		log_error("upload %s: a part failed; the file is lost", u->lkey);
 		u->broken = 1;
 		return EIO;
 	}
@@ -263,7 +263,7 @@ static int mem_to_spool(struct upload *u, const char *why)
 	if (u->next > 2 && !up_tee_complete(u)) {
 		log_error("upload %s: %s after %u parts were streamed; seeking "
 			  "back past the first part of a large file needs "
-			  "the spool copy (tee)", u->key, why, u->next - 2);
+			  "the spool copy (tee)", u->lkey, why, u->next - 2);
 		return EIO;
 	}
 	if (u->spool_fd < 0)
@@ -316,7 +316,7 @@ static int remote_to_spool(struct upload *u)
 		rc = store_get(u->store, u->key, 0, 0, NULL, load_sink_write, &sink,
 			    NULL);
 	if (rc == ENOENT) {
-		log_warn("upload %s: object vanished; starting empty", u->key);
+		log_warn("upload %s: object vanished; starting empty", u->lkey);
 		rc = ftruncate(u->spool_fd, 0) ? errno : 0;
 		sink.off = 0;
 	}

@@ -129,6 +129,14 @@ void ns_free(struct ns *ns)
 	free(ns);
 }
 
+void ns_count_error(struct ns *ns, int is_change, int rc)
+{
+	if (!is_change && rc == EIO)
+		metrics_error(ns->metrics, ME_READ_EIO);
+	else if (is_change && (rc == EROFS || rc == EACCES || rc == EPERM))
+		metrics_error(ns->metrics, ME_WRITE_REFUSED);
+}
+
 int ns_upload_key(const struct ns *ns, const char *rel, struct buf *out)
 {
 	return buf_addf(out, "%s%s", ns->cfg->fs.uploads_prefix, rel);

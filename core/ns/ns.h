@@ -51,6 +51,12 @@ void ns_free(struct ns *ns);
 
 int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out);
 
+/* Count an error the FUSE layer returns to a caller in
+ * imgfs_errors_total: rc EIO from an open or read (is_change 0) as
+ * read_eio; EROFS, EACCES or EPERM from a change (is_change 1) as
+ * write_refused. Other results are not counted here. */
+void ns_count_error(struct ns *ns, int is_change, int rc);
+
 /* Call fn for each entry of the folder at path ("." and ".." excluded).
  * fn returns non-zero to stop early. */
 typedef int (*ns_fill_fn)(void *arg, const char *name,

@@ -365,7 +365,7 @@ int ns_flush(struct ns_file *f)
 
 			log_error("upload of %s failed: %s", log_key(&k, f->key),
 				  strerror(rc));
-			metrics_add(f->ns->metrics, MC_ERRORS, 1);
+			metrics_error(f->ns->metrics, ME_UPLOAD);
 		}
 	}
 	pthread_mutex_unlock(&f->lock);
