@@ -12,7 +12,8 @@
 static struct {
 	enum log_level level;
 	int use_syslog;
-} log_state = {LOG_LVL_INFO, 0};
+	int quiet;
+} log_state = {LOG_LVL_INFO, 0, 0};
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -35,9 +36,14 @@ void log_setup(enum log_level level, int use_syslog)
 		openlog("imgfs", LOG_PID, LOG_DAEMON);
 }
 
+void log_quiet(int on)
+{
+	log_state.quiet = on;
+}
+
 int log_enabled(enum log_level level)
 {
-	return level <= log_state.level;
+	return !log_state.quiet && level <= log_state.level;
 }
 
 static int syslog_priority(enum log_level level)

@@ -15,6 +15,9 @@ enum log_level { LOG_LVL_ERROR, LOG_LVL_WARN, LOG_LVL_INFO, LOG_LVL_DEBUG };
 int log_level_parse(const char *s, enum log_level *out);
 /* Set the threshold and the sink; call before threads start. */
 void log_setup(enum log_level level, int use_syslog);
+/* With on = 1, write nothing until called with 0 (a caller that reports
+ * the outcome in one line of its own). Call while no other thread logs. */
+void log_quiet(int on);
 /* Is a message at this level written? (to skip costly formatting) */
 int log_enabled(enum log_level level);
 

@@ -67,26 +67,54 @@ static int check_cache_dir(struct ns *ns, char *err, size_t errlen)
 	return 0;
 }
 
-int ns_check(struct ns *ns, char *err, size_t errlen)
-{
-	struct s3_client *s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
-	struct store_list_page page = {0};
-	int rc;
+/* The check's client fails fast: a silent or unreachable endpoint must stop
+ * the mount in seconds, not after every retry of a long timeout. */
+#define NS_CHECK_TIMEOUT 5
+#define NS_CHECK_RETRIES 1
 
-	if (!s3) {
-		snprintf(err, errlen, "cannot create the S3 client: %s",
-			 strerror(errno));
-		return errno;
-	}
-	rc = store_list(s3_store(s3), ns->cfg->fs.uploads_prefix, "/", NULL, 1, &page);
-	store_list_page_release(&page);
-	s3_destroy(s3);
-	if (rc)
+static void check_describe(struct ns *ns, struct s3_client *s3, int rc,
+			   char *err, size_t errlen)
+{
+	char cause[320];
+
+	if (s3_last_transport_error(s3, cause, sizeof(cause)))
+		snprintf(err, errlen, "cannot connect to %s: %s",
+			 ns->cfg->s3.endpoint, cause);
+	else
 		snprintf(err, errlen, "cannot list bucket '%s' at %s: %s",
 			 ns->cfg->s3.bucket, ns->cfg->s3.endpoint,
 			 rc == EACCES ? "access denied"
 			 : rc == ENOENT ? "no such bucket"
 					: strerror(rc));
+}
+
+int ns_check(struct ns *ns, char *err, size_t errlen)
+{
+	struct s3_conf conf = ns->cfg->s3;
+	struct store_list_page page = {0};
+	struct s3_client *s3;
+	int rc;
+
+	if (conf.request_timeout > NS_CHECK_TIMEOUT)
+		conf.request_timeout = NS_CHECK_TIMEOUT;
+	if (conf.connect_timeout > NS_CHECK_TIMEOUT)
+		conf.connect_timeout = NS_CHECK_TIMEOUT;
+	if (conf.retries > NS_CHECK_RETRIES)
+		conf.retries = NS_CHECK_RETRIES;
+	s3 = s3_create(&conf, ns->creds, ns->metrics);
+	if (!s3) {
+		snprintf(err, errlen, "cannot create the S3 client: %s",
+			 strerror(errno));
+		return errno;
+	}
+	/* the outcome is err's one line; -d shows each attempt */
+	log_quiet(!log_enabled(LOG_LVL_DEBUG));
+	rc = store_list(s3_store(s3), ns->cfg->fs.uploads_prefix, "/", NULL, 1, &page);
+	log_quiet(0);
+	store_list_page_release(&page);
+	if (rc)
+		check_describe(ns, s3, rc, err, errlen);
+	s3_destroy(s3);
 	return rc ? rc : check_cache_dir(ns, err, errlen);
 }
 

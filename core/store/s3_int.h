@@ -58,6 +58,8 @@ struct s3_client {
 	size_t nidle;          /* protected by lock */
 	unsigned nhandles;     /* protected by lock: handles created */
 	atomic_uint_fast64_t rng;
+	char transport_err[CURL_ERROR_SIZE + 64]; /* protected by lock: see
+						     s3_last_transport_error() */
 };
 
 /* State of a streamed GET across its attempts. */
@@ -93,6 +95,7 @@ struct s3_req {
 struct s3_resp {
 	long status;
 	CURLcode cc;
+	long os_errno;                /* CURLINFO_OS_ERRNO after a failure */
 	char curl_err[CURL_ERROR_SIZE];
 	struct buf body;              /* kept body (not streamed), capped */
 	int body_too_big;

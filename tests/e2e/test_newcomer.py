@@ -16,7 +16,9 @@ import shutil
 import signal
 import stat
 import subprocess
+import socket
 import tempfile
+import time
 
 import pytest
 
@@ -216,3 +218,62 @@ def test_allow_other_lets_others_read_but_not_change(rgw, bucket, imgfs_bin, oth
         except subprocess.TimeoutExpired:
             p.kill()
         shutil.rmtree(top, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- endpoints
+
+from test_security import free_port, tls_rgw  # noqa: E402,F401  (the TLS RGW fixture)
+
+
+def endpoint_refusal(imgfs_bin, rgw, bucket, tmp_path, endpoint, env=None):
+    """Mount against endpoint; (exit status, problem lines, seconds)."""
+    mnt = tmp_path / f"mnt{free_port()}"
+    mnt.mkdir()
+    opts = f"endpoint={endpoint},region={rgw.region},cache_dir={tmp_path}/c"
+    start = time.monotonic()
+    p = subprocess.run([str(imgfs_bin), "-f", "-o", opts, bucket, str(mnt)],
+                       env=rgw.env(IMGFS_ENDPOINT=None, AWS_ENDPOINT_URL=None, **(env or {})),
+                       capture_output=True, timeout=120, stdin=subprocess.DEVNULL)
+    took = time.monotonic() - start
+    lines = [x for x in p.stderr.decode(errors="replace").splitlines()
+             if " info: credentials from " not in x]
+    assert not _mountinfo_has(mnt)
+    return p.returncode, lines, took
+
+
+def test_endpoint_down_is_one_line(rgw, bucket, imgfs_bin, tmp_path):
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    status, lines, _ = endpoint_refusal(imgfs_bin, rgw, bucket, tmp_path, endpoint)
+    assert status != 0
+    assert lines == [f"imgfs: cannot connect to {endpoint}: connection refused"], lines
+
+
+@pytest.mark.deadline(120)
+def test_silent_endpoint_fails_in_seconds(rgw, bucket, imgfs_bin, tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)  # accepts (the kernel does), never answers
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        status, lines, took = endpoint_refusal(imgfs_bin, rgw, bucket, tmp_path, endpoint)
+    finally:
+        listener.close()
+    assert status != 0
+    assert len(lines) == 1 and lines[0].startswith(f"imgfs: cannot connect to {endpoint}: timed out"), lines
+    assert took < 20, f"a silent endpoint took {took:.0f} s to fail the mount"
+
+
+def test_https_to_a_plain_http_server_is_one_line(rgw, bucket, imgfs_bin, tmp_path):
+    endpoint = rgw.endpoint.replace("http://", "https://")
+    status, lines, _ = endpoint_refusal(imgfs_bin, rgw, bucket, tmp_path, endpoint)
+    assert status != 0
+    assert len(lines) == 1 and f"cannot connect to {endpoint}: TLS: wrong protocol" in lines[0], lines
+
+
+@pytest.mark.deadline(600)
+def test_tls_unknown_ca_is_one_line(rgw, bucket, imgfs_bin, tmp_path, tls_rgw):
+    status, lines, _ = endpoint_refusal(imgfs_bin, rgw, bucket, tmp_path, tls_rgw.endpoint,
+                                        env={"AWS_CA_BUNDLE": None})
+    assert status != 0
+    assert len(lines) == 1 and \
+        f"cannot connect to {tls_rgw.endpoint}: TLS: certificate from an unknown CA" in lines[0], lines
