@@ -33,7 +33,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 FS_OBJ := $(FS_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps deps-bench test unit e2e demo asan valgrind bench fuzz \
+.PHONY: all deps deps-demo deps-bench test unit e2e demo asan valgrind bench fuzz \
 	install uninstall clean check-all format
 
 all: $(BUILD)/imgfs $(UNIT_BIN)
@@ -53,8 +53,11 @@ $(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimgfs.a tests/unit/check.h
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libimgfs.a $(LDFLAGS) $(LDLIBS)
 
-deps:
+# What the demo needs: Debian packages only (no npm).
+deps-demo:
 	@tests/deps.sh $(DEB_BUILD) $(DEB_TEST)
+
+deps: deps-demo
 	@command -v npm >/dev/null || tests/deps.sh nodejs npm
 	@[ -d tests/node/node_modules ] || npm ci --prefix tests/node --no-audit --no-fund
 
@@ -81,8 +84,9 @@ asan: deps
 		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" unit e2e
 
-demo: deps all
-	tests/demo.sh
+# KEEP=1 leaves the server running and the bucket mounted afterwards.
+demo: deps-demo all
+	DEMO_KEEP_MOUNTED=$(KEEP) tests/demo.sh
 
 bench: deps-bench all
 	$(PYTHON) tests/bench/bench.py

@@ -7,11 +7,14 @@
  */
 #include "fs.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 
 #include "base/buf.h"
 #include "aws/creds.h"
@@ -39,7 +42,91 @@ static int make_dirs(const char *path, mode_t mode)
 	return rc;
 }
 
-/* The arguments libfuse sees: -f (we daemonise ourselves), -d, -o opts. */
+#define FUSE_SUPER_MAGIC 0x65735546
+
+/* Does folder path hold anything? 0 (empty), 1, or -1 with errno. */
+static int dir_has_entries(const char *path)
+{
+	DIR *d = opendir(path);
+	struct dirent *e;
+	int found = 0;
+
+	if (!d)
+		return -1;
+	while (!found && (e = readdir(d)))
+		found = strcmp(e->d_name, ".") && strcmp(e->d_name, "..");
+	closedir(d);
+	return found;
+}
+
+/* Is path the root of a FUSE mount (another imgfs, or a stale one)? */
+static int is_fuse_mount(const char *path, const struct stat *st)
+{
+	struct buf parent = BUF_INIT;
+	struct statfs fs;
+	struct stat pst;
+	int root;
+
+	if (statfs(path, &fs) || fs.f_type != FUSE_SUPER_MAGIC)
+		return 0;
+	if (buf_addf(&parent, "%s/..", path))
+		return 0;
+	root = stat(parent.data, &pst) == 0 && pst.st_dev != st->st_dev;
+	buf_release(&parent);
+	return root;
+}
+
+/*
+ * Refuse a mountpoint that would hide files or stack a second mount, as
+ * rclone and s3fs do, unless -o nonempty. 0, or 1 with one line in err.
+ */
+static int check_mountpoint(const struct fs_conf *fs, char *err, size_t len)
+{
+	const char *mp = fs->mountpoint;
+	struct stat st;
+	int full;
+
+	if (stat(mp, &st)) {
+		if (errno == ENOTCONN)
+			snprintf(err, len, "mountpoint %s is a stale mount whose "
+				 "daemon is gone; unmount it with fusermount3 -u %s",
+				 mp, mp);
+		else
+			snprintf(err, len, "mountpoint %s: %s", mp, strerror(errno));
+		return 1;
+	}
+	if (!S_ISDIR(st.st_mode)) {
+		snprintf(err, len, "mountpoint %s is not a directory", mp);
+		return 1;
+	}
+	if (fs->nonempty)
+		return 0;
+	if (is_fuse_mount(mp, &st)) {
+		snprintf(err, len, "mountpoint %s is already mounted (FUSE); "
+			 "unmount it first with fusermount3 -u %s, or add "
+			 "-o nonempty to mount over it", mp, mp);
+		return 1;
+	}
+	full = dir_has_entries(mp);
+	if (full)
+		snprintf(err, len, full < 0 ? "mountpoint %s: cannot read it: %s"
+			 : "mountpoint %s is not empty: its files would be hidden "
+			   "while mounted; use an empty folder, or -o nonempty%s",
+			 mp, full < 0 ? strerror(errno) : "");
+	return full != 0;
+}
+
+static int has_fuse_opt(const struct cfg *c, const char *name)
+{
+	for (char **o = c->fuse_opts; o && *o; o++)
+		if (strcmp(*o, name) == 0)
+			return 1;
+	return 0;
+}
+
+/* The arguments libfuse sees: -f (we daemonise ourselves), -d, -o opts;
+ * with allow_other the kernel checks modes (default_permissions), so
+ * other users may read but not change the mounting user's files. */
 static int fuse_arguments(const struct cfg *c, struct fuse_args *args)
 {
 	struct buf fsname = BUF_INIT;
@@ -51,6 +138,9 @@ static int fuse_arguments(const struct cfg *c, struct fuse_args *args)
 		rc = -1;
 	if (!rc)
 		rc = fuse_opt_add_arg(args, fsname.data);
+	if (!rc && has_fuse_opt(c, "allow_other") &&
+	    !has_fuse_opt(c, "default_permissions"))
+		rc = fuse_opt_add_arg(args, "-odefault_permissions");
 	for (char **o = c->fuse_opts; !rc && o && *o; o++) {
 		rc = fuse_opt_add_arg(args, "-o");
 		if (!rc)
@@ -137,6 +227,10 @@ static int run(struct cfg *c)
 		fprintf(stderr, "imgfs: %s\n", err);
 		return 2;
 	}
+	if (check_mountpoint(&c->fs, err, sizeof(err))) {
+		fprintf(stderr, "imgfs: %s\n", err);
+		return 1;
+	}
 	creds = creds_create(&c->creds, environ, err, sizeof(err));
 	if (!creds) {
 		fprintf(stderr, "imgfs: %s\n", err);
@@ -172,6 +266,10 @@ int main(int argc, char **argv)
 	char err[512], *out = NULL;
 	int rc;
 
+	/* No core dump (nor ptrace by the same user) may hold the secret key,
+	 * a session token or a signing key: they pass through buffers of
+	 * libcurl, OpenSSL and the stack that no madvise() can reach. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	memset(&c, 0, sizeof(c));
 	switch (cfg_parse(&c, argc, argv, environ, err, sizeof(err), &out)) {
 	case CFG_OK:

@@ -30,6 +30,19 @@ static struct ns_file *file_of(const struct fuse_file_info *fi)
 	return (struct ns_file *)(uintptr_t)fi->fh;
 }
 
+/* -rc for FUSE, counting a refused change (EROFS, EACCES, EPERM). */
+static int changed(int rc)
+{
+	if (rc)
+		ns_count_error(ns(), 1, rc);
+	return -rc;
+}
+
+static int is_change(int flags)
+{
+	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
+}
+
 static void fill_stat(struct stat *st, const struct ns_attr *a)
 {
 	memset(st, 0, sizeof(*st));
@@ -207,8 +220,10 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 	struct ns_file *f;
 	int rc = ns_open(ns(), path, fi->flags, &f);
 
-	if (rc)
+	if (rc) {
+		ns_count_error(ns(), is_change(fi->flags), rc);
 		return -rc;
+	}
 	opened(path, f, fi);
 	/* Closing a file opened for reading has nothing to commit: spare the
 	 * kernel's FLUSH round trip on every close (one in four requests of a
@@ -224,7 +239,7 @@ static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	int rc = ns_create(ns(), path, fi->flags, &f);
 
 	if (rc)
-		return -rc;
+		return changed(rc);
 	opened(path, f, fi);
 	return 0;
 }
@@ -235,6 +250,8 @@ static int fs_read(const char *path, char *buf, size_t len, off_t off,
 	size_t got;
 	int rc = ns_read(file_of(fi), buf, len, (uint64_t)off, &got);
 
+	if (rc)
+		ns_count_error(ns(), 0, rc);
 	return rc ? -rc : (int)got;
 }
 
@@ -264,44 +281,44 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 
 static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-	return -ns_truncate(ns(), path, fi ? file_of(fi) : NULL, (uint64_t)size);
+	return changed(ns_truncate(ns(), path, fi ? file_of(fi) : NULL, (uint64_t)size));
 }
 
 static int fs_unlink(const char *path)
 {
-	return -ns_unlink(ns(), path);
+	return changed(ns_unlink(ns(), path));
 }
 
 static int fs_mkdir(const char *path, mode_t mode)
 {
-	return -ns_mkdir(ns(), path);
+	return changed(ns_mkdir(ns(), path));
 }
 
 static int fs_rmdir(const char *path)
 {
-	return -ns_rmdir(ns(), path);
+	return changed(ns_rmdir(ns(), path));
 }
 
 static int fs_rename(const char *from, const char *to, unsigned int flags)
 {
-	return -ns_rename(ns(), from, to, flags);
+	return changed(ns_rename(ns(), from, to, flags));
 }
 
 static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	return path ? -ns_setattr(ns(), path) : 0;
+	return path ? changed(ns_setattr(ns(), path)) : 0;
 }
 
 static int fs_chown(const char *path, uid_t uid, gid_t gid,
 		    struct fuse_file_info *fi)
 {
-	return path ? -ns_setattr(ns(), path) : 0;
+	return path ? changed(ns_setattr(ns(), path)) : 0;
 }
 
 static int fs_utimens(const char *path, const struct timespec tv[2],
 		      struct fuse_file_info *fi)
 {
-	return path ? -ns_setattr(ns(), path) : 0;
+	return path ? changed(ns_setattr(ns(), path)) : 0;
 }
 
 static int fs_access(const char *path, int mask)

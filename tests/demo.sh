@@ -6,7 +6,10 @@
 # unmounts and removes everything it made. Exits non-zero if a step fails.
 #
 # Environment: IMGFS_BIN (build/imgfs), DEMO_PORT_BASE (first of 24 ports to
-# try, 17480), DEMO_KEEP=1 keeps the temporary directory (logs).
+# try, 17480), DEMO_KEEP=1 keeps the temporary directory (logs),
+# DEMO_KEEP_MOUNTED=1 (`make demo KEEP=1`) leaves the server running and the
+# bucket mounted, and prints how to stop them. The gallery's screenshot
+# (headless Chromium) is kept in build/demo-gallery.png either way.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -38,6 +41,13 @@ cleanup() {
 	local status=$?
 	trap - EXIT
 	set +e
+	if [ "$status" -eq 0 ] && [ "${DEMO_KEEP_MOUNTED:-0}" = 1 ]; then
+		echo
+		echo "demo: all steps passed; left running (KEEP=1). Stop it with:"
+		echo "  fusermount3 -u $MNT"
+		echo "  CEPH_DIR=$WORK/rgw $REPO/tests/rgw-down.sh && rm -rf $WORK"
+		exit 0
+	fi
 	if grep -qF " $MNT " /proc/self/mountinfo 2>/dev/null; then
 		fusermount3 -u "$MNT" || fusermount3 -uz "$MNT"
 	fi
@@ -180,8 +190,34 @@ echo "the thumbnail's link serves the thumbnail (sha256 equal)"
 heading "The gallery page"
 PAGE=$(cat "$MNT/.links/index.html")
 [ -n "$PAGE" ] || fail ".links/index.html is empty"
-echo "open $MNT/.links/index.html in a browser while mounted:"
 echo "$(printf '%s' "$PAGE" | wc -c) bytes, $(printf '%s' "$PAGE" | grep -o '<img' | wc -l) signed thumbnails, each linking to its signed original"
+SHOT=$REPO/build/demo-gallery.png
+mkdir -p "$REPO/build" "$WORK/chromium"
+cp "$MNT/.links/index.html" "$WORK/gallery.html"
+printf '$ chromium --headless --screenshot=%s file://%s\n' "$SHOT" "$WORK/gallery.html"
+chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+	--disable-background-networking --disable-component-update --disable-sync \
+	--user-data-dir="$WORK/chromium" --hide-scrollbars --window-size=1280,900 \
+	--virtual-time-budget=5000 --screenshot="$SHOT" "file://$WORK/gallery.html" \
+	>"$WORK/chromium.log" 2>&1 || fail "chromium: $(tail -n 3 "$WORK/chromium.log")"
+[ -s "$SHOT" ] || fail "no screenshot"
+echo "gallery screenshot: $SHOT"
+
+heading "Mount the same bucket by hand"
+cat <<EOT
+The server and its keys stay as the demo made them; in another shell:
+  export AWS_ACCESS_KEY_ID=$AWS_ACCESS_KEY_ID
+  export AWS_SECRET_ACCESS_KEY=$AWS_SECRET_ACCESS_KEY
+  mkdir -p ~/photos
+  $IMGFS_BIN -o endpoint=$ENDPOINT,region=us-east-1 $BUCKET ~/photos
+  xdg-open ~/photos/.links/index.html
+  fusermount3 -u ~/photos
+(make demo KEEP=1 leaves the server running and $MNT mounted to try this.)
+EOT
+if [ "${DEMO_KEEP_MOUNTED:-0}" = 1 ]; then
+	echo "still mounted at $MNT (imgfs pid $DAEMON_PID); open $MNT/.links/index.html"
+	exit 0
+fi
 
 heading "Unmount and stop the server"
 show fusermount3 -u "$MNT"

@@ -65,8 +65,6 @@ static const struct counter_info counter_info[MC__COUNT] = {
 	[MC_THUMB_S3_HITS] = {"imgfs_thumbnail_s3_hits_total",
 			      "Thumbnails reused from the bucket."},
 	[MC_LINK_READS] = {"imgfs_link_reads_total", "Link files opened."},
-	[MC_ERRORS] = {"imgfs_errors_total",
-		       "Operations that returned an error to a caller."},
 	[MC_DATA_HITS] = {"imgfs_data_cache_hits_total",
 			  "Blocks read from the local data cache."},
 	[MC_DATA_MISSES] = {"imgfs_data_cache_misses_total",
@@ -81,6 +79,13 @@ static const struct counter_info counter_info[MC__COUNT] = {
 			     "Thumbnails queued ahead of a reader."},
 };
 
+static const char *const error_kinds[ME__COUNT] = {
+	[ME_READ_EIO] = "read_eio",
+	[ME_WRITE_REFUSED] = "write_refused",
+	[ME_UPLOAD] = "upload",
+	[ME_DECODE] = "decode",
+};
+
 static const struct counter_info gauge_info[MG__COUNT] = {
 	[MG_CACHE_BYTES] = {"imgfs_cache_bytes",
 			    "Bytes held by the local thumbnail cache."},
@@ -88,6 +93,11 @@ static const struct counter_info gauge_info[MG__COUNT] = {
 			      "Entries in the local thumbnail cache."},
 	[MG_DATA_BYTES] = {"imgfs_data_cache_bytes",
 			   "Bytes held by the local data cache."},
+	[MG_UPLOADS_ACTIVE] = {"imgfs_uploads_in_progress",
+			       "Files written and not yet uploaded."},
+	[MG_UPLOAD_BYTES_ACTIVE] = {"imgfs_upload_bytes_in_progress",
+				    "Bytes written so far to files not yet "
+				    "uploaded."},
 };
 
 struct op_stats {
@@ -98,6 +108,7 @@ struct op_stats {
 
 struct metrics {
 	atomic_uint_fast64_t counter[MC__COUNT];
+	atomic_uint_fast64_t error[ME__COUNT];
 	atomic_int_fast64_t gauge[MG__COUNT];
 	struct op_stats op[MOP__COUNT];
 };
@@ -173,6 +184,20 @@ void metrics_gauge_set(struct metrics *m, enum metrics_gauge g, int64_t v)
 	atomic_store_explicit(&m->gauge[g], v, memory_order_relaxed);
 }
 
+void metrics_gauge_add(struct metrics *m, enum metrics_gauge g, int64_t d)
+{
+	if (!m || (unsigned)g >= MG__COUNT)
+		return;
+	atomic_fetch_add_explicit(&m->gauge[g], d, memory_order_relaxed);
+}
+
+void metrics_error(struct metrics *m, enum metrics_error kind)
+{
+	if (!m || (unsigned)kind >= ME__COUNT)
+		return;
+	atomic_fetch_add_explicit(&m->error[kind], 1, memory_order_relaxed);
+}
+
 static uint64_t load(const atomic_uint_fast64_t *a)
 {
 	return atomic_load_explicit((atomic_uint_fast64_t *)a,
@@ -184,6 +209,13 @@ uint64_t metrics_get(const struct metrics *m, enum metrics_counter c)
 	if (!m || (unsigned)c >= MC__COUNT)
 		return 0;
 	return load(&m->counter[c]);
+}
+
+uint64_t metrics_errors(const struct metrics *m, enum metrics_error kind)
+{
+	if (!m || (unsigned)kind >= ME__COUNT)
+		return 0;
+	return load(&m->error[kind]);
 }
 
 uint64_t metrics_requests(const struct metrics *m, enum metrics_op op)
@@ -267,9 +299,22 @@ static int render_latency(const struct metrics *m, struct buf *out)
 	return err;
 }
 
+static int render_errors(const struct metrics *m, struct buf *out)
+{
+	int err = buf_adds(out, "# HELP imgfs_errors_total Errors returned to "
+			   "a caller, by kind.\n# TYPE imgfs_errors_total "
+			   "counter\n");
+
+	for (size_t k = 0; !err && k < ME__COUNT; k++)
+		err = buf_addf(out, "imgfs_errors_total{kind=\"%s\"} %llu\n",
+			       error_kinds[k],
+			       (unsigned long long)load(&m->error[k]));
+	return err;
+}
+
 static int render_scalars(const struct metrics *m, struct buf *out)
 {
-	int err = 0;
+	int err = render_errors(m, out);
 
 	for (size_t c = 0; !err && c < MC__COUNT; c++)
 		err = buf_addf(out, "# HELP %s %s\n# TYPE %s counter\n%s %llu\n",

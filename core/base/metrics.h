@@ -31,7 +31,6 @@ enum metrics_counter {
 	MC_CACHE_EVICTIONS,
 	MC_THUMB_S3_HITS,    /* thumbnails reused from the bucket */
 	MC_LINK_READS,       /* .links/ files opened */
-	MC_ERRORS,           /* operations that returned an error to a caller */
 	MC_DATA_HITS,        /* blocks read from the local data cache */
 	MC_DATA_MISSES,
 	MC_DATA_CORRUPT,     /* damaged data cache blocks dropped */
@@ -41,7 +40,22 @@ enum metrics_counter {
 	MC__COUNT
 };
 
-enum metrics_gauge { MG_CACHE_BYTES, MG_CACHE_ENTRIES, MG_DATA_BYTES, MG__COUNT };
+/* Errors returned to a caller, by kind: imgfs_errors_total{kind=...}. */
+enum metrics_error {
+	ME_READ_EIO,         /* a read that failed with EIO ("read_eio") */
+	ME_WRITE_REFUSED,    /* a change refused: EROFS, EACCES, EPERM ("write_refused") */
+	ME_UPLOAD,           /* a close or fsync whose upload failed ("upload") */
+	ME_DECODE,           /* a source that could not be thumbnailed ("decode") */
+	ME__COUNT
+};
+
+enum metrics_gauge {
+	MG_CACHE_BYTES, MG_CACHE_ENTRIES,
+	MG_UPLOADS_ACTIVE,      /* files written and not yet uploaded */
+	MG_UPLOAD_BYTES_ACTIVE, /* bytes written so far to those files */
+	MG_DATA_BYTES,          /* bytes held by the local data cache */
+	MG__COUNT
+};
 
 struct metrics;
 
@@ -55,6 +69,9 @@ void metrics_request(struct metrics *m, enum metrics_op op, int status,
 		     double seconds);
 void metrics_add(struct metrics *m, enum metrics_counter c, uint64_t n);
 void metrics_gauge_set(struct metrics *m, enum metrics_gauge g, int64_t v);
+void metrics_gauge_add(struct metrics *m, enum metrics_gauge g, int64_t d);
+void metrics_error(struct metrics *m, enum metrics_error kind);
+uint64_t metrics_errors(const struct metrics *m, enum metrics_error kind);
 uint64_t metrics_get(const struct metrics *m, enum metrics_counter c);
 /* Requests of op so far, all statuses. */
 uint64_t metrics_requests(const struct metrics *m, enum metrics_op op);

@@ -81,6 +81,7 @@ struct fs_conf {
 	double metadata_ttl;      /* seconds listings and attributes are cached */
 	int foreground;           /* -f */
 	int debug;                /* -d: libfuse debug output */
+	int nonempty;             /* 1: mount over a folder that holds files */
 	char *mountpoint;         /* absolute path */
 };
 

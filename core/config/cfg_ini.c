@@ -262,6 +262,9 @@ static int on_ini_key(void *user, const char *section, const char *name,
 	k = cfg_key_find(name, &i);
 	if (!k)
 		return ini_error(p, "unknown key '%s'", name);
+	if (p->raw[LAYER_FILE][i].value)
+		return ini_error(p, "key '%s' set again (first on line %d)",
+				 name, p->raw[LAYER_FILE][i].line);
 	if (cfg_raw_set(p, LAYER_FILE, i, value))
 		return 0;
 	p->raw[LAYER_FILE][i].line = p->ini_line;

@@ -97,6 +97,8 @@ const struct key_def cfg_keys[] = {
 	 1, 3600, NULL, "seconds to connect to S3", NULL},
 	{"request_timeout", KIND_UINT, F(s3.request_timeout), {NULL, NULL}, "30",
 	 1, 86400, NULL, "seconds without progress before a request fails", NULL},
+	{"nonempty", KIND_BOOL, F(fs.nonempty), {NULL, NULL}, "false", 0, 0,
+	 bool_names, "mount over a folder that holds files (hiding them)", NULL},
 	{"log_level", KIND_ENUM, F(log_level), {NULL, NULL}, "info", 0, 0,
 	 level_names, "error, warn, info or debug (-d: debug)", NULL},
 	{"sse", KIND_STR, F(s3.sse), {NULL, NULL}, NULL, 0, 0, sse_names,
@@ -125,7 +127,7 @@ const char *const cfg_fuse_prefixes[] = {"fsname=", "subtype=",
 /* Options mount(8) and mount.fuse3 pass that nobody downstream needs. */
 const char *const cfg_ignored_flags[] = {
 	"_netdev", "auto", "noauto", "user", "nouser", "users", "owner",
-	"group", "defaults", "nofail", "nonempty", "atime", "diratime",
+	"group", "defaults", "nofail", "atime", "diratime",
 	"nodiratime", "relatime", "strictatime", "lazytime", NULL};
 const char *const cfg_ignored_prefixes[] = {"x-", "comment=", NULL};
 

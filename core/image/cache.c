@@ -21,6 +21,7 @@
 
 #include "image/cache.h"
 #include "base/log.h"
+#include "base/privfile.h"
 
 #define CACHE_BUSY_MS 5000
 #define CACHE_TOUCH_MS 1000
@@ -203,7 +204,14 @@ static void cache_db_close(struct cache *c)
  * result code of the first failure, else SQLITE_OK. */
 static int cache_db_open(struct cache *c)
 {
-	int rc = sqlite3_open_v2(c->path, &c->db,
+	int rc = privfile_db(c->path);
+
+	if (rc) {
+		log_error("thumbnail cache %s: cannot make it private: %s",
+			  c->path, strerror(rc));
+		return SQLITE_CANTOPEN;
+	}
+	rc = sqlite3_open_v2(c->path, &c->db,
 				 SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
 					 SQLITE_OPEN_NOMUTEX,
 				 NULL);

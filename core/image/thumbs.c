@@ -163,9 +163,13 @@ static int thumbs_from_bucket(struct thumbs *t, unsigned idx,
 static int thumbs_failed(struct thumbs *t, const char *key, const char *etag,
 			 const char *why)
 {
-	log_warn("thumbnail of %s (etag %s) failed: %s", key, etag,
-		 why && *why ? why : "unknown error");
+	struct log_key k, e, w;
+
+	log_warn("thumbnail of %s (etag %s) failed: %s", log_key(&k, key),
+		 log_key(&e, etag),
+		 why && *why ? log_key(&w, why) : "unknown error");
 	thumbs_count(t, MC_THUMB_ERRORS);
+	metrics_error(t->m, ME_DECODE);
 	for (unsigned i = 0; i < t->nsizes; i++) {
 		struct cache_key ck = thumbs_ck(t, i, key, etag);
 
@@ -252,9 +256,13 @@ static int thumbs_store(struct thumbs *t, unsigned idx, const char *tkey,
 
 	thumbs_stamp(t, idx, etag, stamp);
 	rc = store_put(t->store, tkey, thumb->data, thumb->len, &opts, NULL);
-	if (rc)
+
+	if (rc) {
+		struct log_key k;
+
 		log_warn("thumbnail %s: cannot store it in the bucket: %s",
-			 tkey, strerror(rc));
+			 log_key(&k, tkey), strerror(rc));
+	}
 	return rc;
 }
 

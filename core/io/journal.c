@@ -17,6 +17,7 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/privfile.h"
 
 struct journal {
 	sqlite3 *db;            /* protected by lock */
@@ -41,6 +42,13 @@ struct journal *journal_open(const char *dir)
 
 	if (!j || buf_addf(&path, "%s/uploads.db", dir))
 		goto out_nomem;
+	if ((errno = privfile_db(path.data))) {
+		log_error("journal %s: cannot make it private: %s", path.data,
+			  strerror(errno));
+		free(j);
+		buf_release(&path);
+		return NULL;
+	}
 	if (sqlite3_open(path.data, &j->db) != SQLITE_OK ||
 	    sqlite3_busy_timeout(j->db, 5000) != SQLITE_OK ||
 	    sqlite3_exec(j->db, schema, NULL, NULL, NULL) != SQLITE_OK) {
@@ -224,8 +232,10 @@ int journal_sweep(struct journal *j, struct store *store)
 
 		off = (size_t)(key + strlen(key) + 1 - list.data);
 		if (rc == 0 || rc == ENOENT) {
+			struct log_key k;
+
 			log_info("aborted the unfinished multipart upload of %s",
-				 key);
+				 log_key(&k, key));
 			exec_row(j, "DELETE FROM mpu WHERE rowid = ?2",
 				 strtoll(row, NULL, 10), NULL);
 		} else {

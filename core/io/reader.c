@@ -125,8 +125,12 @@ static int fetch_range(struct reader *r, struct slot *s, uint64_t want)
 		err = store_get(r->store, r->key, off, want - have,
 			     r->etag[0] ? r->etag : NULL, sink_buf, &s->data,
 			     NULL);
-	if (err == EAGAIN)
-		log_error("read of %s: the object changed while open", r->key);
+	if (err == EAGAIN) {
+		struct log_key k;
+
+		log_error("read of %s: the object changed while open",
+			  log_key(&k, r->key));
+	}
 	if (!err && s->data.len != want)
 		err = EIO;
 	if (err)

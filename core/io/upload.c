@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -22,6 +23,8 @@
 #include "io/journal.h"
 #include "base/log.h"
 #include "io/mime.h"
+
+static void progress_start(struct upload *u);
 
 
 /* ---- commit ----------------------------------------------------------- */
@@ -35,7 +38,7 @@ static int put_small(struct upload *u, const void *data, size_t len)
 	mime_sniff(u->conf->mime, data, len, u->key, type);
 	rc = store_put(u->store, u->key, len ? data : "", len, &opts, u->etag);
 	if (rc)
-		log_error("upload %s: put failed: %s", u->key, strerror(rc));
+		log_error("upload %s: put failed: %s", u->lkey, strerror(rc));
 	return rc ? EIO : 0;
 }
 
@@ -121,7 +124,7 @@ static int spool_send_part(struct upload *u, size_t ps, unsigned number,
 		return ENOMEM;
 	rc = up_spool_pread(u->spool_fd, p->data, len, off);
 	if (rc) {
-		log_error("upload %s: cannot read the spool: %s", u->key,
+		log_error("upload %s: cannot read the spool: %s", u->lkey,
 			  strerror(rc));
 		up_part_put(u, p);
 		return rc;
@@ -173,7 +176,7 @@ static int spool_commit(struct upload *u)
 		return EIO;
 	rc = up_spool_pread(u->spool_fd, p->data, (size_t)u->size, 0);
 	if (rc)
-		log_error("upload %s: cannot read the spool: %s", u->key,
+		log_error("upload %s: cannot read the spool: %s", u->lkey,
 			  strerror(rc));
 	rc = rc ? EIO : put_small(u, p->data, (size_t)u->size);
 	up_part_unmap(p);
@@ -198,8 +201,9 @@ struct upload *upload_create(struct store *store, struct metrics *m,
 	if (!u)
 		return NULL;
 	u->key = strdup(key);
-	if (!u->key)
-		goto out_free;
+	u->lkey = log_key_dup(key);
+	if (!u->key || !u->lkey)
+		goto out_key;
 	err = pthread_mutex_init(&u->lock, NULL);
 	if (err)
 		goto out_key;
@@ -216,13 +220,15 @@ struct upload *upload_create(struct store *store, struct metrics *m,
 	u->tee = conf->tee_spool;
 	u->spool_fd = -1;
 	u->queue_tail = &u->queue;
+	if (u->dirty)
+		progress_start(u);
 	return u;
 
 out_mutex:
 	pthread_mutex_destroy(&u->lock);
 out_key:
 	free(u->key);
-out_free:
+	free(u->lkey);
 	free(u);
 	errno = err;
 	return NULL;
@@ -233,11 +239,70 @@ out_free:
  * must never reach the bucket (a cp that failed half-way would otherwise
  * leave a truncated object at close).
  */
+static double now_mono(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double mib(uint64_t bytes)
+{
+	return (double)bytes / (1024.0 * 1024.0);
+}
+
+/* A change starts an upload in progress: counted, timed. */
+static void progress_start(struct upload *u)
+{
+	if (u->active)
+		return;
+	u->active = 1;
+	u->started = u->noted = now_mono();
+	u->written = 0;
+	metrics_gauge_add(u->m, MG_UPLOADS_ACTIVE, 1);
+}
+
+/* len more bytes written; a line every UPLOAD_PROGRESS_SECONDS. */
+static void progress_add(struct upload *u, size_t len)
+{
+	double now;
+
+	u->written += len;
+	metrics_gauge_add(u->m, MG_UPLOAD_BYTES_ACTIVE, (int64_t)len);
+	now = now_mono();
+	if (now - u->noted < UPLOAD_PROGRESS_SECONDS)
+		return;
+	u->noted = now;
+	log_info("upload %s: %.1f MiB written so far in %.0f s (%.1f MiB/s)",
+		 u->lkey, mib(u->written), now - u->started,
+		 mib(u->written) / (now - u->started));
+}
+
+/* The upload is over (uploaded, failed or dropped): uncount it; on
+ * success, its one line. */
+static void progress_end(struct upload *u, int uploaded)
+{
+	double secs;
+
+	if (!u->active)
+		return;
+	u->active = 0;
+	metrics_gauge_add(u->m, MG_UPLOADS_ACTIVE, -1);
+	metrics_gauge_add(u->m, MG_UPLOAD_BYTES_ACTIVE, -(int64_t)u->written);
+	if (!uploaded)
+		return;
+	secs = now_mono() - u->started;
+	log_info("upload %s: %llu bytes in %.2f s (%.1f MiB/s)", u->lkey,
+		 (unsigned long long)u->size, secs,
+		 secs > 0 ? mib(u->size) / secs : 0.0);
+}
+
 static void upload_break(struct upload *u, const char *what, int rc)
 {
 	if (!u->broken)
 		log_error("upload %s: %s failed (%s); the file will not be "
-			  "uploaded", u->key, what, strerror(rc));
+			  "uploaded", u->lkey, what, strerror(rc));
 	u->broken = 1;
 }
 
@@ -251,7 +316,7 @@ static int write_any(struct upload *u, const void *data, size_t len,
 		if (off + len <= limit)
 			return up_mem_write(u, data, len, off);
 		log_error("upload %s: a streamed file is limited to %u parts",
-			  u->key, UPLOAD_MAX_PARTS);
+			  u->lkey, UPLOAD_MAX_PARTS);
 		return EFBIG;
 	}
 	rc = up_to_spool(u, "a write that seeks back");
@@ -271,9 +336,12 @@ int upload_write(struct upload *u, const void *data, size_t len, uint64_t off)
 	if (len == 0)
 		return 0;
 	u->dirty = 1;
+	progress_start(u);
 	rc = write_any(u, data, len, off);
 	if (rc)
 		upload_break(u, "a write", rc);
+	else
+		progress_add(u, len);
 	return rc;
 }
 
@@ -381,6 +449,7 @@ int upload_truncate(struct upload *u, uint64_t size)
 	if (size == 0) {
 		upload_reset(u);
 		u->dirty = 1;
+		progress_start(u);
 		return 0;
 	}
 	if (u->broken)
@@ -388,6 +457,7 @@ int upload_truncate(struct upload *u, uint64_t size)
 	if (size == u->size)
 		return 0;
 	u->dirty = 1;
+	progress_start(u);
 	rc = truncate_any(u, size);
 	if (rc)
 		upload_break(u, "a truncate", rc);
@@ -427,9 +497,11 @@ int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 			up_mem_drop(u); /* abort what was streamed */
 		if (u->m)
 			metrics_add(u->m, MC_UPLOAD_ERRORS, 1);
+		progress_end(u, 0);
 		return EIO;
 	}
 	u->dirty = 0;
+	progress_end(u, 1);
 	if (u->m)
 		metrics_add(u->m, MC_UPLOADS, 1);
 	if (etag_out)
@@ -479,11 +551,13 @@ void upload_destroy(struct upload *u)
 {
 	if (!u)
 		return;
+	progress_end(u, 0);
 	up_mem_drop(u);
 	up_spool_close(u);
 	free(u->parts);
 	pthread_cond_destroy(&u->cond);
 	pthread_mutex_destroy(&u->lock);
 	free(u->key);
+	free(u->lkey);
 	free(u);
 }

@@ -46,9 +46,17 @@
  * bytes; a write past that returns EFBIG); a spooled file is sent with
  * parts grown to fit. existing = 1 content is loaded with one GET the first
  * time it is needed (a missing object counts as empty).
+ *
+ * Progress: from its first change until its commit (or destroy), an upload
+ * counts in the MG_UPLOADS_ACTIVE gauge and its bytes written in
+ * MG_UPLOAD_BYTES_ACTIVE; a write logs an info line with the bytes so far
+ * every UPLOAD_PROGRESS_SECONDS, and a commit that succeeds logs one info
+ * line with the key, the size, the time since the first change and MiB/s.
  */
 #ifndef IMGFS_UPLOAD_H
 #define IMGFS_UPLOAD_H
+
+#define UPLOAD_PROGRESS_SECONDS 5.0
 
 #include <stddef.h>
 #include <stdint.h>

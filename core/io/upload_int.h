@@ -49,6 +49,11 @@ struct upload {
 	struct metrics *m;
 	const struct upload_conf *conf;
 	char *key;
+	char *lkey;             /* key as log lines show it (log_key_dup) */
+	int active;             /* counted in the in-progress gauges */
+	double started;         /* monotonic time of the first change */
+	double noted;           /* last progress line (or started) */
+	uint64_t written;       /* bytes written since started */
 	enum upload_mode mode;
 	uint64_t size;          /* the file's size, in every mode */
 	int dirty;              /* changed since create or the last commit */

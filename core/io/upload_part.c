@@ -123,7 +123,7 @@ static void part_done_locked(struct upload *u, struct upload_part *p, int rc,
 {
 	if (tee_rc && !u->tee_err) {
 		log_warn("upload %s: spool copy stopped (%s): seeking back "
-			 "into parts already sent will fail", u->key,
+			 "into parts already sent will fail", u->lkey,
 			 strerror(tee_rc));
 		u->tee_err = tee_rc;
 	}
@@ -164,7 +164,7 @@ static void *upload_worker(void *arg)
 			rc = store_mpu_part(u->store, u->key, u->upload_id, p->number,
 					 p->data, p->len, etag);
 		if (rc && rc != ECANCELED)
-			log_error("upload %s: part %u failed: %s", u->key,
+			log_error("upload %s: part %u failed: %s", u->lkey,
 				  p->number, strerror(rc));
 		pthread_mutex_lock(&u->lock);
 		part_done_locked(u, p, rc, etag, tee_rc);
@@ -216,7 +216,7 @@ static int workers_start(struct upload *u)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	if (rc) {
-		log_error("upload %s: cannot start a worker: %s", u->key,
+		log_error("upload %s: cannot start a worker: %s", u->lkey,
 			  strerror(rc));
 		workers_stop(u);
 	}
@@ -307,7 +307,7 @@ int up_mpu_begin(struct upload *u, const void *head, size_t head_len)
 	rc = store_mpu_create(u->store, u->key, &opts, &u->upload_id);
 	if (rc) {
 		log_error("upload %s: cannot start a multipart upload: %s",
-			  u->key, strerror(rc));
+			  u->lkey, strerror(rc));
 		journal_cancel(u->conf->journal, row);
 		u->upload_id = NULL;
 		return EIO;
@@ -341,7 +341,7 @@ void up_mpu_abort(struct upload *u)
 	rc = store_mpu_abort(u->store, u->key, u->upload_id);
 	if (rc && rc != ENOENT) {
 		log_error("upload %s: cannot abort multipart upload: %s; "
-			  "retrying later", u->key, strerror(rc));
+			  "retrying later", u->lkey, strerror(rc));
 		journal_orphan(u->conf->journal, u->upload_id);
 	} else {
 		journal_done(u->conf->journal, u->upload_id);
@@ -361,7 +361,7 @@ static int mpu_landed(struct upload *u, int rc)
 	    !store_mpu_landed(u->store, u->key, u->parts, u->nparts, u->etag))
 		return 0;
 	log_warn("upload %s: completion reported a failure, but the object "
-		 "is complete (%s)", u->key, u->etag);
+		 "is complete (%s)", u->lkey, u->etag);
 	return 1;
 }
 
@@ -373,7 +373,7 @@ int up_mpu_complete(struct upload *u)
 
 	for (unsigned i = 0; !rc && i < u->nparts; i++) {
 		if (!u->parts[i].etag[0]) {
-			log_error("upload %s: part %u was never sent", u->key,
+			log_error("upload %s: part %u was never sent", u->lkey,
 				  i + 1);
 			rc = EIO;
 		}
@@ -386,7 +386,7 @@ int up_mpu_complete(struct upload *u)
 		return 0;
 	}
 	if (rc) {
-		log_error("upload %s: multipart upload failed: %s", u->key,
+		log_error("upload %s: multipart upload failed: %s", u->lkey,
 			  strerror(rc));
 		up_mpu_abort(u);
 		return EIO;

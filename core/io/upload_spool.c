@@ -47,7 +47,7 @@ static int spool_open(struct upload *u)
 		int rc = errno;
 
 		log_error("upload %s: cannot create a spool file in %s: %s",
-			  u->key, dir, strerror(rc));
+			  u->lkey, dir, strerror(rc));
 		return rc;
 	}
 	u->spool_fd = fd;
@@ -135,7 +135,7 @@ void up_mem_tee(struct upload *u, const struct upload_part *p,
 		rc = up_spool_pwrite(u->spool_fd, p->data, p->len, off);
 	if (rc) {
 		log_warn("upload %s: spool copy stopped (%s): seeking back "
-			 "into parts already sent will fail", u->key,
+			 "into parts already sent will fail", u->lkey,
 			 strerror(rc));
 		up_spool_close(u);
 		u->tee = 0;
@@ -160,7 +160,7 @@ static int mem_send_cur(struct upload *u)
 	}
 	if (u->tee && u->spool_fd < 0 && spool_open(u) != 0) {
 		log_warn("upload %s: no spool copy: seeking back into parts "
-			 "already sent will fail", u->key);
+			 "already sent will fail", u->lkey);
 		u->tee = 0;
 	}
 	p->tee = u->tee;
@@ -168,7 +168,7 @@ static int mem_send_cur(struct upload *u)
 	u->next++;
 	rc = up_workers_submit(u, p);
 	if (rc) {
-		log_error("upload %s: a part failed; the file is lost", u->key);
+		log_error("upload %s: a part failed; the file is lost", u->lkey);
 		u->broken = 1;
 		return EIO;
 	}
@@ -256,7 +256,7 @@ static int mem_to_spool(struct upload *u, const char *why)
 	if (u->next > 2 && !up_tee_complete(u)) {
 		log_error("upload %s: %s after %u parts were streamed; seeking "
 			  "back past the first part of a large file needs "
-			  "the spool copy (tee)", u->key, why, u->next - 2);
+			  "the spool copy (tee)", u->lkey, why, u->next - 2);
 		return EIO;
 	}
 	if (u->spool_fd < 0)
@@ -269,7 +269,7 @@ static int mem_to_spool(struct upload *u, const char *why)
 	if (!rc && ftruncate(u->spool_fd, (off_t)u->size) != 0)
 		rc = errno;
 	if (rc) {
-		log_error("upload %s: cannot spool: %s", u->key, strerror(rc));
+		log_error("upload %s: cannot spool: %s", u->lkey, strerror(rc));
 		return rc;
 	}
 	up_mem_drop(u);
@@ -309,13 +309,13 @@ static int remote_to_spool(struct upload *u)
 		rc = store_get(u->store, u->key, 0, 0, NULL, load_sink_write, &sink,
 			    NULL);
 	if (rc == ENOENT) {
-		log_warn("upload %s: object vanished; starting empty", u->key);
+		log_warn("upload %s: object vanished; starting empty", u->lkey);
 		rc = ftruncate(u->spool_fd, 0) ? errno : 0;
 		sink.off = 0;
 	}
 	if (rc) {
 		rc = sink.err ? sink.err : EIO;
-		log_error("upload %s: cannot load the object: %s", u->key,
+		log_error("upload %s: cannot load the object: %s", u->lkey,
 			  strerror(rc));
 		return rc;
 	}

@@ -656,8 +656,10 @@ int links_gallery(struct links *l, time_t now, struct buf *out)
 	if (!err)
 		err = render_page(l, &g, now, expires, out);
 	if (err) {
+		struct log_key k;
+
 		log_error("links: gallery of %s: %s",
-			  l->fconf->uploads_prefix, strerror(err));
+			  log_key(&k, l->fconf->uploads_prefix), strerror(err));
 		out->len = mark;
 		if (out->data)
 			out->data[mark] = '\0';

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "image/cache.h"
 
 struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 {
@@ -44,27 +45,79 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	return ns;
 }
 
-int ns_check(struct ns *ns, char *err, size_t errlen)
+/* Open and close the two databases of the cache directory, so that one
+ * that cannot be used stops the mount while the terminal still sees why. */
+static int check_cache_dir(struct ns *ns, char *err, size_t errlen)
 {
-	struct s3_client *s3 = s3_create(&ns->cfg->s3, ns->creds, ns->metrics);
-	struct store_list_page page = {0};
-	int rc;
+	struct journal *j = journal_open(ns->cfg->cache.dir);
+	struct cache *c;
 
-	if (!s3) {
-		snprintf(err, errlen, "cannot create the S3 client: %s",
-			 strerror(errno));
-		return errno;
+	if (!j) {
+		snprintf(err, errlen, "cannot open the upload journal %s/uploads.db "
+			 "(move it away to start afresh): %s",
+			 ns->cfg->cache.dir, strerror(errno));
+		return errno ? errno : EIO;
 	}
-	rc = store_list(s3_store(s3), ns->cfg->fs.uploads_prefix, "/", NULL, 1, &page);
-	store_list_page_release(&page);
-	s3_destroy(s3);
-	if (rc)
+	journal_close(j);
+	c = cache_open(&ns->cfg->cache, ns->metrics);
+	if (!c) {
+		snprintf(err, errlen, "cannot open the thumbnail cache in %s: %s",
+			 ns->cfg->cache.dir, strerror(errno));
+		return errno ? errno : EIO;
+	}
+	cache_close(c);
+	return 0;
+}
+
+/* The check's client fails fast: a silent or unreachable endpoint must stop
+ * the mount in seconds, not after every retry of a long timeout. */
+#define NS_CHECK_TIMEOUT 5
+#define NS_CHECK_RETRIES 1
+
+static void check_describe(struct ns *ns, struct s3_client *s3, int rc,
+			   char *err, size_t errlen)
+{
+	char cause[320];
+
+	if (s3_last_transport_error(s3, cause, sizeof(cause)))
+		snprintf(err, errlen, "cannot connect to %s: %s",
+			 ns->cfg->s3.endpoint, cause);
+	else
 		snprintf(err, errlen, "cannot list bucket '%s' at %s: %s",
 			 ns->cfg->s3.bucket, ns->cfg->s3.endpoint,
 			 rc == EACCES ? "access denied"
 			 : rc == ENOENT ? "no such bucket"
 					: strerror(rc));
-	return rc;
+}
+
+int ns_check(struct ns *ns, char *err, size_t errlen)
+{
+	struct s3_conf conf = ns->cfg->s3;
+	struct store_list_page page = {0};
+	struct s3_client *s3;
+	int rc;
+
+	if (conf.request_timeout > NS_CHECK_TIMEOUT)
+		conf.request_timeout = NS_CHECK_TIMEOUT;
+	if (conf.connect_timeout > NS_CHECK_TIMEOUT)
+		conf.connect_timeout = NS_CHECK_TIMEOUT;
+	if (conf.retries > NS_CHECK_RETRIES)
+		conf.retries = NS_CHECK_RETRIES;
+	s3 = s3_create(&conf, ns->creds, ns->metrics);
+	if (!s3) {
+		snprintf(err, errlen, "cannot create the S3 client: %s",
+			 strerror(errno));
+		return errno;
+	}
+	/* the outcome is err's one line; -d shows each attempt */
+	log_quiet(!log_enabled(LOG_LVL_DEBUG));
+	rc = store_list(s3_store(s3), ns->cfg->fs.uploads_prefix, "/", NULL, 1, &page);
+	log_quiet(0);
+	store_list_page_release(&page);
+	if (rc)
+		check_describe(ns, s3, rc, err, errlen);
+	s3_destroy(s3);
+	return rc ? rc : check_cache_dir(ns, err, errlen);
 }
 
 /* The data cache in cache_dir/data; without it reads still work. */
@@ -139,6 +192,14 @@ void ns_free(struct ns *ns)
 	metrics_destroy(ns->metrics);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);
+}
+
+void ns_count_error(struct ns *ns, int is_change, int rc)
+{
+	if (!is_change && rc == EIO)
+		metrics_error(ns->metrics, ME_READ_EIO);
+	else if (is_change && (rc == EROFS || rc == EACCES || rc == EPERM))
+		metrics_error(ns->metrics, ME_WRITE_REFUSED);
 }
 
 int ns_upload_key(const struct ns *ns, const char *rel, struct buf *out)

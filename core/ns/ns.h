@@ -43,8 +43,10 @@ struct ns_attr {
 
 /* NULL with errno set. cfg and creds must outlive the ns. */
 struct ns *ns_new(const struct cfg *cfg, struct creds *creds);
-/* Check that the bucket answers with these credentials. 0, or an errno with
- * a one-line reason in err. Starts and stops its own client. */
+/* Check that the bucket answers with these credentials and that the
+ * databases in the cache directory (upload journal, thumbnail cache) open.
+ * 0, or an errno with a one-line reason in err. Starts and stops its own
+ * client and closes what it opened, so nothing crosses a later fork. */
 int ns_check(struct ns *ns, char *err, size_t errlen);
 /* Create the S3 client and the services over it. 0 or errno (logged). */
 int ns_start(struct ns *ns);
@@ -56,6 +58,12 @@ int ns_start_store(struct ns *ns, struct store *store,
 void ns_free(struct ns *ns);
 
 int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out);
+
+/* Count an error the FUSE layer returns to a caller in
+ * imgfs_errors_total: rc EIO from an open or read (is_change 0) as
+ * read_eio; EROFS, EACCES or EPERM from a change (is_change 1) as
+ * write_refused. Other results are not counted here. */
+void ns_count_error(struct ns *ns, int is_change, int rc);
 
 /* Call fn for each entry of the folder at path ("." and ".." excluded).
  * fn returns non-zero to stop early. */

@@ -450,8 +450,11 @@ int ns_flush(struct ns_file *f)
 			f->existed = 1;
 			eager_thumbs(f, size, etag);
 		} else {
-			log_error("upload of %s failed: %s", f->key, strerror(rc));
-			metrics_add(f->ns->metrics, MC_ERRORS, 1);
+			struct log_key k;
+
+			log_error("upload of %s failed: %s", log_key(&k, f->key),
+				  strerror(rc));
+			metrics_error(f->ns->metrics, ME_UPLOAD);
 		}
 	}
 	pthread_mutex_unlock(&f->lock);

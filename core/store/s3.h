@@ -36,6 +36,16 @@ struct s3_client *s3_create(const struct s3_conf *conf, struct creds *creds,
 			    struct metrics *m);
 void s3_destroy(struct s3_client *c);
 
+/*
+ * Why the last request that failed without an HTTP answer failed, in a few
+ * words a newcomer understands: "connection refused", "timed out", "TLS:
+ * wrong protocol (is the endpoint http?)", "TLS: certificate from an
+ * unknown CA", "TLS: certificate for another host name", "cannot resolve
+ * host", else libcurl's own message. Copies it into out and returns 1, or
+ * returns 0 when no request has failed that way. Thread-safe.
+ */
+int s3_last_transport_error(struct s3_client *c, char *out, size_t len);
+
 /* The client as a store; valid until s3_destroy(). */
 struct store *s3_store(struct s3_client *c);
 

@@ -36,27 +36,6 @@ static void curl_init_once(void)
 	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* A printable, bounded copy of a key for a log line. */
-void s3_log_key(const char *key, char out[S3_LOG_KEY_MAX + 8])
-{
-	const unsigned char *p = (const unsigned char *)key;
-	size_t w = 0;
-
-	if (!key) {
-		snprintf(out, S3_LOG_KEY_MAX + 8, "(bucket)");
-		return;
-	}
-	for (; *p && w < S3_LOG_KEY_MAX; p++) {
-		if (*p < 0x20 || *p == 0x7f || *p == '\\')
-			w += (size_t)snprintf(out + w, 5, "\\x%02x", *p);
-		else
-			out[w++] = (char)*p;
-	}
-	if (*p)
-		w += (size_t)snprintf(out + w, 4, "...");
-	out[w] = '\0';
-}
-
 double s3_now_mono(void)
 {
 	struct timespec ts;

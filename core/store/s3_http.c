@@ -392,6 +392,8 @@ static int attempt_perform(struct s3_client *c, const struct s3_req *req,
 		setup_curl(c, r->h, req, r, &a);
 		t0 = s3_now_mono();
 		r->cc = curl_easy_perform(r->h);
+		if (r->cc != CURLE_OK)
+			curl_easy_getinfo(r->h, CURLINFO_OS_ERRNO, &r->os_errno);
 		if (!r->status_known)
 			curl_easy_getinfo(r->h, CURLINFO_RESPONSE_CODE,
 					  &r->status);
@@ -516,21 +518,88 @@ static int quiet_errno(int err)
 	       err == ERANGE || err == ECANCELED;
 }
 
+/* The cause of a failure with no HTTP answer, in a newcomer's words. */
+static void transport_cause(const struct s3_resp *r, char *out, size_t n)
+{
+	const char *e = r->curl_err;
+
+	switch (r->cc) {
+	case CURLE_COULDNT_CONNECT:
+		snprintf(out, n, "%s", r->os_errno == ECONNREFUSED
+			 ? "connection refused" : e[0] ? e : "cannot connect");
+		return;
+	case CURLE_OPERATION_TIMEDOUT:
+		snprintf(out, n, "timed out (%s)", e[0] ? e : "no answer");
+		return;
+	case CURLE_COULDNT_RESOLVE_HOST:
+		snprintf(out, n, "cannot resolve host");
+		return;
+	case CURLE_SSL_CONNECT_ERROR:
+		if (strstr(e, "wrong version number") || strstr(e, "packet length")) {
+			snprintf(out, n, "TLS: wrong protocol (is the endpoint "
+				 "http, not https?)");
+			return;
+		}
+		break;
+	case CURLE_PEER_FAILED_VERIFICATION:
+		if (strstr(e, "issuer") || strstr(e, "self-signed") ||
+		    strstr(e, "self signed")) {
+			snprintf(out, n, "TLS: certificate from an unknown CA "
+				 "(set ca_file= or AWS_CA_BUNDLE)");
+			return;
+		}
+		if (strstr(e, "subject name") || strstr(e, "host name") ||
+		    strstr(e, "hostname")) {
+			snprintf(out, n, "TLS: certificate for another host name");
+			return;
+		}
+		break;
+	default:
+		break;
+	}
+	snprintf(out, n, "%s", e[0] ? e : curl_easy_strerror(r->cc));
+}
+
+static void note_transport_error(struct s3_client *c, const struct s3_resp *r)
+{
+	char cause[sizeof(c->transport_err)];
+
+	if (r->cc == CURLE_OK || r->body_too_big || r->range_bad)
+		return;
+	transport_cause(r, cause, sizeof(cause));
+	pthread_mutex_lock(&c->lock);
+	snprintf(c->transport_err, sizeof(c->transport_err), "%s", cause);
+	pthread_mutex_unlock(&c->lock);
+}
+
+int s3_last_transport_error(struct s3_client *c, char *out, size_t len)
+{
+	int found;
+
+	pthread_mutex_lock(&c->lock);
+	found = c->transport_err[0] != '\0';
+	if (found)
+		snprintf(out, len, "%s", c->transport_err);
+	pthread_mutex_unlock(&c->lock);
+	return found;
+}
+
 static void log_attempt(const struct s3_req *req, const struct s3_resp *r,
 			int err, unsigned attempt, unsigned attempts,
 			int final)
 {
-	char key[S3_LOG_KEY_MAX + 8], what[CURL_ERROR_SIZE + 64];
+	char what[CURL_ERROR_SIZE + 64];
+	struct log_key key;
 	enum log_level lvl = final ? (quiet_errno(err) ? LOG_LVL_DEBUG
 						       : LOG_LVL_ERROR)
 				   : LOG_LVL_WARN;
 
 	if (!log_enabled(lvl))
 		return;
-	s3_log_key(req->key, key);
 	describe(r, err, what, sizeof(what));
 	log_msg(lvl, "s3: %s %s %s: %s (attempt %u of %u)",
-		metrics_op_name(req->op), key, final ? "failed" : "will retry",
+		metrics_op_name(req->op),
+		req->key ? log_key(&key, req->key) : "(bucket)", final ? "failed" : "will retry",
 		what, attempt, attempts);
 }
 
@@ -565,7 +634,9 @@ int s3_run(struct s3_client *c, struct s3_req *req, struct s3_resp *r)
 		log_attempt(req, r, err, i + 1, attempts, 0);
 	}
 	req->attempts = i < attempts ? i + 1 : attempts;
-	if (err)
+	if (err) {
+		note_transport_error(c, r);
 		log_attempt(req, r, err, req->attempts, attempts, 1);
+	}
 	return err;
 }

@@ -39,7 +39,6 @@
 #define S3_BACKOFF_CAP_MS 5000
 #define S3_BODY_MAX (16u << 20)   /* XML and error bodies kept in memory */
 #define S3_HDRS_MAX 16
-#define S3_LOG_KEY_MAX 200
 #define S3_RECV_BUFFER (256 * 1024)
 #define S3_SEND_BUFFER (1024 * 1024)
 #define S3_STRAY_SLACK 60 /* seconds of clock skew allowed in Initiated */
@@ -59,6 +58,8 @@ struct s3_client {
 	size_t nidle;          /* protected by lock */
 	unsigned nhandles;     /* protected by lock: handles created */
 	atomic_uint_fast64_t rng;
+	char transport_err[CURL_ERROR_SIZE + 64]; /* protected by lock: see
+						     s3_last_transport_error() */
 };
 
 /* State of a streamed GET across its attempts. */
@@ -94,6 +95,7 @@ struct s3_req {
 struct s3_resp {
 	long status;
 	CURLcode cc;
+	long os_errno;                /* CURLINFO_OS_ERRNO after a failure */
 	char curl_err[CURL_ERROR_SIZE];
 	struct buf body;              /* kept body (not streamed), capped */
 	int body_too_big;
@@ -112,9 +114,6 @@ struct s3_resp {
 };
 
 struct s3_client *s3_client_of(struct store *st);
-
-/* A printable, bounded copy of a key for a log line. */
-void s3_log_key(const char *key, char out[S3_LOG_KEY_MAX + 8]);
 
 double s3_now_mono(void);
 

@@ -30,15 +30,14 @@ static void abort_stray(void *arg, const char *key, const char *upload_id,
 			time_t initiated)
 {
 	struct mpu_stray *s = arg;
-	char k[S3_LOG_KEY_MAX + 8];
+	struct log_key k;
 
 	if (strcmp(key, s->key) != 0 || initiated < s->since ||
 	    (s->keep && strcmp(upload_id, s->keep) == 0))
 		return;
 	if (store_mpu_abort(&s->c->store, key, upload_id) == 0) {
-		s3_log_key(key, k);
 		log_warn("s3: aborted a multipart upload of %s whose creation "
-			 "reply was lost", k);
+			 "reply was lost", log_key(&k, key));
 	}
 }
 
@@ -186,13 +185,12 @@ static int complete_confirm(struct s3_client *c, const char *key,
 			    const struct store_part *parts, size_t nparts,
 			    char etag[STORE_ETAG_MAX])
 {
-	char k[S3_LOG_KEY_MAX + 8];
+	struct log_key k;
 
 	if (!store_mpu_landed(&c->store, key, parts, nparts, etag))
 		return ENOENT;
-	s3_log_key(key, k);
 	log_info("s3: MPU_COMPLETE %s: the first reply was lost, the object "
-		 "is complete", k);
+		 "is complete", log_key(&k, key));
 	return 0;
 }
 

@@ -196,9 +196,10 @@ static int s3_list(struct store *st, const char *prefix, const char *delimiter,
 	if (!err) {
 		err = xml_parse_list(r.body.data, r.body.len, out, NULL);
 		if (err) {
-			char what[S3_LOG_KEY_MAX + 8];
-			s3_log_key(prefix ? prefix : "", what);
-			log_error("s3: LIST %s: unreadable response (%s)", what,
+			struct log_key what;
+
+			log_error("s3: LIST %s: unreadable response (%s)",
+				  log_key(&what, prefix ? prefix : ""),
 				  strerror(err));
 		}
 	}

@@ -28,7 +28,7 @@ FSTAB = CONTRIB / "fstab.example"
 RSYSLOG = CONTRIB / "rsyslog" / "30-imgfs.conf"
 LOGROTATE = CONTRIB / "logrotate" / "imgfs"
 CWAGENT = CONTRIB / "cloudwatch" / "amazon-cloudwatch-agent.json"
-WORKFLOWS = CONTRIB / "github" / "workflows"
+WORKFLOWS = REPO / ".github" / "workflows"
 HCL2JSON = REPO / "tests" / "node" / "hcl2json.js"
 
 # Unit settings that give a service its own mount namespace: the FUSE mount

@@ -529,6 +529,19 @@ static void test_fuse_passthrough(void)
 {
 	struct run r;
 
+	/* nonempty is imgfs' own (libfuse 3 has none), off by default */
+	run(&r, vec("imgfs", "bkt", "/tmp", NULL), base_env());
+	CHECK_INT(r.c.fs.nonempty, 0);
+	done(&r);
+	run(&r, vec("imgfs", "-o", "nonempty,allow_other", "bkt", "/tmp", NULL),
+	    base_env());
+	CHECK_INT(r.res, CFG_OK);
+	CHECK_INT(r.c.fs.nonempty, 1);
+	CHECK(r.c.fuse_opts && r.c.fuse_opts[0] &&
+	      strcmp(r.c.fuse_opts[0], "allow_other") == 0 &&
+	      r.c.fuse_opts[1] == NULL);
+	done(&r);
+
 	run(&r, vec("imgfs", "-d", "-o",
 		    "allow_root,default_permissions,auto_unmount,ro,"
 		    "fsname=imgfs#bkt,subtype=imgfs,max_read=131072",
@@ -614,6 +627,11 @@ static void test_ini_errors(void)
 	expect_error(vec("imgfs", "--config", DATA "missing.ini", "bkt", "/tmp",
 			 NULL),
 		     base_env(), DATA "missing.ini", "No such file");
+	/* a key given twice is refused, naming both lines */
+	expect_error(vec("imgfs", "--config", DATA "duplicate_key.ini", "bkt",
+			 "/tmp", NULL),
+		     base_env(), DATA "duplicate_key.ini:4",
+		     "key 'region' set again (first on line 2)");
 	expect_error(vec("imgfs", "--config", "/dev/zero", "bkt", "/tmp", NULL),
 		     base_env(), "/dev/zero", "regular file");
 	expect_error(vec("imgfs", "--config", "tests", "bkt", "/tmp", NULL),
