@@ -79,9 +79,12 @@ static int fs_getattr(const char *path, struct stat *st,
 	struct ns_attr a;
 	int rc;
 
-	if (!path)
+	if (fi && fi->fh)
+		rc = ns_fgetattr(file_of(fi), &a); /* also once unlinked */
+	else if (!path)
 		return -ESTALE;
-	rc = ns_getattr(ns(), path, &a);
+	else
+		rc = ns_getattr(ns(), path, &a);
 	if (rc)
 		return -rc;
 	fill_stat(st, &a);

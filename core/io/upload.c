@@ -357,7 +357,8 @@ static int mem_shrink(struct upload *u, uint64_t size)
 	return 0;
 }
 
-static int truncate_any(struct upload *u, uint64_t size)
+/* *intact = 1 when a failure left the content as it was. */
+static int truncate_any(struct upload *u, uint64_t size, int *intact)
 {
 	int rc;
 
@@ -367,16 +368,19 @@ static int truncate_any(struct upload *u, uint64_t size)
 	if (u->mode == UPLOAD_MEM && size < u->size && mem_shrink(u, size) == 0)
 		return 0;
 	rc = up_to_spool(u, "a truncate");
-	if (!rc && ftruncate(u->spool_fd, (off_t)size) != 0)
-		rc = errno;
-	if (!rc)
-		u->size = size;
-	return rc;
+	if (rc)
+		return rc;
+	if (ftruncate(u->spool_fd, (off_t)size) != 0) {
+		*intact = 1; /* the spool, and so the file, is unchanged */
+		return errno;
+	}
+	u->size = size;
+	return 0;
 }
 
 int upload_truncate(struct upload *u, uint64_t size)
 {
-	int rc;
+	int intact = 0, rc;
 
 	if (size == 0) {
 		upload_reset(u);
@@ -387,11 +391,32 @@ int upload_truncate(struct upload *u, uint64_t size)
 		return EIO;
 	if (size == u->size)
 		return 0;
+	if (size > UPLOAD_MAX_OBJECT)
+		return EFBIG;
 	u->dirty = 1;
-	rc = truncate_any(u, size);
-	if (rc)
+	rc = truncate_any(u, size, &intact);
+	if (rc && intact)
+		log_warn("upload %s: cannot truncate to %llu: %s", u->key,
+			 (unsigned long long)size, strerror(rc));
+	else if (rc)
 		upload_break(u, "a truncate", rc);
 	return rc;
+}
+
+int upload_rekey(struct upload *u, const char *key)
+{
+	char *copy = strdup(key);
+	int rc = copy ? 0 : ENOMEM;
+
+	if (!rc && u->mode == UPLOAD_MEM && u->upload_id)
+		rc = up_to_spool(u, "a rename");
+	if (rc) {
+		free(copy);
+		return rc == ENOMEM ? rc : EIO;
+	}
+	free(u->key);
+	u->key = copy;
+	return 0;
 }
 
 uint64_t upload_size(const struct upload *u)

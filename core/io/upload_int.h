@@ -30,6 +30,7 @@
 #define UPLOAD_MIN_PART (5ULL << 20)  /* S3's smallest part but the last */
 #define UPLOAD_MAX_PART (5ULL << 30)  /* S3's largest part */
 #define UPLOAD_MAX_PARTS 10000u       /* S3's part number limit */
+#define UPLOAD_MAX_OBJECT (5ULL << 40) /* S3's largest object */
 
 enum upload_mode { UPLOAD_MEM, UPLOAD_SPOOL, UPLOAD_REMOTE };
 

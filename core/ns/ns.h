@@ -78,6 +78,9 @@ int ns_flush(struct ns_file *f);
 /* The last reference is gone: free the file. */
 void ns_release(struct ns_file *f);
 
+/* Attributes of an open file, also after its name was removed. 0. */
+int ns_fgetattr(struct ns_file *f, struct ns_attr *out);
+
 /* Should the kernel bypass its page cache (content made at open)? */
 int ns_file_direct_io(const struct ns_file *f);
 /* Did open learn the file's size, so cached attributes are stale? */

@@ -85,6 +85,8 @@ int ns_unlink(struct ns *ns, const char *path)
 		rc = EISDIR;
 	if (!rc)
 		rc = ns_upload_key(ns, rel, &key);
+	if (!rc) /* as on a disk: open descriptors keep the content */
+		ns_files_unlink(ns, key.data);
 	if (!rc)
 		rc = store_delete(ns->store, key.data);
 	if (!rc) {
@@ -296,6 +298,21 @@ static int rename_dir(struct ns *ns, const char *from_rel, const char *to_rel)
 	return rc;
 }
 
+/* The move of a file in the bucket, while its writers (nwriters of them)
+ * are held: a name that only an open writer has, and no object yet, moves
+ * with the writer alone. */
+static int move_file(struct ns *ns, const char *from, const char *to,
+		     size_t nwriters)
+{
+	int rc = move_object(ns, from, to);
+
+	if (rc == ENOENT && nwriters) {
+		note_absent(ns, from);
+		rc = 0;
+	}
+	return rc;
+}
+
 static int rename_file(struct ns *ns, const char *from_rel, const char *to_rel,
 		       const struct meta_attr *a)
 {
@@ -304,8 +321,10 @@ static int rename_file(struct ns *ns, const char *from_rel, const char *to_rel,
 
 	if (!rc)
 		rc = ns_upload_key(ns, to_rel, &to);
+	if (!rc) /* the file replaced lives on in its open descriptors */
+		ns_files_unlink(ns, to.data);
 	if (!rc)
-		rc = move_object(ns, from.data, to.data);
+		rc = ns_files_rename(ns, from.data, to.data, move_file);
 	if (!rc)
 		ns_note_upload(ns, to.data, a->size, a->etag);
 	buf_release(&from);

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,8 @@ static void file_free(struct ns_file *f)
 	pthread_mutex_unlock(&ns->lock);
 	if (!last)
 		return;
+	if (f->writer)
+		file_free(f->writer);
 	reader_destroy(f->reader);
 	upload_destroy(f->upload);
 	buf_release(&f->blob);
@@ -124,6 +127,13 @@ static int open_reader(struct ns *ns, const char *key,
 	if (!f)
 		return ENOMEM;
 	f->key = strdup(key);
+	f->open_size = a->size;
+	f->mtime = a->mtime;
+	f->writer = borrow_writer(ns, key); /* read what it has written */
+	if (f->key && f->writer) {
+		*out = f;
+		return 0;
+	}
 	if (f->key && a->size)
 		f->reader = reader_create(ns->store, key, a->size, a->etag);
 	if (!f->key || (a->size && !f->reader)) {
@@ -306,8 +316,8 @@ int ns_create(struct ns *ns, const char *path, int flags, struct ns_file **out)
 	rc = ns_upload_attr(ns, pi.rel, &a);
 	if (rc == 0 && (flags & O_EXCL))
 		return EEXIST;
-	if (rc == 0)
-		return open_upload(ns, pi.rel, flags | O_TRUNC, out);
+	if (rc == 0) /* O_CREAT of an existing name truncates only with O_TRUNC */
+		return open_upload(ns, pi.rel, flags, out);
 	if (rc != ENOENT)
 		return rc;
 	rc = ns_upload_key(ns, pi.rel, &key);
@@ -333,8 +343,13 @@ int ns_read(struct ns_file *f, void *buf, size_t len, uint64_t off,
 		}
 	}
 	pthread_mutex_unlock(&f->lock);
-	if (f->kind == NF_READ && f->reader) /* thread-safe on its own */
+	if (f->kind == NF_READ && f->writer) {
+		pthread_mutex_lock(&f->writer->lock);
+		rc = upload_read(f->writer->upload, buf, len, off, got);
+		pthread_mutex_unlock(&f->writer->lock);
+	} else if (f->kind == NF_READ && f->reader) { /* thread-safe alone */
 		rc = reader_read(f->reader, buf, len, off, got);
+	}
 	return rc;
 }
 
@@ -360,7 +375,7 @@ int ns_flush(struct ns_file *f)
 	if (f->kind != NF_WRITE)
 		return 0;
 	pthread_mutex_lock(&f->lock);
-	if (upload_dirty(f->upload)) {
+	if (!f->unlinked && upload_dirty(f->upload)) {
 		size = upload_size(f->upload);
 		rc = upload_commit(f->upload, etag);
 		if (!rc) {
@@ -383,7 +398,29 @@ void ns_release(struct ns_file *f)
 		return;
 	if (f->kind == NF_WRITE)
 		unregister_writer(f->ns, f);
+	pthread_mutex_lock(&f->ns->lock);
+	f->released = 1;
+	pthread_mutex_unlock(&f->ns->lock);
 	file_free(f);
+}
+
+int ns_fgetattr(struct ns_file *f, struct ns_attr *out)
+{
+	const struct ns_file *src = f->kind == NF_READ && f->writer ? f->writer
+								   : f;
+
+	memset(out, 0, sizeof(*out));
+	out->writable = f->kind != NF_BLOB;
+	out->mtime = time(NULL);
+	if (src->kind == NF_WRITE) {
+		out->size = __atomic_load_n(&src->size, __ATOMIC_RELAXED);
+	} else if (src->kind == NF_READ) {
+		out->size = src->open_size;
+		out->mtime = src->mtime;
+	} else {
+		out->size = src->blob.len;
+	}
+	return 0;
 }
 
 int ns_file_direct_io(const struct ns_file *f)
@@ -459,10 +496,138 @@ void ns_release_all(struct ns *ns)
 
 	for (;;) {
 		pthread_mutex_lock(&ns->lock);
-		f = ns->files;
+		for (f = ns->files; f && f->released; f = f->next)
+			; /* only a borrower's reference is left: it frees it */
 		pthread_mutex_unlock(&ns->lock);
 		if (!f)
 			return;
 		ns_release(f);
 	}
+}
+
+/* --- files open under a name that changes -------------------------------- */
+
+struct writer_set {
+	struct ns_file **f;
+	size_t n;
+};
+
+static int addr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(struct ns_file *const *)a;
+	uintptr_t y = (uintptr_t)*(struct ns_file *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every file open for writing under key, a reference taken on each, and
+ * locked in address order. */
+static int writers_lock(struct ns *ns, const char *key, struct writer_set *w)
+{
+	size_t cap = 0;
+
+	w->f = NULL;
+	w->n = 0;
+	pthread_mutex_lock(&ns->lock);
+	for (struct ns_file *f = ns->files; f; f = f->next)
+		cap += f->kind == NF_WRITE && !f->unlinked && !strcmp(f->key, key);
+	if (cap)
+		w->f = malloc(cap * sizeof(*w->f));
+	for (struct ns_file *f = ns->files; f && w->f; f = f->next) {
+		if (f->kind == NF_WRITE && !f->unlinked && !strcmp(f->key, key)) {
+			f->refs++;
+			w->f[w->n++] = f;
+		}
+	}
+	pthread_mutex_unlock(&ns->lock);
+	if (cap && !w->f)
+		return ENOMEM;
+	qsort(w->f, w->n, sizeof(*w->f), addr_cmp);
+	for (size_t i = 0; i < w->n; i++)
+		pthread_mutex_lock(&w->f[i]->lock);
+	return 0;
+}
+
+static void writers_unlock(struct writer_set *w)
+{
+	for (size_t i = w->n; i-- > 0;) {
+		pthread_mutex_unlock(&w->f[i]->lock);
+		file_free(w->f[i]);
+	}
+	free(w->f);
+}
+
+size_t ns_files_unlink(struct ns *ns, const char *key)
+{
+	struct writer_set w;
+	size_t n;
+
+	if (writers_lock(ns, key, &w))
+		return 0;
+	pthread_mutex_lock(&ns->lock);
+	for (size_t i = 0; i < w.n; i++) {
+		w.f[i]->unlinked = 1;
+		if (hmap_get(ns->writers, key) == w.f[i])
+			hmap_remove(ns->writers, key);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	n = w.n;
+	writers_unlock(&w);
+	return n;
+}
+
+/* Move the files of w from key from to key to (locks held). */
+static int writers_rekey(struct ns *ns, struct writer_set *w,
+			 const char *from, const char *to)
+{
+	struct ns_file *reg = NULL;
+	char **keys = calloc(w->n ? w->n : 1, sizeof(*keys));
+	size_t i;
+	int rc = keys ? 0 : ENOMEM;
+
+	for (i = 0; !rc && i < w->n; i++) {
+		keys[i] = strdup(to);
+		rc = keys[i] ? upload_rekey(w->f[i]->upload, to) : ENOMEM;
+	}
+	if (rc) { /* put back what was rekeyed (spooled: cannot fail) */
+		for (size_t j = 0; j + 1 < i; j++)
+			upload_rekey(w->f[j]->upload, from);
+		for (size_t j = 0; j < i; j++)
+			free(keys[j]);
+		free(keys);
+		return rc;
+	}
+	pthread_mutex_lock(&ns->lock);
+	for (i = 0; i < w->n; i++) {
+		if (hmap_get(ns->writers, from) == w->f[i]) {
+			hmap_remove(ns->writers, from);
+			reg = w->f[i];
+		}
+		free(w->f[i]->key);
+		w->f[i]->key = keys[i];
+	}
+	if (reg)
+		reg->registered = hmap_put(ns->writers, to, reg, NULL) == 0;
+	pthread_mutex_unlock(&ns->lock);
+	free(keys);
+	return 0;
+}
+
+int ns_files_rename(struct ns *ns, const char *from, const char *to,
+		    int (*move)(struct ns *ns, const char *from,
+				const char *to, size_t nwriters))
+{
+	struct writer_set w;
+	int rc = writers_lock(ns, from, &w);
+
+	if (rc)
+		return rc;
+	rc = writers_rekey(ns, &w, from, to);
+	if (!rc) {
+		rc = move(ns, from, to, w.n);
+		if (rc)
+			writers_rekey(ns, &w, to, from);
+	}
+	writers_unlock(&w);
+	return rc;
 }
