@@ -304,6 +304,12 @@ int up_mpu_begin(struct upload *u, const void *head, size_t head_len)
 
 	mime_sniff(u->conf->mime, head, head_len, u->key, type);
 	row = journal_begin(u->conf->journal, u->key);
+	if (u->conf->journal && !row) {
+		log_error("upload %s: cannot record a multipart upload in the "
+			  "journal; not starting one that a crash could leave "
+			  "behind", u->key);
+		return EIO;
+	}
 	rc = store_mpu_create(u->store, u->key, &opts, &u->upload_id);
 	if (rc) {
 		log_error("upload %s: cannot start a multipart upload: %s",
@@ -312,8 +318,15 @@ int up_mpu_begin(struct upload *u, const void *head, size_t head_len)
 		u->upload_id = NULL;
 		return EIO;
 	}
-	journal_bind(u->conf->journal, row, u->upload_id);
-	rc = workers_start(u);
+	rc = journal_bind(u->conf->journal, row, u->upload_id);
+	if (rc) {
+		log_error("upload %s: cannot record multipart upload %s in the "
+			  "journal; aborting it", u->key, u->upload_id);
+		rc = EIO;
+		journal_cancel(u->conf->journal, row);
+	}
+	if (!rc)
+		rc = workers_start(u);
 	if (rc) {
 		if (store_mpu_abort(u->store, u->key, u->upload_id))
 			journal_orphan(u->conf->journal, u->upload_id);

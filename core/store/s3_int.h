@@ -42,7 +42,6 @@
 #define S3_LOG_KEY_MAX 200
 #define S3_RECV_BUFFER (256 * 1024)
 #define S3_SEND_BUFFER (1024 * 1024)
-#define S3_STRAY_SLACK 60 /* seconds of clock skew allowed in Initiated */
 
 struct s3_client {
 	struct store store;    /* first: the interface it implements */

@@ -193,6 +193,31 @@ def test_kill9_before_any_part_leaves_nothing(rgw, bucket, mount, tmp_path):
     assert not (m.uploads / "half.bin").exists()
 
 
+def test_startup_sweep_aborts_only_its_own_uploads(rgw, bucket, mount, tmp_path):
+    """Killed while streaming a multipart upload, with another client's
+    multipart upload of the same key in progress: the next start aborts
+    the upload the killed daemon recorded in its journal, and only that."""
+    m = mount(bucket, opts={"part_size": "5M"})
+    key = "uploads/shared.bin"
+    other = rgw.s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    f = open(m.uploads / "shared.bin", "wb")
+    f.write(os.urandom(12 * MIB))
+    f.flush()
+    wait_for(lambda: len(list_multipart_uploads(rgw.s3, bucket)) == 2, 30,
+             what="imgfs's multipart upload to start")
+    mine = {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)} - {other}
+    m.kill9()
+    try:
+        f.close()
+    except OSError:
+        pass
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True, timeout=60)
+    m.remount()
+    wait_for(lambda: {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)} == {other},
+             30, what="the killed daemon's own upload to be aborted")
+    assert mine and not mine & {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)}
+
+
 WRITER = r"""
 import os, random, sys, time
 path, size, seed, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
