@@ -397,3 +397,33 @@ def test_replaced_during_read_is_eio_or_old_bytes(rgw, bucket, mount):
     # labelled new or a mixture).
     time.sleep(2.5)
     assert (m.uploads / "obj.bin").read_bytes() == new
+
+
+def test_full_cache_dir_fails_multipart_upload_cleanly(rgw, bucket, mount, tmp_path):
+    """With cache_dir full, the journal cannot record a multipart upload:
+    the upload is not started (close fails with EIO) rather than risk one
+    a crash would leave unknown; small files, sent by a single PUT, still
+    land."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(cache)], check=True)
+    try:
+        m = mount(bucket, opts={"part_size": "5M"}, cache_dir=str(cache))
+        (m.uploads / "small.txt").write_bytes(b"fits in one PUT\n")
+        with open(cache / "filler", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+        with pytest.raises(OSError) as e:
+            with open(m.uploads / "big.bin", "wb") as f:
+                f.write(os.urandom(12 * MIB))
+        assert e.value.errno == errno.EIO
+        assert list_keys(rgw.s3, bucket) == {"uploads/small.txt": 16}
+        assert not list_multipart_uploads(rgw.s3, bucket)
+        assert "cannot record a multipart upload" in m.stderr_text()
+        m.unmount()
+    finally:
+        subprocess.run(["umount", "-l", str(cache)], check=False)
