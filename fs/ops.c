@@ -12,8 +12,15 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "ns/errmap.h"
 
 #define FS_BLKSIZE (1u << 20) /* st_blksize: invites large writes */
+
+/* A result for the kernel: 0, or a negated errno from errmap's list. */
+static int fail(int rc)
+{
+	return -errmap_public(rc);
+}
 
 static struct fs_state *state(void)
 {
@@ -86,7 +93,7 @@ static int fs_getattr(const char *path, struct stat *st,
 	else
 		rc = ns_getattr(ns(), path, &a);
 	if (rc)
-		return -rc;
+		return fail(rc);
 	fill_stat(st, &a);
 	return 0;
 }
@@ -180,7 +187,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		snap_clear(s);
 		rc = ns_readdir(ns(), path, snap_add, s);
 		if (rc || s->err)
-			return -(rc ? rc : s->err);
+			return fail(rc ? rc : s->err);
 	}
 	for (size_t i = off < 0 ? 0 : (size_t)off; i < s->n + 2; i++) {
 		const char *name = i == 0 ? "." : i == 1 ? ".." : s->e[i - 2].name;
@@ -209,7 +216,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 	int rc = ns_open(ns(), path, fi->flags, &f);
 
 	if (rc)
-		return -rc;
+		return fail(rc);
 	opened(path, f, fi);
 	/* Closing a file opened for reading has nothing to commit: spare the
 	 * kernel's FLUSH round trip on every close (one in four requests of a
@@ -225,7 +232,7 @@ static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 	int rc = ns_create(ns(), path, fi->flags, &f);
 
 	if (rc)
-		return -rc;
+		return fail(rc);
 	opened(path, f, fi);
 	return 0;
 }
@@ -236,7 +243,7 @@ static int fs_read(const char *path, char *buf, size_t len, off_t off,
 	size_t got;
 	int rc = ns_read(file_of(fi), buf, len, (uint64_t)off, &got);
 
-	return rc ? -rc : (int)got;
+	return rc ? fail(rc) : (int)got;
 }
 
 static int fs_write(const char *path, const char *buf, size_t len, off_t off,
@@ -244,17 +251,17 @@ static int fs_write(const char *path, const char *buf, size_t len, off_t off,
 {
 	int rc = ns_write(file_of(fi), buf, len, (uint64_t)off);
 
-	return rc ? -rc : (int)len;
+	return rc ? fail(rc) : (int)len;
 }
 
 static int fs_flush(const char *path, struct fuse_file_info *fi)
 {
-	return -ns_flush(file_of(fi));
+	return fail(ns_flush(file_of(fi)));
 }
 
 static int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
-	return -ns_flush(file_of(fi));
+	return fail(ns_flush(file_of(fi)));
 }
 
 static int fs_release(const char *path, struct fuse_file_info *fi)
@@ -265,44 +272,44 @@ static int fs_release(const char *path, struct fuse_file_info *fi)
 
 static int fs_truncate(const char *path, off_t size, struct fuse_file_info *fi)
 {
-	return -ns_truncate(ns(), path, fi ? file_of(fi) : NULL, (uint64_t)size);
+	return fail(ns_truncate(ns(), path, fi ? file_of(fi) : NULL, (uint64_t)size));
 }
 
 static int fs_unlink(const char *path)
 {
-	return -ns_unlink(ns(), path);
+	return fail(ns_unlink(ns(), path));
 }
 
 static int fs_mkdir(const char *path, mode_t mode)
 {
-	return -ns_mkdir(ns(), path);
+	return fail(ns_mkdir(ns(), path));
 }
 
 static int fs_rmdir(const char *path)
 {
-	return -ns_rmdir(ns(), path);
+	return fail(ns_rmdir(ns(), path));
 }
 
 static int fs_rename(const char *from, const char *to, unsigned int flags)
 {
-	return -ns_rename(ns(), from, to, flags);
+	return fail(ns_rename(ns(), from, to, flags));
 }
 
 static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	return path ? -ns_setattr(ns(), path) : 0;
+	return path ? fail(ns_setattr(ns(), path)) : 0;
 }
 
 static int fs_chown(const char *path, uid_t uid, gid_t gid,
 		    struct fuse_file_info *fi)
 {
-	return path ? -ns_setattr(ns(), path) : 0;
+	return path ? fail(ns_setattr(ns(), path)) : 0;
 }
 
 static int fs_utimens(const char *path, const struct timespec tv[2],
 		      struct fuse_file_info *fi)
 {
-	return path ? -ns_setattr(ns(), path) : 0;
+	return path ? fail(ns_setattr(ns(), path)) : 0;
 }
 
 static int fs_access(const char *path, int mask)
@@ -311,7 +318,7 @@ static int fs_access(const char *path, int mask)
 	int rc = ns_getattr(ns(), path, &a);
 
 	if (rc)
-		return -rc;
+		return fail(rc);
 	return (mask & W_OK) && !a.writable ? -EROFS : 0;
 }
 
