@@ -191,10 +191,12 @@ int ns_rmdir(struct ns *ns, const char *path)
 
 /* --- rename -------------------------------------------------------------- */
 
-/* Move one object: copy, then delete the source. */
-static int move_object(struct ns *ns, const char *from, const char *to)
+/* Move one object of size bytes: copy, then delete the source. etag (may
+ * be NULL) gets the copy's own ETag. */
+static int move_object(struct ns *ns, const char *from, const char *to,
+		       uint64_t size, char etag[STORE_ETAG_MAX])
 {
-	int rc = store_copy(ns->store, from, to);
+	int rc = store_copy(ns->store, from, to, NULL, size, etag);
 
 	if (!rc)
 		rc = store_delete(ns->store, from);
@@ -224,7 +226,8 @@ static int move_tree(struct ns *ns, const char *from, const char *to)
 
 			rc = buf_addf(&dst, "%s%s", to, page.entries[i].key + flen);
 			if (!rc)
-				rc = move_object(ns, page.entries[i].key, dst.data);
+				rc = move_object(ns, page.entries[i].key, dst.data,
+						 page.entries[i].size, NULL);
 			buf_release(&dst);
 		}
 		if (!rc && page.next_token)
@@ -301,10 +304,16 @@ static int rename_dir(struct ns *ns, const char *from_rel, const char *to_rel)
 /* The move of a file in the bucket, while its writers (nwriters of them)
  * are held: a name that only an open writer has, and no object yet, moves
  * with the writer alone. */
+struct moved {
+	uint64_t size;
+	char etag[STORE_ETAG_MAX]; /* the copy's own */
+};
+
 static int move_file(struct ns *ns, const char *from, const char *to,
-		     size_t nwriters)
+		     size_t nwriters, void *arg)
 {
-	int rc = move_object(ns, from, to);
+	struct moved *m = arg;
+	int rc = move_object(ns, from, to, m->size, m->etag);
 
 	if (rc == ENOENT && nwriters) {
 		note_absent(ns, from);
@@ -316,6 +325,7 @@ static int move_file(struct ns *ns, const char *from, const char *to,
 static int rename_file(struct ns *ns, const char *from_rel, const char *to_rel,
 		       const struct meta_attr *a)
 {
+	struct moved mv = {a->size, ""};
 	struct buf from = BUF_INIT, to = BUF_INIT;
 	int rc = ns_upload_key(ns, from_rel, &from);
 
@@ -324,9 +334,9 @@ static int rename_file(struct ns *ns, const char *from_rel, const char *to_rel,
 	if (!rc) /* the file replaced lives on in its open descriptors */
 		ns_files_unlink(ns, to.data);
 	if (!rc)
-		rc = ns_files_rename(ns, from.data, to.data, move_file);
-	if (!rc)
-		ns_note_upload(ns, to.data, a->size, a->etag);
+		rc = ns_files_rename(ns, from.data, to.data, move_file, &mv);
+	if (!rc && mv.etag[0]) /* what S3 made, not the source's ETag */
+		ns_note_upload(ns, to.data, a->size, mv.etag);
 	buf_release(&from);
 	buf_release(&to);
 	return rc;

@@ -615,7 +615,8 @@ static int writers_rekey(struct ns *ns, struct writer_set *w,
 
 int ns_files_rename(struct ns *ns, const char *from, const char *to,
 		    int (*move)(struct ns *ns, const char *from,
-				const char *to, size_t nwriters))
+				const char *to, size_t nwriters, void *arg),
+		    void *arg)
 {
 	struct writer_set w;
 	int rc = writers_lock(ns, from, &w);
@@ -624,7 +625,7 @@ int ns_files_rename(struct ns *ns, const char *from, const char *to,
 		return rc;
 	rc = writers_rekey(ns, &w, from, to);
 	if (!rc) {
-		rc = move(ns, from, to, w.n);
+		rc = move(ns, from, to, w.n, arg);
 		if (rc)
 			writers_rekey(ns, &w, to, from);
 	}

@@ -130,12 +130,14 @@ size_t ns_files_unlink(struct ns *ns, const char *key);
 
 /* Rename key from to key to for the files open for writing under from:
  * with every one of them locked (so none uploads meanwhile), call move
- * (the object's move in the bucket; it gets the number of writers), then
+ * (the object's move in the bucket; it gets the number of writers and
+ * arg), then
  * rekey them so their closes upload to to. 0 or errno (then nothing was
  * rekeyed). */
 int ns_files_rename(struct ns *ns, const char *from, const char *to,
 		    int (*move)(struct ns *ns, const char *from,
-				const char *to, size_t nwriters));
+				const char *to, size_t nwriters, void *arg),
+		    void *arg);
 
 /* Free every file still open (the kernel went away without releasing
  * them). */
