@@ -45,14 +45,18 @@ static void fill_stat(struct stat *st, const struct ns_attr *a)
 		st->st_nlink = 2;
 	} else {
 		st->st_mode = S_IFREG | (a->writable ? 0644 : 0444);
+		if (a->writable && (a->have & STORE_ATTR_MODE))
+			st->st_mode = S_IFREG | (a->mode & 07777);
 		st->st_nlink = 1;
 	}
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = a->have & STORE_ATTR_UID ? a->uid : getuid();
+	st->st_gid = a->have & STORE_ATTR_GID ? a->gid : getgid();
 	st->st_size = (off_t)a->size;
 	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
 	st->st_blksize = FS_BLKSIZE;
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = a->mtime;
+	st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = st->st_atim.tv_nsec =
+		a->mtime_nsec;
 }
 
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *fc)
@@ -228,8 +232,15 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 
 static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
+	const struct fuse_context *ctx = fuse_get_context();
+	struct store_attrs init = {
+		.have = STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID,
+		.mode = S_IFREG | (mode & 07777),
+		.uid = ctx->uid,
+		.gid = ctx->gid,
+	};
 	struct ns_file *f;
-	int rc = ns_create(ns(), path, fi->flags, &f);
+	int rc = ns_create(ns(), path, fi->flags, &init, &f);
 
 	if (rc)
 		return fail(rc);
@@ -295,21 +306,45 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 	return fail(ns_rename(ns(), from, to, flags));
 }
 
+/* chmod, chown and utimens of a file whose name was removed (path NULL)
+ * change nothing that could be seen. */
 static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	return path ? fail(ns_setattr(ns(), path)) : 0;
+	struct store_attrs set = {.have = STORE_ATTR_MODE,
+				  .mode = S_IFREG | (mode & 07777)};
+
+	return path ? fail(ns_setattr(ns(), path, &set)) : 0;
 }
 
 static int fs_chown(const char *path, uid_t uid, gid_t gid,
 		    struct fuse_file_info *fi)
 {
-	return path ? fail(ns_setattr(ns(), path)) : 0;
+	struct store_attrs set = {.uid = uid, .gid = gid};
+
+	if (uid != (uid_t)-1)
+		set.have |= STORE_ATTR_UID;
+	if (gid != (gid_t)-1)
+		set.have |= STORE_ATTR_GID;
+	return path ? fail(ns_setattr(ns(), path, &set)) : 0;
 }
 
+/* Only the mtime is kept (tv[1]); atime is not. */
 static int fs_utimens(const char *path, const struct timespec tv[2],
 		      struct fuse_file_info *fi)
 {
-	return path ? fail(ns_setattr(ns(), path)) : 0;
+	struct store_attrs set = {0};
+	struct timespec t;
+
+	if (!tv || tv[1].tv_nsec == UTIME_NOW)
+		clock_gettime(CLOCK_REALTIME, &t);
+	else
+		t = tv[1];
+	if (!tv || tv[1].tv_nsec != UTIME_OMIT) {
+		set.have = STORE_ATTR_MTIME;
+		set.mtime_sec = t.tv_sec;
+		set.mtime_nsec = t.tv_nsec;
+	}
+	return path ? fail(ns_setattr(ns(), path, &set)) : 0;
 }
 
 static int fs_access(const char *path, int mask)

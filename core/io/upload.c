@@ -29,7 +29,7 @@
 static int put_small(struct upload *u, const void *data, size_t len)
 {
 	char type[MIME_TYPE_MAX];
-	struct store_put_opts opts = {.content_type = type};
+	struct store_put_opts opts = {.content_type = type, .attrs = &u->attrs};
 	int rc;
 
 	mime_sniff(u->conf->mime, data, len, u->key, type);
@@ -429,6 +429,31 @@ int upload_dirty(const struct upload *u)
 	return u->dirty;
 }
 
+/* A multipart upload takes its metadata when it is created: attributes
+ * set while it streamed (cp -a sets the mtime just before close) are put
+ * on the completed object by a copy onto itself. 0 or EIO. */
+static int fix_late_attrs(struct upload *u)
+{
+	struct store_put_opts o = {.content_type = u->mpu_type,
+				   .attrs = &u->attrs};
+	const struct store_attrs *a = &u->attrs, *b = &u->mpu_attrs;
+
+	if (a->have == b->have && a->mtime_sec == b->mtime_sec &&
+	    a->mtime_nsec == b->mtime_nsec && a->mode == b->mode &&
+	    a->uid == b->uid && a->gid == b->gid)
+		return 0;
+	int rc = store_copy(u->store, u->key, u->key, &o, u->size, u->etag);
+	if (rc)
+		log_error("upload %s: cannot set its attributes: %s", u->key,
+			  strerror(rc));
+	return rc ? EIO : 0;
+}
+
+void upload_set_attrs(struct upload *u, const struct store_attrs *a)
+{
+	u->attrs = *a;
+}
+
 int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 {
 	int rc;
@@ -439,6 +464,7 @@ int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 		return 0;
 	}
 	u->etag[0] = '\0';
+	u->mpu_landed = 0;
 	if (u->broken)
 		rc = EIO;
 	else if (u->mode == UPLOAD_MEM)
@@ -454,6 +480,10 @@ int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 			metrics_add(u->m, MC_UPLOAD_ERRORS, 1);
 		return EIO;
 	}
+	if (u->mpu_landed)
+		rc = fix_late_attrs(u);
+	if (rc)
+		return EIO;
 	u->dirty = 0;
 	if (u->m)
 		metrics_add(u->m, MC_UPLOADS, 1);

@@ -111,6 +111,12 @@ int upload_dirty(const struct upload *u);
  */
 int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX]);
 
+/* The POSIX attributes the next commit stores with the object (user
+ * metadata, see store.h). A multipart upload already streaming got the
+ * ones set before it began; its commit then fixes the object's metadata
+ * with a server-side copy. */
+void upload_set_attrs(struct upload *u, const struct store_attrs *a);
+
 /*
  * The file's name changed (a rename while it is open): later loads and
  * commits use key. A multipart upload in progress was begun under the old

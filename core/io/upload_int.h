@@ -56,6 +56,14 @@ struct upload {
 	int broken;             /* a write failed or data was lost: every
 				 * call and the commit fail with EIO */
 	char etag[STORE_ETAG_MAX]; /* from the last commit, "" when none */
+	struct store_attrs attrs;  /* stored with the object (upload_set_attrs) */
+	struct store_attrs mpu_attrs; /* what the multipart upload was created
+				       * with; a commit that completes it fixes
+				       * the object's metadata if attrs
+				       * changed since */
+	char mpu_type[128];        /* its Content-Type */
+	int mpu_landed;            /* the last commit completed a multipart
+				    * upload */
 
 	/*
 	 * MEM. The part being filled is number next, covering

@@ -303,6 +303,9 @@ int up_mpu_begin(struct upload *u, const void *head, size_t head_len)
 	int rc;
 
 	mime_sniff(u->conf->mime, head, head_len, u->key, type);
+	snprintf(u->mpu_type, sizeof(u->mpu_type), "%s", type);
+	u->mpu_attrs = u->attrs;
+	opts.attrs = &u->mpu_attrs;
 	row = journal_begin(u->conf->journal, u->key);
 	if (u->conf->journal && !row) {
 		log_error("upload %s: cannot record a multipart upload in the "
@@ -396,6 +399,7 @@ int up_mpu_complete(struct upload *u)
 				     u->nparts, u->etag);
 	if (rc && mpu_landed(u, rc)) {
 		up_mpu_abort(u); /* normally gone already (ENOENT, not logged) */
+		u->mpu_landed = 1;
 		return 0;
 	}
 	if (rc) {
@@ -408,5 +412,6 @@ int up_mpu_complete(struct upload *u)
 	journal_done(u->conf->journal, u->upload_id);
 	free(u->upload_id);
 	u->upload_id = NULL;
+	u->mpu_landed = 1;
 	return 0;
 }

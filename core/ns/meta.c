@@ -232,8 +232,49 @@ static void walk_reset(struct meta *m, const char *dir, size_t n)
 	w->misses = 0;
 }
 
+/* A listing carries no stored attributes: keep those already known of an
+ * entry whose object is the same (same ETag). */
+static int carry_posix(void *arg, const char *name, void *value)
+{
+	struct meta_listing *l = arg;
+	const struct meta_attr *old = value;
+	struct meta_attr *now = hmap_get(l->names, name);
+
+	if (now && old->posix_known && !now->posix_known && !now->is_dir &&
+	    !strcmp(now->etag, old->etag)) {
+		now->posix = old->posix;
+		now->posix_known = 1;
+	}
+	return 0;
+}
+
+struct carry_ctx {
+	struct meta *m;
+	const char *dir;
+};
+
+/* The same from the single-entry map (HEADs, the daemon's own writes).
+ * Lock held. */
+static int carry_attr(void *arg, const char *name, void *value)
+{
+	struct carry_ctx *c = arg;
+	struct meta_attr *now = value;
+	char *key = now->posix_known || now->is_dir ? NULL
+						    : attr_key(c->dir, name);
+	struct mattr *a = key ? hmap_get(c->m->attrs, key) : NULL;
+
+	if (a && !a->absent && a->a.posix_known && !strcmp(a->a.etag, now->etag)) {
+		now->posix = a->a.posix;
+		now->posix_known = 1;
+	}
+	free(key);
+	return 0;
+}
+
 void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
 {
+	struct carry_ctx cc = {m, dir};
+
 	struct mdir *d = malloc(sizeof(*d));
 	void *old = NULL;
 
@@ -244,6 +285,11 @@ void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
 	d->stamp = now_sec();
 	d->l = l;
 	pthread_mutex_lock(&m->lock);
+	old = hmap_get(m->dirs, dir);
+	if (old)
+		hmap_each(((struct mdir *)old)->l->names, carry_posix, l);
+	hmap_each(l->names, carry_attr, &cc);
+	old = NULL;
 	if (hmap_put(m->dirs, dir, d, &old)) {
 		mdir_free(d);
 		old = NULL;

@@ -22,6 +22,9 @@ struct meta_attr {
 	uint64_t size;
 	time_t mtime;
 	char etag[STORE_ETAG_MAX]; /* "" for folders */
+	struct store_attrs posix;  /* stored attributes, when posix_known */
+	int posix_known;           /* posix was read (HEAD) or written by this
+				      daemon; a listing does not carry it */
 };
 
 enum meta_hit {

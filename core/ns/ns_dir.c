@@ -28,14 +28,18 @@ static int upload_rel(struct ns *ns, const char *path, const char **rel)
 }
 
 void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
-		    const char *etag)
+		    const char *etag, const struct store_attrs *posix)
 {
 	char *dir = malloc(strlen(key) + 1);
-	struct meta_attr a = {0, size, time(NULL), ""};
+	struct meta_attr a = {.size = size, .mtime = time(NULL)};
 	const char *name;
 
 	if (!dir)
 		return;
+	if (posix) {
+		a.posix = *posix;
+		a.posix_known = 1;
+	}
 	name = ns_split_key(key, dir);
 	snprintf(a.etag, sizeof(a.etag), "%s", etag ? etag : "");
 	meta_set(ns->meta, dir, name, &a);
@@ -62,14 +66,68 @@ void ns_forget_thumb(struct ns *ns, const char *key)
 		thumbs_forget(ns->thumbs, key);
 }
 
-int ns_setattr(struct ns *ns, const char *path)
+void ns_attrs_merge(struct store_attrs *dst, const struct store_attrs *set)
 {
-	struct path_info pi;
-	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+	if (set->have & STORE_ATTR_MTIME) {
+		dst->mtime_sec = set->mtime_sec;
+		dst->mtime_nsec = set->mtime_nsec;
+	}
+	if (set->have & STORE_ATTR_MODE)
+		dst->mode = set->mode;
+	if (set->have & STORE_ATTR_UID)
+		dst->uid = set->uid;
+	if (set->have & STORE_ATTR_GID)
+		dst->gid = set->gid;
+	dst->have |= set->have;
+}
+
+/* Store set on the object at key by copying it onto itself with new
+ * metadata (a HEAD for what it has, then a COPY). */
+static int set_on_object(struct ns *ns, const char *key,
+			 const struct store_attrs *set)
+{
+	struct store_object obj;
+	struct store_put_opts o = {0};
+	char etag[STORE_ETAG_MAX] = "";
+	int rc = store_head(ns->store, key, &obj);
 
 	if (rc)
 		return rc;
-	return pi.area == PA_UPLOADS ? 0 : EROFS;
+	ns_attrs_merge(&obj.attrs, set);
+	o.content_type = obj.content_type[0] ? obj.content_type : NULL;
+	o.source_etag = obj.source_etag[0] ? obj.source_etag : NULL;
+	o.attrs = &obj.attrs;
+	rc = store_copy(ns->store, key, key, &o, obj.size, etag);
+	if (rc) {
+		log_error("cannot set the attributes of %s: %s", key,
+			  strerror(rc));
+		return rc;
+	}
+	ns_note_upload(ns, key, obj.size, etag, &obj.attrs);
+	return 0;
+}
+
+int ns_setattr(struct ns *ns, const char *path, const struct store_attrs *set)
+{
+	struct buf key = BUF_INIT;
+	struct meta_attr a;
+	const char *rel;
+	int rc = upload_rel(ns, path, &rel);
+
+	if (rc == EBUSY)
+		return 0; /* uploads/ itself */
+	if (rc || !set->have)
+		return rc;
+	rc = ns_upload_key(ns, rel, &key);
+	if (!rc)
+		rc = ns_file_setattr(ns, key.data, set);
+	if (rc == EAGAIN) { /* no writer with unsaved writes: the object */
+		rc = ns_upload_attr(ns, rel, &a);
+		if (!rc && !a.is_dir) /* folders keep no attributes */
+			rc = set_on_object(ns, key.data, set);
+	}
+	buf_release(&key);
+	return rc;
 }
 
 int ns_unlink(struct ns *ns, const char *path)
@@ -336,7 +394,8 @@ static int rename_file(struct ns *ns, const char *from_rel, const char *to_rel,
 	if (!rc)
 		rc = ns_files_rename(ns, from.data, to.data, move_file, &mv);
 	if (!rc && mv.etag[0]) /* what S3 made, not the source's ETag */
-		ns_note_upload(ns, to.data, a->size, mv.etag);
+		ns_note_upload(ns, to.data, a->size, mv.etag,
+			       a->posix_known ? &a->posix : NULL);
 	buf_release(&from);
 	buf_release(&to);
 	return rc;

@@ -96,7 +96,8 @@ static void unregister_writer(struct ns *ns, struct ns_file *f)
 }
 
 static int open_writer(struct ns *ns, const char *key, int existed,
-		       uint64_t size, struct ns_file **out)
+		       uint64_t size, const struct store_attrs *posix,
+		       struct ns_file **out)
 {
 	struct ns_file *f = file_new(ns, NF_WRITE);
 
@@ -104,6 +105,8 @@ static int open_writer(struct ns *ns, const char *key, int existed,
 		return ENOMEM;
 	f->key = strdup(key);
 	f->existed = existed;
+	if (posix)
+		f->posix = *posix;
 	if (f->key)
 		f->upload = upload_create(ns->store, ns->metrics, &ns->upconf, key,
 					  existed && size, size);
@@ -146,9 +149,10 @@ static int open_reader(struct ns *ns, const char *key,
 
 /* The attributes and key of the file (not folder) uploads/rel. */
 static int upload_file(struct ns *ns, const char *rel, struct meta_attr *a,
-		       struct buf *key)
+		       struct buf *key, int posix)
 {
-	int rc = ns_upload_attr(ns, rel, a);
+	int rc = posix ? ns_upload_attr_posix(ns, rel, a)
+		       : ns_upload_attr(ns, rel, a);
 
 	if (!rc && a->is_dir)
 		rc = EISDIR;
@@ -162,11 +166,14 @@ static int open_upload(struct ns *ns, const char *rel, int flags,
 {
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
-	int rc = upload_file(ns, rel, &a, &key);
+	int wr = (flags & O_ACCMODE) != O_RDONLY;
+	/* a rewrite keeps the mode and owner: learn them */
+	int rc = upload_file(ns, rel, &a, &key, wr);
 
-	if (!rc && (flags & O_ACCMODE) != O_RDONLY)
+	if (!rc && wr)
 		rc = open_writer(ns, key.data, 1,
-				 (flags & O_TRUNC) ? 0 : a.size, out);
+				 (flags & O_TRUNC) ? 0 : a.size,
+				 a.posix_known ? &a.posix : NULL, out);
 	else if (!rc)
 		rc = open_reader(ns, key.data, &a, out);
 	if (!rc && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
@@ -234,7 +241,7 @@ static int make_upload_link(struct ns *ns, const char *rel, struct buf *out)
 {
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
-	int rc = upload_file(ns, rel, &a, &key);
+	int rc = upload_file(ns, rel, &a, &key, 0);
 
 	if (!rc)
 		rc = links_object(ns->links, key.data, time(NULL), out);
@@ -298,7 +305,8 @@ int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out)
 	}
 }
 
-int ns_create(struct ns *ns, const char *path, int flags, struct ns_file **out)
+int ns_create(struct ns *ns, const char *path, int flags,
+	      const struct store_attrs *init, struct ns_file **out)
 {
 	struct path_info pi;
 	struct buf key = BUF_INIT;
@@ -322,7 +330,7 @@ int ns_create(struct ns *ns, const char *path, int flags, struct ns_file **out)
 		return rc;
 	rc = ns_upload_key(ns, pi.rel, &key);
 	if (!rc)
-		rc = open_writer(ns, key.data, 0, 0, out);
+		rc = open_writer(ns, key.data, 0, 0, init, out);
 	buf_release(&key);
 	return rc;
 }
@@ -360,15 +368,34 @@ int ns_write(struct ns_file *f, const void *buf, size_t len, uint64_t off)
 	if (f->kind != NF_WRITE)
 		return EBADF;
 	pthread_mutex_lock(&f->lock);
+	f->mtime_set = 0; /* a write makes the mtime the time of its commit */
 	rc = upload_write(f->upload, buf, len, off);
 	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&f->lock);
 	return rc;
 }
 
+/* The attributes a commit stores: f's, with the mtime now unless set
+ * after the last write. Locks held: f->lock. */
+static void commit_attrs(struct ns_file *f, struct store_attrs *out)
+{
+	struct timespec now;
+
+	pthread_mutex_lock(&f->ns->lock);
+	*out = f->posix;
+	pthread_mutex_unlock(&f->ns->lock);
+	if (!f->mtime_set) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		out->mtime_sec = now.tv_sec;
+		out->mtime_nsec = now.tv_nsec;
+		out->have |= STORE_ATTR_MTIME;
+	}
+}
+
 int ns_flush(struct ns_file *f)
 {
 	char etag[STORE_ETAG_MAX] = "";
+	struct store_attrs posix;
 	uint64_t size;
 	int rc = 0;
 
@@ -377,9 +404,11 @@ int ns_flush(struct ns_file *f)
 	pthread_mutex_lock(&f->lock);
 	if (!f->unlinked && upload_dirty(f->upload)) {
 		size = upload_size(f->upload);
+		commit_attrs(f, &posix);
+		upload_set_attrs(f->upload, &posix);
 		rc = upload_commit(f->upload, etag);
 		if (!rc) {
-			ns_note_upload(f->ns, f->key, size, etag);
+			ns_note_upload(f->ns, f->key, size, etag, &posix);
 			if (f->existed)
 				ns_forget_thumb(f->ns, f->key);
 			f->existed = 1;
@@ -631,4 +660,24 @@ int ns_files_rename(struct ns *ns, const char *from, const char *to,
 	}
 	writers_unlock(&w);
 	return rc;
+}
+
+int ns_file_setattr(struct ns *ns, const char *key,
+		    const struct store_attrs *set)
+{
+	struct writer_set w;
+	int dirty = 0, rc = writers_lock(ns, key, &w);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < w.n; i++) {
+		pthread_mutex_lock(&ns->lock);
+		ns_attrs_merge(&w.f[i]->posix, set);
+		pthread_mutex_unlock(&ns->lock);
+		if (set->have & STORE_ATTR_MTIME)
+			w.f[i]->mtime_set = 1;
+		dirty |= upload_dirty(w.f[i]->upload);
+	}
+	writers_unlock(&w);
+	return dirty ? 0 : EAGAIN;
 }

@@ -77,6 +77,10 @@ struct ns_file {
 				     nothing; set with both locks held */
 	int released;             /* the open's reference was dropped;
 				     protected by ns->lock */
+	struct store_attrs posix; /* NF_WRITE: stored at commit; protected by
+				     ns->lock */
+	int mtime_set;            /* NF_WRITE: posix.mtime was set (utimens)
+				     after the last write; protected by lock */
 	uint64_t open_size;       /* NF_READ: the size seen at open */
 	time_t mtime;             /* NF_READ: the mtime seen at open */
 	int registered;           /* NF_WRITE: listed in ns->writers */
@@ -101,9 +105,23 @@ int ns_upload_attr(struct ns *ns, const char *rel, struct meta_attr *out);
 int ns_thumb_source(struct ns *ns, const char *rel, struct buf *src_key,
 		    struct meta_attr *src);
 
-/* Record a finished upload of key (size, etag) in the cache. */
+/* Record a finished upload of key (size, etag, and its stored attributes
+ * posix, NULL when unknown) in the cache. */
 void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
-		    const char *etag);
+		    const char *etag, const struct store_attrs *posix);
+
+/* ns_upload_attr(), and for a file whose stored attributes are not known
+ * yet (it was seen in a listing), a HEAD to learn them. */
+int ns_upload_attr_posix(struct ns *ns, const char *rel, struct meta_attr *out);
+
+/* setattr of key while it is open for writing: the writers keep set for
+ * their commits. 0 when one of them has unsaved writes (its commit stores
+ * set), EAGAIN when the object must be changed now. */
+int ns_file_setattr(struct ns *ns, const char *key,
+		    const struct store_attrs *set);
+
+/* Copy the attributes set->have names from set into dst. */
+void ns_attrs_merge(struct store_attrs *dst, const struct store_attrs *set);
 /* The source at key was replaced or removed: forget its thumbnail. */
 void ns_forget_thumb(struct ns *ns, const char *key);
 

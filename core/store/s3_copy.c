@@ -268,7 +268,9 @@ int s3_copy(struct store *st, const char *src_key, const char *dst_key,
 	struct s3_client *c = s3_client_of(st);
 	int err = EFBIG;
 
-	if (src_size <= STORE_COPY_MAX)
+	uint64_t max = c->conf->copy_max ? c->conf->copy_max : STORE_COPY_MAX;
+
+	if (src_size <= max && src_size <= STORE_COPY_MAX)
 		err = copy_object(c, src_key, dst_key, replace, etag_out);
 	if (err == EFBIG) /* over 5 GiB, or this server's lower limit */
 		err = copy_multipart(c, src_key, dst_key, replace, etag_out);

@@ -114,7 +114,8 @@ struct store_ops {
 	 * Content-Type; otherwise they are replaced by replace's
 	 * (content_type, source_etag, attrs; if_none_match is ignored).
 	 * src_size is the source's size as last seen: an object larger than
-	 * STORE_COPY_MAX is copied part by part (UploadPartCopy). etag_out
+	 * STORE_COPY_MAX (or an implementation's own lower limit) is copied
+	 * part by part (UploadPartCopy). etag_out
 	 * (may be NULL) gets the new object's ETag, which S3 may make
 	 * different from the source's (multipart, SSE-KMS). src_key may equal
 	 * dst_key (to change metadata). */

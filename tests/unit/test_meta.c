@@ -49,7 +49,7 @@ static void test_listing(void)
 {
 	struct meta *m = meta_create(60);
 	struct meta_listing *l = meta_listing_new();
-	struct meta_attr a = {0, 10, 0, "\"e\""}, out;
+	struct meta_attr a = {.size = 10, .etag = "\"e\""}, out;
 	int n = 0;
 
 	CHECK_INT(meta_lookup(m, "uploads/", "a.jpg", &out), META_MISS);
@@ -72,7 +72,7 @@ static void test_own_writes(void)
 {
 	struct meta *m = meta_create(60);
 	struct meta_listing *l = meta_listing_new();
-	struct meta_attr a = {0, 5, 0, ""}, out;
+	struct meta_attr a = {.size = 5}, out;
 	int n = 0;
 
 	meta_dir_store(m, "uploads/", l);
@@ -91,7 +91,7 @@ static void test_own_writes(void)
 static void test_expiry(void)
 {
 	struct meta *m = meta_create(0.05);
-	struct meta_attr a = {0, 1, 0, ""}, out;
+	struct meta_attr a = {.size = 1}, out;
 
 	meta_set(m, "uploads/", "x", &a);
 	CHECK_INT(meta_lookup(m, "uploads/", "x", &out), META_FOUND);
