@@ -181,6 +181,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 {
 	struct store_list_page page = {0};
 	struct meta_listing *l = NULL;
+	uint64_t gen = meta_gen(ns->meta);
 	int rc = meta_dir_listable(ns->meta, dir) ? 0 : ENOSPC;
 
 	if (!rc)
@@ -194,7 +195,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 		rc = l ? add_page(l, dir, &page, NULL) : ENOMEM;
 	}
 	if (!rc)
-		meta_dir_store(ns->meta, dir, l);
+		meta_dir_store_since(ns->meta, dir, l, gen);
 	else
 		meta_listing_free(l);
 	store_list_page_release(&page);
@@ -567,6 +568,7 @@ static int add_page(struct meta_listing *l, const char *prefix,
 static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 {
 	struct meta_listing *l = meta_listing_new();
+	uint64_t gen = meta_gen(ns->meta);
 	char *token = NULL;
 	int rc = l ? 0 : ENOMEM;
 
@@ -587,7 +589,7 @@ static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 		meta_listing_free(l);
 		return rc;
 	}
-	meta_dir_store(ns->meta, prefix, l);
+	meta_dir_store_since(ns->meta, prefix, l, gen);
 	return 0;
 }
 
