@@ -571,7 +571,8 @@ static int writers_lock(struct ns *ns, const char *key, struct writer_set *w)
 	pthread_mutex_unlock(&ns->lock);
 	if (cap && !w->f)
 		return ENOMEM;
-	qsort(w->f, w->n, sizeof(*w->f), addr_cmp);
+	if (w->n > 1)
+		qsort(w->f, w->n, sizeof(*w->f), addr_cmp);
 	for (size_t i = 0; i < w->n; i++)
 		pthread_mutex_lock(&w->f[i]->lock);
 	return 0;
