@@ -16,8 +16,9 @@ DEB_TEST := radosgw ceph-mon ceph-osd python3-pytest python3-boto3 \
 	python3-pil python3-prometheus-client gnome-backgrounds \
 	plasma-workspace-wallpapers rsync file curl sqlite3 procps psmisc \
 	chromium libvips-tools clang libclang-rt-14-dev valgrind \
-	ca-certificates openssl python3-yaml systemd rsyslog
-DEB_BENCH := s3fs rclone
+	ca-certificates openssl python3-yaml systemd rsyslog s3fs rclone git \
+	strace
+DEB_BENCH :=
 
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
 	-Wwrite-strings -Wformat=2 -Wno-unused-parameter
@@ -33,7 +34,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 FS_OBJ := $(FS_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps deps-demo deps-bench test unit e2e demo asan valgrind bench fuzz \
+.PHONY: all deps deps-demo deps-bench test unit e2e demo asan tsan valgrind bench fuzz \
 	install uninstall clean check-all format
 
 all: $(BUILD)/imgfs $(UNIT_BIN)
@@ -83,6 +84,17 @@ asan: deps
 		IMGFS_BUILD=build/asan IMGFS_TIMEOUT_SCALE=3 \
 		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" unit e2e
+
+# The concurrency tests (races, open files, the model) against a
+# ThreadSanitizer build; tests/tsan.supp silences libvips' own threads only.
+TSAN_TESTS ?= tests/e2e/test_races.py tests/e2e/test_disk.py tests/e2e/test_model.py
+tsan: deps
+	$(MAKE) BUILD=build/tsan WERROR=-Werror \
+		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=thread" \
+		LDFLAGS="-fsanitize=thread" all
+	IMGFS_BIN=build/tsan/imgfs IMGFS_BUILD=build/tsan IMGFS_TIMEOUT_SCALE=5 \
+		TSAN_OPTIONS="suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0" \
+		$(PYTHON) -m pytest -q -p no:cacheprovider $(TSAN_TESTS) $(PYTEST_ARGS)
 
 # KEEP=1 leaves the server running and the bucket mounted afterwards.
 demo: deps-demo all

@@ -12,8 +12,15 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "ns/errmap.h"
 
 #define FS_BLKSIZE (1u << 20) /* st_blksize: invites large writes */
+
+/* A result for the kernel: 0, or a negated errno from errmap's list. */
+static int fail(int rc)
+{
+	return -errmap_public(rc);
+}
 
 static struct fs_state *state(void)
 {
@@ -35,7 +42,7 @@ static int changed(int rc)
 {
 	if (rc)
 		ns_count_error(ns(), 1, rc);
-	return -rc;
+	return fail(rc);
 }
 
 static int is_change(int flags)
@@ -51,14 +58,18 @@ static void fill_stat(struct stat *st, const struct ns_attr *a)
 		st->st_nlink = 2;
 	} else {
 		st->st_mode = S_IFREG | (a->writable ? 0644 : 0444);
+		if (a->writable && (a->have & STORE_ATTR_MODE))
+			st->st_mode = S_IFREG | (a->mode & 07777);
 		st->st_nlink = 1;
 	}
-	st->st_uid = getuid();
-	st->st_gid = getgid();
+	st->st_uid = a->have & STORE_ATTR_UID ? a->uid : getuid();
+	st->st_gid = a->have & STORE_ATTR_GID ? a->gid : getgid();
 	st->st_size = (off_t)a->size;
 	st->st_blocks = (blkcnt_t)((a->size + 511) / 512);
 	st->st_blksize = FS_BLKSIZE;
 	st->st_mtim.tv_sec = st->st_ctim.tv_sec = st->st_atim.tv_sec = a->mtime;
+	st->st_mtim.tv_nsec = st->st_ctim.tv_nsec = st->st_atim.tv_nsec =
+		a->mtime_nsec;
 }
 
 static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *fc)
@@ -94,11 +105,14 @@ static int fs_getattr(const char *path, struct stat *st,
 	struct ns_attr a;
 	int rc;
 
-	if (!path)
+	if (fi && fi->fh)
+		rc = ns_fgetattr(file_of(fi), &a); /* also once unlinked */
+	else if (!path)
 		return -ESTALE;
-	rc = ns_getattr(ns(), path, &a);
+	else
+		rc = ns_getattr(ns(), path, &a);
 	if (rc)
-		return -rc;
+		return fail(rc);
 	fill_stat(st, &a);
 	return 0;
 }
@@ -192,7 +206,7 @@ static int fs_readdir(const char *path, void *buf, fuse_fill_dir_t filler,
 		snap_clear(s);
 		rc = ns_readdir(ns(), path, snap_add, s);
 		if (rc || s->err)
-			return -(rc ? rc : s->err);
+			return fail(rc ? rc : s->err);
 	}
 	for (size_t i = off < 0 ? 0 : (size_t)off; i < s->n + 2; i++) {
 		const char *name = i == 0 ? "." : i == 1 ? ".." : s->e[i - 2].name;
@@ -222,7 +236,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 
 	if (rc) {
 		ns_count_error(ns(), is_change(fi->flags), rc);
-		return -rc;
+		return fail(rc);
 	}
 	opened(path, f, fi);
 	/* Closing a file opened for reading has nothing to commit: spare the
@@ -235,8 +249,15 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 
 static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
+	const struct fuse_context *ctx = fuse_get_context();
+	struct store_attrs init = {
+		.have = STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID,
+		.mode = S_IFREG | (mode & 07777),
+		.uid = ctx->uid,
+		.gid = ctx->gid,
+	};
 	struct ns_file *f;
-	int rc = ns_create(ns(), path, fi->flags, &f);
+	int rc = ns_create(ns(), path, fi->flags, &init, &f);
 
 	if (rc)
 		return changed(rc);
@@ -252,7 +273,7 @@ static int fs_read(const char *path, char *buf, size_t len, off_t off,
 
 	if (rc)
 		ns_count_error(ns(), 0, rc);
-	return rc ? -rc : (int)got;
+	return rc ? fail(rc) : (int)got;
 }
 
 static int fs_write(const char *path, const char *buf, size_t len, off_t off,
@@ -260,17 +281,17 @@ static int fs_write(const char *path, const char *buf, size_t len, off_t off,
 {
 	int rc = ns_write(file_of(fi), buf, len, (uint64_t)off);
 
-	return rc ? -rc : (int)len;
+	return rc ? fail(rc) : (int)len;
 }
 
 static int fs_flush(const char *path, struct fuse_file_info *fi)
 {
-	return -ns_flush(file_of(fi));
+	return fail(ns_flush(file_of(fi)));
 }
 
 static int fs_fsync(const char *path, int datasync, struct fuse_file_info *fi)
 {
-	return -ns_flush(file_of(fi));
+	return fail(ns_flush(file_of(fi)));
 }
 
 static int fs_release(const char *path, struct fuse_file_info *fi)
@@ -304,21 +325,45 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
 	return changed(ns_rename(ns(), from, to, flags));
 }
 
+/* chmod, chown and utimens of a file whose name was removed (path NULL)
+ * change nothing that could be seen. */
 static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	return path ? changed(ns_setattr(ns(), path)) : 0;
+	struct store_attrs set = {.have = STORE_ATTR_MODE,
+				  .mode = S_IFREG | (mode & 07777)};
+
+	return path ? changed(ns_setattr(ns(), path, &set)) : 0;
 }
 
 static int fs_chown(const char *path, uid_t uid, gid_t gid,
 		    struct fuse_file_info *fi)
 {
-	return path ? changed(ns_setattr(ns(), path)) : 0;
+	struct store_attrs set = {.uid = uid, .gid = gid};
+
+	if (uid != (uid_t)-1)
+		set.have |= STORE_ATTR_UID;
+	if (gid != (gid_t)-1)
+		set.have |= STORE_ATTR_GID;
+	return path ? changed(ns_setattr(ns(), path, &set)) : 0;
 }
 
+/* Only the mtime is kept (tv[1]); atime is not. */
 static int fs_utimens(const char *path, const struct timespec tv[2],
 		      struct fuse_file_info *fi)
 {
-	return path ? changed(ns_setattr(ns(), path)) : 0;
+	struct store_attrs set = {0};
+	struct timespec t;
+
+	if (!tv || tv[1].tv_nsec == UTIME_NOW)
+		clock_gettime(CLOCK_REALTIME, &t);
+	else
+		t = tv[1];
+	if (!tv || tv[1].tv_nsec != UTIME_OMIT) {
+		set.have = STORE_ATTR_MTIME;
+		set.mtime_sec = t.tv_sec;
+		set.mtime_nsec = t.tv_nsec;
+	}
+	return path ? changed(ns_setattr(ns(), path, &set)) : 0;
 }
 
 static int fs_access(const char *path, int mask)
@@ -327,7 +372,7 @@ static int fs_access(const char *path, int mask)
 	int rc = ns_getattr(ns(), path, &a);
 
 	if (rc)
-		return -rc;
+		return fail(rc);
 	return (mask & W_OK) && !a.writable ? -EROFS : 0;
 }
 

@@ -34,6 +34,7 @@ struct s3_conf {
 	unsigned request_timeout; /* seconds without progress before giving up */
 	char *sse;                /* NULL, "AES256" or "aws:kms" */
 	char *sse_kms_key_id;     /* with sse=aws:kms, or NULL */
+	uint64_t copy_max;        /* larger objects are copied part by part */
 };
 
 struct creds_conf {

@@ -85,6 +85,9 @@ const struct key_def cfg_keys[] = {
 	 NULL},
 	{"part_size", KIND_SIZE, F(fs.part_size), {NULL, NULL}, "8M", 5 * MIB,
 	 5 * GIB, NULL, "multipart upload part size", NULL},
+	{"copy_max", KIND_SIZE, F(s3.copy_max), {NULL, NULL}, "5G", 5 * MIB,
+	 5 * GIB, NULL, "objects larger than this are copied (mv, chmod, "
+	 "touch) part by part; 5G is S3's CopyObject limit", NULL},
 	{"parts_in_flight", KIND_UINT, F(fs.parts_in_flight), {NULL, NULL}, "4",
 	 1, 64, NULL, "parts uploading at once per file", NULL},
 	{"max_connections", KIND_UINT, F(s3.max_connections), {NULL, NULL}, "16",

@@ -335,9 +335,13 @@ static int cs_del(struct store *st, const char *key)
 	return store_delete(cs_of(st)->inner, key);
 }
 
-static int cs_copy(struct store *st, const char *src_key, const char *dst_key)
+/* A copy is a new object under its own ETag: nothing cached is reused. */
+static int cs_copy(struct store *st, const char *src_key, const char *dst_key,
+		   const struct store_put_opts *replace, uint64_t src_size,
+		   char etag_out[STORE_ETAG_MAX])
 {
-	return store_copy(cs_of(st)->inner, src_key, dst_key);
+	return store_copy(cs_of(st)->inner, src_key, dst_key, replace,
+			  src_size, etag_out);
 }
 
 static int cs_list(struct store *st, const char *prefix, const char *delimiter,

@@ -117,29 +117,36 @@ long long journal_begin(struct journal *j, const char *key)
 	return row;
 }
 
-static void exec_row(struct journal *j, const char *sql, long long row,
-		     const char *text)
+/* 0, or EIO (logged) when the statement failed or changed no row. */
+static int exec_row(struct journal *j, const char *sql, long long row,
+		    const char *text)
 {
 	sqlite3_stmt *st;
+	int rc = EIO;
 
 	if (!j || !row)
-		return;
+		return EIO;
 	pthread_mutex_lock(&j->lock);
 	if (sqlite3_prepare_v2(j->db, sql, -1, &st, NULL) == SQLITE_OK) {
 		if (text)
 			sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
 		sqlite3_bind_int64(st, 2, row);
-		if (sqlite3_step(st) != SQLITE_DONE)
+		if (sqlite3_step(st) == SQLITE_DONE && sqlite3_changes(j->db) == 1)
+			rc = 0;
+		else
 			log_warn("journal: %s", sqlite3_errmsg(j->db));
 		sqlite3_finalize(st);
 	}
 	pthread_mutex_unlock(&j->lock);
+	return rc;
 }
 
-void journal_bind(struct journal *j, long long handle, const char *upload_id)
+int journal_bind(struct journal *j, long long handle, const char *upload_id)
 {
-	exec_row(j, "UPDATE mpu SET upload_id = ?1 WHERE rowid = ?2", handle,
-		 upload_id);
+	if (!j)
+		return 0;
+	return exec_row(j, "UPDATE mpu SET upload_id = ?1 WHERE rowid = ?2",
+			handle, upload_id);
 }
 
 void journal_cancel(struct journal *j, long long handle)
@@ -186,37 +193,6 @@ static int list_orphans(struct journal *j, struct buf *out)
 	return rc == SQLITE_OK ? 0 : EIO;
 }
 
-struct key_uploads {
-	const char *key;
-	struct buf ids; /* NUL-separated upload ids of exactly key */
-};
-
-static void collect_upload(void *arg, const char *key, const char *upload_id,
-			   time_t initiated)
-{
-	struct key_uploads *k = arg;
-
-	if (strcmp(key, k->key) == 0)
-		buf_add(&k->ids, upload_id, strlen(upload_id) + 1);
-}
-
-/* Abort the uploads of key whose ids were never recorded. 0 or errno. */
-static int abort_by_key(struct store *store, const char *key)
-{
-	struct key_uploads k = {key, BUF_INIT};
-	int rc = store_mpu_list(store, key, collect_upload, &k);
-
-	for (size_t off = 0; !rc && off < k.ids.len;) {
-		const char *id = k.ids.data + off;
-
-		rc = store_mpu_abort(store, key, id);
-		rc = rc == ENOENT ? 0 : rc;
-		off += strlen(id) + 1;
-	}
-	buf_release(&k.ids);
-	return rc;
-}
-
 int journal_sweep(struct journal *j, struct store *store)
 {
 	struct buf list = BUF_INIT;
@@ -228,12 +204,21 @@ int journal_sweep(struct journal *j, struct store *store)
 		const char *row = list.data + off;
 		const char *id = row + strlen(row) + 1;
 		const char *key = id + strlen(id) + 1;
-		int rc = *id ? store_mpu_abort(store, key, id) : abort_by_key(store, key);
+		int rc = *id ? store_mpu_abort(store, key, id) : ENOENT;
+		struct log_key k;
 
 		off = (size_t)(key + strlen(key) + 1 - list.data);
-		if (rc == 0 || rc == ENOENT) {
-			struct log_key k;
-
+		if (!*id) {
+			/* Created (maybe) but its id never learnt: S3 cannot
+			 * tell it from another client's upload of key, so it
+			 * is left to the bucket's lifecycle rule. */
+			log_warn("journal: a multipart upload of %s may have "
+				 "been created without its id being recorded; "
+				 "it is left to the bucket's lifecycle rule",
+				 log_key(&k, key));
+			exec_row(j, "DELETE FROM mpu WHERE rowid = ?2",
+				 strtoll(row, NULL, 10), NULL);
+		} else if (rc == 0 || rc == ENOENT) {
 			log_info("aborted the unfinished multipart upload of %s",
 				 log_key(&k, key));
 			exec_row(j, "DELETE FROM mpu WHERE rowid = ?2",

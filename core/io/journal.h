@@ -34,14 +34,19 @@ int journal_start(struct journal *j, struct store *store);
 /*
  * Record a multipart upload of key about to be created, before the request
  * is sent (a crash between S3 creating it and the reply being handled must
- * not leave it unknown); returns a handle for journal_bind(), 0 on failure.
- * An orphan never bound is cleaned by listing the key's uploads.
- * Failures are logged, not returned: the journal is a safety net, never a
- * reason to fail an upload.
+ * not leave it unknown); returns a handle for journal_bind(), 0 on failure
+ * (logged; e.g. cache_dir is full): the caller must then not create the
+ * upload, since a crash would leave it unknown. A record never bound (the
+ * create's reply was never handled) is dropped at the next sweep with a
+ * warning: S3 lists nothing that tells such an upload from another
+ * client's upload of the same key, so it is left to the bucket's lifecycle
+ * rule rather than risk aborting someone else's. Only uploads whose ids
+ * this journal recorded are ever aborted.
  */
 long long journal_begin(struct journal *j, const char *key);
-/* The create succeeded with upload_id. */
-void journal_bind(struct journal *j, long long handle, const char *upload_id);
+/* The create succeeded with upload_id. 0, or EIO (logged): the upload is
+ * not recorded, and the caller must abort it. */
+int journal_bind(struct journal *j, long long handle, const char *upload_id);
 /* The create failed: forget the record. */
 void journal_cancel(struct journal *j, long long handle);
 void journal_done(struct journal *j, const char *upload_id);

@@ -32,7 +32,7 @@ static void progress_start(struct upload *u);
 static int put_small(struct upload *u, const void *data, size_t len)
 {
 	char type[MIME_TYPE_MAX];
-	struct store_put_opts opts = {.content_type = type};
+	struct store_put_opts opts = {.content_type = type, .attrs = &u->attrs};
 	int rc;
 
 	mime_sniff(u->conf->mime, data, len, u->key, type);
@@ -425,7 +425,8 @@ static int mem_shrink(struct upload *u, uint64_t size)
 	return 0;
 }
 
-static int truncate_any(struct upload *u, uint64_t size)
+/* *intact = 1 when a failure left the content as it was. */
+static int truncate_any(struct upload *u, uint64_t size, int *intact)
 {
 	int rc;
 
@@ -435,16 +436,19 @@ static int truncate_any(struct upload *u, uint64_t size)
 	if (u->mode == UPLOAD_MEM && size < u->size && mem_shrink(u, size) == 0)
 		return 0;
 	rc = up_to_spool(u, "a truncate");
-	if (!rc && ftruncate(u->spool_fd, (off_t)size) != 0)
-		rc = errno;
-	if (!rc)
-		u->size = size;
-	return rc;
+	if (rc)
+		return rc;
+	if (ftruncate(u->spool_fd, (off_t)size) != 0) {
+		*intact = 1; /* the spool, and so the file, is unchanged */
+		return errno;
+	}
+	u->size = size;
+	return 0;
 }
 
 int upload_truncate(struct upload *u, uint64_t size)
 {
-	int rc;
+	int intact = 0, rc;
 
 	if (size == 0) {
 		upload_reset(u);
@@ -456,12 +460,33 @@ int upload_truncate(struct upload *u, uint64_t size)
 		return EIO;
 	if (size == u->size)
 		return 0;
+	if (size > UPLOAD_MAX_OBJECT)
+		return EFBIG;
 	u->dirty = 1;
 	progress_start(u);
-	rc = truncate_any(u, size);
-	if (rc)
+	rc = truncate_any(u, size, &intact);
+	if (rc && intact)
+		log_warn("upload %s: cannot truncate to %llu: %s", u->lkey,
+			 (unsigned long long)size, strerror(rc));
+	else if (rc)
 		upload_break(u, "a truncate", rc);
 	return rc;
+}
+
+int upload_rekey(struct upload *u, const char *key)
+{
+	char *copy = strdup(key);
+	int rc = copy ? 0 : ENOMEM;
+
+	if (!rc && u->mode == UPLOAD_MEM && u->upload_id)
+		rc = up_to_spool(u, "a rename");
+	if (rc) {
+		free(copy);
+		return rc == ENOMEM ? rc : EIO;
+	}
+	free(u->key);
+	u->key = copy;
+	return 0;
 }
 
 uint64_t upload_size(const struct upload *u)
@@ -474,6 +499,31 @@ int upload_dirty(const struct upload *u)
 	return u->dirty;
 }
 
+/* A multipart upload takes its metadata when it is created: attributes
+ * set while it streamed (cp -a sets the mtime just before close) are put
+ * on the completed object by a copy onto itself. 0 or EIO. */
+static int fix_late_attrs(struct upload *u)
+{
+	struct store_put_opts o = {.content_type = u->mpu_type,
+				   .attrs = &u->attrs};
+	const struct store_attrs *a = &u->attrs, *b = &u->mpu_attrs;
+
+	if (a->have == b->have && a->mtime_sec == b->mtime_sec &&
+	    a->mtime_nsec == b->mtime_nsec && a->mode == b->mode &&
+	    a->uid == b->uid && a->gid == b->gid)
+		return 0;
+	int rc = store_copy(u->store, u->key, u->key, &o, u->size, u->etag);
+	if (rc)
+		log_error("upload %s: cannot set its attributes: %s", u->key,
+			  strerror(rc));
+	return rc ? EIO : 0;
+}
+
+void upload_set_attrs(struct upload *u, const struct store_attrs *a)
+{
+	u->attrs = *a;
+}
+
 int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 {
 	int rc;
@@ -484,6 +534,7 @@ int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 		return 0;
 	}
 	u->etag[0] = '\0';
+	u->mpu_landed = 0;
 	if (u->broken)
 		rc = EIO;
 	else if (u->mode == UPLOAD_MEM)
@@ -500,6 +551,10 @@ int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX])
 		progress_end(u, 0);
 		return EIO;
 	}
+	if (u->mpu_landed)
+		rc = fix_late_attrs(u);
+	if (rc)
+		return EIO;
 	u->dirty = 0;
 	progress_end(u, 1);
 	if (u->m)

@@ -98,7 +98,9 @@ int upload_write(struct upload *u, const void *data, size_t len, uint64_t off);
 /* Read back written data (switches to the spool). *got = bytes read. */
 int upload_read(struct upload *u, void *data, size_t len, uint64_t off,
 		size_t *got);
-/* Set the size (extending with zeros). 0 or errno. */
+/* Set the size (extending with zeros). 0 or errno. A size over S3's
+ * largest object (5 TiB) is EFBIG, and a spool that cannot take the size
+ * gives its errno; neither changes the file nor breaks the upload. */
 int upload_truncate(struct upload *u, uint64_t size);
 /* The file's current size. */
 uint64_t upload_size(const struct upload *u);
@@ -129,6 +131,21 @@ int upload_commit(struct upload *u, char etag_out[STORE_ETAG_MAX]);
 int upload_content(struct upload *u,
 		   int (*sink)(void *arg, const void *data, size_t len),
 		   void *arg);
+
+/* The POSIX attributes the next commit stores with the object (user
+ * metadata, see store.h). A multipart upload already streaming got the
+ * ones set before it began; its commit then fixes the object's metadata
+ * with a server-side copy. */
+void upload_set_attrs(struct upload *u, const struct store_attrs *a);
+
+/*
+ * The file's name changed (a rename while it is open): later loads and
+ * commits use key. A multipart upload in progress was begun under the old
+ * key, so the content moves to the spool first (that needs the spool copy
+ * of streamed parts, see "Seeking back") and the multipart upload is
+ * aborted. 0, or errno (ENOMEM, EIO): then nothing changed.
+ */
+int upload_rekey(struct upload *u, const char *key);
 
 /* Abort any multipart upload in progress and free everything. */
 void upload_destroy(struct upload *u);

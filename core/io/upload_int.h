@@ -30,6 +30,7 @@
 #define UPLOAD_MIN_PART (5ULL << 20)  /* S3's smallest part but the last */
 #define UPLOAD_MAX_PART (5ULL << 30)  /* S3's largest part */
 #define UPLOAD_MAX_PARTS 10000u       /* S3's part number limit */
+#define UPLOAD_MAX_OBJECT (5ULL << 40) /* S3's largest object */
 
 enum upload_mode { UPLOAD_MEM, UPLOAD_SPOOL, UPLOAD_REMOTE };
 
@@ -60,6 +61,14 @@ struct upload {
 	int broken;             /* a write failed or data was lost: every
 				 * call and the commit fail with EIO */
 	char etag[STORE_ETAG_MAX]; /* from the last commit, "" when none */
+	struct store_attrs attrs;  /* stored with the object (upload_set_attrs) */
+	struct store_attrs mpu_attrs; /* what the multipart upload was created
+				       * with; a commit that completes it fixes
+				       * the object's metadata if attrs
+				       * changed since */
+	char mpu_type[128];        /* its Content-Type */
+	int mpu_landed;            /* the last commit completed a multipart
+				    * upload */
 
 	/*
 	 * MEM. The part being filled is number next, covering

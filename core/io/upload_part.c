@@ -303,7 +303,16 @@ int up_mpu_begin(struct upload *u, const void *head, size_t head_len)
 	int rc;
 
 	mime_sniff(u->conf->mime, head, head_len, u->key, type);
+	snprintf(u->mpu_type, sizeof(u->mpu_type), "%s", type);
+	u->mpu_attrs = u->attrs;
+	opts.attrs = &u->mpu_attrs;
 	row = journal_begin(u->conf->journal, u->key);
+	if (u->conf->journal && !row) {
+		log_error("upload %s: cannot record a multipart upload in the "
+			  "journal; not starting one that a crash could leave "
+			  "behind", u->key);
+		return EIO;
+	}
 	rc = store_mpu_create(u->store, u->key, &opts, &u->upload_id);
 	if (rc) {
 		log_error("upload %s: cannot start a multipart upload: %s",
@@ -312,8 +321,15 @@ int up_mpu_begin(struct upload *u, const void *head, size_t head_len)
 		u->upload_id = NULL;
 		return EIO;
 	}
-	journal_bind(u->conf->journal, row, u->upload_id);
-	rc = workers_start(u);
+	rc = journal_bind(u->conf->journal, row, u->upload_id);
+	if (rc) {
+		log_error("upload %s: cannot record multipart upload %s in the "
+			  "journal; aborting it", u->key, u->upload_id);
+		rc = EIO;
+		journal_cancel(u->conf->journal, row);
+	}
+	if (!rc)
+		rc = workers_start(u);
 	if (rc) {
 		if (store_mpu_abort(u->store, u->key, u->upload_id))
 			journal_orphan(u->conf->journal, u->upload_id);
@@ -383,6 +399,7 @@ int up_mpu_complete(struct upload *u)
 				     u->nparts, u->etag);
 	if (rc && mpu_landed(u, rc)) {
 		up_mpu_abort(u); /* normally gone already (ENOENT, not logged) */
+		u->mpu_landed = 1;
 		return 0;
 	}
 	if (rc) {
@@ -395,5 +412,6 @@ int up_mpu_complete(struct upload *u)
 	journal_done(u->conf->journal, u->upload_id);
 	free(u->upload_id);
 	u->upload_id = NULL;
+	u->mpu_landed = 1;
 	return 0;
 }

@@ -137,7 +137,13 @@ void up_mem_tee(struct upload *u, const struct upload_part *p,
 		log_warn("upload %s: spool copy stopped (%s): seeking back "
 			 "into parts already sent will fail", u->lkey,
 			 strerror(rc));
-		up_spool_close(u);
+		/* Not closed here: workers may still be writing parts into it
+		 * (a closed fd number could be reused by another file). It is
+		 * marked incomplete and closed once no worker runs. */
+		pthread_mutex_lock(&u->lock);
+		if (!u->tee_err)
+			u->tee_err = rc;
+		pthread_mutex_unlock(&u->lock);
 		u->tee = 0;
 	}
 }

@@ -44,6 +44,11 @@ struct meta {
 	struct hmap *dirs;  /* protected by lock */
 	struct hmap *attrs; /* protected by lock */
 	struct hmap *walks; /* prefix -> struct mwalk *; protected by lock */
+	struct hmap *changed; /* prefix -> uint64_t *: gen at its last change;
+				 protected by lock */
+	uint64_t gen;       /* counts changes; protected by lock */
+	uint64_t untracked; /* gen of a change not recorded by dir; protected
+			       by lock */
 };
 
 static double now_sec(void)
@@ -111,11 +116,13 @@ struct meta *meta_create(double ttl)
 	m->dirs = hmap_create();
 	m->attrs = hmap_create();
 	m->walks = hmap_create();
-	if (!m->dirs || !m->attrs || !m->walks ||
+	m->changed = hmap_create();
+	if (!m->dirs || !m->attrs || !m->walks || !m->changed ||
 	    pthread_mutex_init(&m->lock, NULL)) {
 		hmap_destroy(m->dirs, NULL);
 		hmap_destroy(m->attrs, NULL);
 		hmap_destroy(m->walks, NULL);
+		hmap_destroy(m->changed, NULL);
 		free(m);
 		errno = ENOMEM;
 		return NULL;
@@ -130,6 +137,7 @@ void meta_destroy(struct meta *m)
 	hmap_destroy(m->dirs, mdir_free);
 	hmap_destroy(m->attrs, free);
 	hmap_destroy(m->walks, free);
+	hmap_destroy(m->changed, free);
 	pthread_mutex_destroy(&m->lock);
 	free(m);
 }
@@ -232,8 +240,56 @@ static void walk_reset(struct meta *m, const char *dir, size_t n)
 	w->misses = 0;
 }
 
+/* A listing carries no stored attributes: keep those already known of an
+ * entry whose object is the same (same ETag). */
+static int carry_posix(void *arg, const char *name, void *value)
+{
+	struct meta_listing *l = arg;
+	const struct meta_attr *old = value;
+	struct meta_attr *now = hmap_get(l->names, name);
+
+	if (now && old->posix_known && !now->posix_known && !now->is_dir &&
+	    !strcmp(now->etag, old->etag)) {
+		now->posix = old->posix;
+		now->posix_known = 1;
+	}
+	return 0;
+}
+
+struct carry_ctx {
+	struct meta *m;
+	const char *dir;
+};
+
+/* The same from the single-entry map (HEADs, the daemon's own writes).
+ * Lock held. */
+static int carry_attr(void *arg, const char *name, void *value)
+{
+	struct carry_ctx *c = arg;
+	struct meta_attr *now = value;
+	char *key = now->posix_known || now->is_dir ? NULL
+						    : attr_key(c->dir, name);
+	struct mattr *a = key ? hmap_get(c->m->attrs, key) : NULL;
+
+	if (a && !a->absent && a->a.posix_known && !strcmp(a->a.etag, now->etag)) {
+		now->posix = a->a.posix;
+		now->posix_known = 1;
+	}
+	free(key);
+	return 0;
+}
+
 void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
 {
+	meta_dir_store_since(m, dir, l, UINT64_MAX);
+}
+
+void meta_dir_store_since(struct meta *m, const char *dir,
+			  struct meta_listing *l, uint64_t since)
+{
+	struct carry_ctx cc = {m, dir};
+	uint64_t *changed;
+
 	struct mdir *d = malloc(sizeof(*d));
 	void *old = NULL;
 
@@ -244,6 +300,20 @@ void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
 	d->stamp = now_sec();
 	d->l = l;
 	pthread_mutex_lock(&m->lock);
+	changed = hmap_get(m->changed, dir);
+	if (since != UINT64_MAX &&
+	    ((changed && *changed > since) || m->untracked > since)) {
+		/* the daemon changed dir while this listing was under way: it
+		 * may miss that change, so it is not kept */
+		pthread_mutex_unlock(&m->lock);
+		mdir_free(d);
+		return;
+	}
+	old = hmap_get(m->dirs, dir);
+	if (old)
+		hmap_each(((struct mdir *)old)->l->names, carry_posix, l);
+	hmap_each(l->names, carry_attr, &cc);
+	old = NULL;
 	if (hmap_put(m->dirs, dir, d, &old)) {
 		mdir_free(d);
 		old = NULL;
@@ -286,6 +356,32 @@ int meta_dir_each(struct meta *m, const char *dir,
 	return r;
 }
 
+/* dir changed now. Lock held. */
+static void note_change(struct meta *m, const char *dir)
+{
+	uint64_t *g = hmap_get(m->changed, dir);
+
+	m->gen++;
+	if (!g && (g = malloc(sizeof(*g))) && hmap_put(m->changed, dir, g, NULL)) {
+		free(g);
+		g = NULL;
+	}
+	if (g)
+		*g = m->gen;
+	else
+		m->untracked = m->gen; /* out of memory: every dir counts as changed */
+}
+
+uint64_t meta_gen(struct meta *m)
+{
+	uint64_t g;
+
+	pthread_mutex_lock(&m->lock);
+	g = m->gen;
+	pthread_mutex_unlock(&m->lock);
+	return g;
+}
+
 /* Record one entry (a = NULL: absent) in both maps. Lock held. */
 static void set_locked(struct meta *m, const char *dir, const char *name,
 		       const char *key, const struct meta_attr *a)
@@ -294,6 +390,7 @@ static void set_locked(struct meta *m, const char *dir, const char *name,
 	struct mdir *d = fresh_dir(m, dir, now_sec());
 	void *old = NULL;
 
+	note_change(m, dir);
 	if (d && a)
 		meta_listing_add(d->l, name, a);
 	else if (d)
@@ -389,6 +486,7 @@ void meta_forget_dir(struct meta *m, const char *dir)
 	struct mdir *d;
 
 	pthread_mutex_lock(&m->lock);
+	m->untracked = ++m->gen; /* dir and every folder below it changed */
 	d = hmap_remove(m->dirs, dir);
 	hmap_each(m->attrs, collect_under, &c);
 	for (size_t off = 0; off < c.doomed.len;) {

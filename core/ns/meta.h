@@ -22,6 +22,9 @@ struct meta_attr {
 	uint64_t size;
 	time_t mtime;
 	char etag[STORE_ETAG_MAX]; /* "" for folders */
+	struct store_attrs posix;  /* stored attributes, when posix_known */
+	int posix_known;           /* posix was read (HEAD) or written by this
+				      daemon; a listing does not carry it */
 };
 
 enum meta_hit {
@@ -47,6 +50,14 @@ int meta_listing_add(struct meta_listing *l, const char *name,
 		     const struct meta_attr *a);
 void meta_listing_free(struct meta_listing *l);
 void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l);
+/* The same for a listing whose first request was sent when meta_gen() was
+ * since: it is dropped (freed, not stored) when the daemon's own changes
+ * touched dir after that, since the listing may not show them. */
+void meta_dir_store_since(struct meta *m, const char *dir,
+			  struct meta_listing *l, uint64_t since);
+/* The change counter: bumped by every meta_set(), meta_set_absent() and
+ * meta_forget_dir(). */
+uint64_t meta_gen(struct meta *m);
 
 /* Visit a fresh listing of dir, in no particular order; ENOENT when there is
  * none. fn returns non-zero to stop. */

@@ -235,8 +235,9 @@ static int local_dir(struct ns *ns, const char *prefix)
 	return found;
 }
 
-/* The size of an open writer of key, if there is one. */
-static int writer_size(struct ns *ns, const char *key, uint64_t *size)
+/* The attributes of an open writer of key, if there is one: its size and
+ * the attributes its commit will store (the mtime now unless set). */
+static int writer_attr(struct ns *ns, const char *key, struct meta_attr *out)
 {
 	struct ns_file *f;
 	int found = 0;
@@ -244,7 +245,11 @@ static int writer_size(struct ns *ns, const char *key, uint64_t *size)
 	pthread_mutex_lock(&ns->lock);
 	f = hmap_get(ns->writers, key);
 	if (f) {
-		*size = __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+		memset(out, 0, sizeof(*out));
+		out->size = __atomic_load_n(&f->size, __ATOMIC_RELAXED);
+		out->mtime = time(NULL);
+		out->posix = f->posix;
+		out->posix_known = 1;
 		found = 1;
 	}
 	pthread_mutex_unlock(&ns->lock);
@@ -263,6 +268,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 {
 	struct store_list_page page = {0};
 	struct meta_listing *l = NULL;
+	uint64_t gen = meta_gen(ns->meta);
 	int rc = meta_dir_listable(ns->meta, dir) ? 0 : ENOSPC;
 
 	if (!rc)
@@ -276,7 +282,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 		rc = l ? add_page(l, dir, &page, NULL) : ENOMEM;
 	}
 	if (!rc)
-		meta_dir_store(ns->meta, dir, l);
+		meta_dir_store_since(ns->meta, dir, l, gen);
 	else
 		meta_listing_free(l);
 	store_list_page_release(&page);
@@ -330,6 +336,8 @@ static int probe_key(struct ns *ns, const char *key, const char *dir,
 	if (rc == 0) {
 		out->size = obj.size;
 		out->mtime = obj.mtime;
+		out->posix = obj.attrs;
+		out->posix_known = 1;
 		snprintf(out->etag, sizeof(out->etag), "%s", obj.etag);
 		return 0;
 	}
@@ -391,21 +399,45 @@ static int lookup_upload(struct ns *ns, const char *key, const char *prefix,
 int ns_upload_attr(struct ns *ns, const char *rel, struct meta_attr *out)
 {
 	struct buf key = BUF_INIT, prefix = BUF_INIT;
-	uint64_t size;
 	int rc;
 
 	rc = ns_upload_key(ns, rel, &key);
 	if (!rc)
 		rc = buf_addf(&prefix, "%s/", key.data);
-	if (!rc && writer_size(ns, key.data, &size)) {
-		memset(out, 0, sizeof(*out));
-		out->size = size;
-		out->mtime = time(NULL);
+	if (!rc && writer_attr(ns, key.data, out)) {
+		/* an open writer's attributes */
 	} else if (!rc) {
 		rc = lookup_upload(ns, key.data, prefix.data, out);
 	}
 	buf_release(&key);
 	buf_release(&prefix);
+	return rc;
+}
+
+int ns_upload_attr_posix(struct ns *ns, const char *rel, struct meta_attr *out)
+{
+	struct buf key = BUF_INIT;
+	struct store_object obj;
+	char *dir = NULL;
+	int rc = ns_upload_attr(ns, rel, out);
+
+	if (rc || out->is_dir || out->posix_known)
+		return rc;
+	rc = ns_upload_key(ns, rel, &key);
+	if (!rc)
+		rc = store_head(ns->store, key.data, &obj);
+	if (!rc) {
+		out->posix = obj.attrs;
+		out->posix_known = 1;
+		out->size = obj.size; /* the object now, as the HEAD says */
+		out->mtime = obj.mtime;
+		snprintf(out->etag, sizeof(out->etag), "%s", obj.etag);
+		dir = malloc(key.len + 1);
+	}
+	if (dir)
+		meta_set(ns->meta, dir, ns_split_key(key.data, dir), out);
+	free(dir);
+	buf_release(&key);
 	return rc;
 }
 
@@ -461,10 +493,22 @@ static int link_size(struct ns *ns, const char *key, uint64_t *size)
 
 static void file_attr(struct ns_attr *a, const struct meta_attr *m)
 {
+	const struct store_attrs *p = &m->posix;
+
 	memset(a, 0, sizeof(*a));
 	a->is_dir = m->is_dir;
 	a->size = m->size;
 	a->mtime = m->mtime;
+	if (!m->posix_known)
+		return;
+	if (p->have & STORE_ATTR_MTIME) {
+		a->mtime = (time_t)p->mtime_sec;
+		a->mtime_nsec = p->mtime_nsec;
+	}
+	a->have = p->have & (STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID);
+	a->mode = p->mode;
+	a->uid = p->uid;
+	a->gid = p->gid;
 }
 
 static int thumb_attr(struct ns *ns, const char *rel, unsigned idx,
@@ -502,7 +546,8 @@ static int upload_attr(struct ns *ns, const char *rel, int as_link,
 {
 	struct buf key = BUF_INIT;
 	struct meta_attr m;
-	int rc = ns_upload_attr(ns, rel, &m);
+	int rc = as_link ? ns_upload_attr(ns, rel, &m)
+			 : ns_upload_attr_posix(ns, rel, &m);
 
 	if (rc)
 		return rc;
@@ -583,7 +628,7 @@ static int add_page(struct meta_listing *l, const char *prefix,
 	for (size_t i = 0; i < page->nentries && !rc; i++) {
 		const struct store_list_entry *e = &page->entries[i];
 		const char *name = e->key + plen;
-		struct meta_attr a = {0, e->size, e->mtime, ""};
+		struct meta_attr a = {.size = e->size, .mtime = e->mtime};
 
 		if (!path_name_ok(name, strlen(name)))
 			continue; /* the folder's own marker, or unshowable */
@@ -595,7 +640,7 @@ static int add_page(struct meta_listing *l, const char *prefix,
 	for (size_t i = 0; i < page->nprefixes && !rc; i++) {
 		char *name = page->prefixes[i] + plen;
 		size_t len = strlen(name);
-		struct meta_attr a = {1, 0, 0, ""};
+		struct meta_attr a = {.is_dir = 1};
 
 		if (len && name[len - 1] == '/')
 			len--;
@@ -614,6 +659,7 @@ static int add_page(struct meta_listing *l, const char *prefix,
 static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 {
 	struct meta_listing *l = meta_listing_new();
+	uint64_t gen = meta_gen(ns->meta);
 	char *token = NULL;
 	int rc = l ? 0 : ENOMEM;
 
@@ -634,7 +680,7 @@ static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 		meta_listing_free(l);
 		return rc;
 	}
-	meta_dir_store(ns->meta, prefix, l);
+	meta_dir_store_since(ns->meta, prefix, l, gen);
 	return 0;
 }
 

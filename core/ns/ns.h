@@ -28,6 +28,7 @@
 
 #include "config/cfg.h"
 #include "aws/creds.h"
+#include "store/store.h"
 
 struct ns;
 struct ns_file;
@@ -39,6 +40,10 @@ struct ns_attr {
 	int writable;  /* 0 in the read-only areas */
 	uint64_t size;
 	time_t mtime;
+	long mtime_nsec;
+	unsigned have;   /* STORE_ATTR_MODE, _UID, _GID: stored values below */
+	uint32_t mode;   /* permission bits (and type) as stored */
+	uint32_t uid, gid;
 };
 
 /* NULL with errno set. cfg and creds must outlive the ns. */
@@ -73,9 +78,10 @@ int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg);
 
 /* Open an existing file with open(2) flags; *out on success. */
 int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out);
-/* Create a file in uploads/ (O_CREAT); *out on success. */
+/* Create a file in uploads/ (O_CREAT); *out on success. init (may be
+ * NULL) holds the mode, uid and gid a new file is stored with. */
 int ns_create(struct ns *ns, const char *path, int flags,
-	      struct ns_file **out);
+	      const struct store_attrs *init, struct ns_file **out);
 
 int ns_read(struct ns_file *f, void *buf, size_t len, uint64_t off,
 	    size_t *got);
@@ -85,6 +91,9 @@ int ns_write(struct ns_file *f, const void *buf, size_t len, uint64_t off);
 int ns_flush(struct ns_file *f);
 /* The last reference is gone: free the file. */
 void ns_release(struct ns_file *f);
+
+/* Attributes of an open file, also after its name was removed. 0. */
+int ns_fgetattr(struct ns_file *f, struct ns_attr *out);
 
 /* Should the kernel bypass its page cache (content made at open)? */
 int ns_file_direct_io(const struct ns_file *f);
@@ -103,8 +112,11 @@ int ns_rmdir(struct ns *ns, const char *path);
 /* flags: 0 or RENAME_NOREPLACE. */
 int ns_rename(struct ns *ns, const char *from, const char *to,
 	      unsigned flags);
-/* chmod, chown, utimens: accepted (and not stored) in uploads/, EROFS in
- * the read-only areas. */
-int ns_setattr(struct ns *ns, const char *path);
+/* chmod, chown, utimens: set->have names what changes (STORE_ATTR_*). A
+ * file in uploads/ stores them in its object's metadata: at its next
+ * commit when it is open with unsaved writes, else at once by a copy of
+ * the object onto itself (a HEAD and a COPY). Folders keep none (0).
+ * EROFS in the read-only areas. */
+int ns_setattr(struct ns *ns, const char *path, const struct store_attrs *set);
 
 #endif

@@ -28,14 +28,18 @@ static int upload_rel(struct ns *ns, const char *path, const char **rel)
 }
 
 void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
-		    const char *etag)
+		    const char *etag, const struct store_attrs *posix)
 {
 	char *dir = malloc(strlen(key) + 1);
-	struct meta_attr a = {0, size, time(NULL), ""};
+	struct meta_attr a = {.size = size, .mtime = time(NULL)};
 	const char *name;
 
 	if (!dir)
 		return;
+	if (posix) {
+		a.posix = *posix;
+		a.posix_known = 1;
+	}
 	name = ns_split_key(key, dir);
 	snprintf(a.etag, sizeof(a.etag), "%s", etag ? etag : "");
 	meta_set(ns->meta, dir, name, &a);
@@ -62,14 +66,68 @@ void ns_forget_thumb(struct ns *ns, const char *key)
 		thumbs_forget(ns->thumbs, key);
 }
 
-int ns_setattr(struct ns *ns, const char *path)
+void ns_attrs_merge(struct store_attrs *dst, const struct store_attrs *set)
 {
-	struct path_info pi;
-	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
+	if (set->have & STORE_ATTR_MTIME) {
+		dst->mtime_sec = set->mtime_sec;
+		dst->mtime_nsec = set->mtime_nsec;
+	}
+	if (set->have & STORE_ATTR_MODE)
+		dst->mode = set->mode;
+	if (set->have & STORE_ATTR_UID)
+		dst->uid = set->uid;
+	if (set->have & STORE_ATTR_GID)
+		dst->gid = set->gid;
+	dst->have |= set->have;
+}
+
+/* Store set on the object at key by copying it onto itself with new
+ * metadata (a HEAD for what it has, then a COPY). */
+static int set_on_object(struct ns *ns, const char *key,
+			 const struct store_attrs *set)
+{
+	struct store_object obj;
+	struct store_put_opts o = {0};
+	char etag[STORE_ETAG_MAX] = "";
+	int rc = store_head(ns->store, key, &obj);
 
 	if (rc)
 		return rc;
-	return pi.area == PA_UPLOADS ? 0 : EROFS;
+	ns_attrs_merge(&obj.attrs, set);
+	o.content_type = obj.content_type[0] ? obj.content_type : NULL;
+	o.source_etag = obj.source_etag[0] ? obj.source_etag : NULL;
+	o.attrs = &obj.attrs;
+	rc = store_copy(ns->store, key, key, &o, obj.size, etag);
+	if (rc) {
+		log_error("cannot set the attributes of %s: %s", key,
+			  strerror(rc));
+		return rc;
+	}
+	ns_note_upload(ns, key, obj.size, etag, &obj.attrs);
+	return 0;
+}
+
+int ns_setattr(struct ns *ns, const char *path, const struct store_attrs *set)
+{
+	struct buf key = BUF_INIT;
+	struct meta_attr a;
+	const char *rel;
+	int rc = upload_rel(ns, path, &rel);
+
+	if (rc == EBUSY)
+		return 0; /* uploads/ itself */
+	if (rc || !set->have)
+		return rc;
+	rc = ns_upload_key(ns, rel, &key);
+	if (!rc)
+		rc = ns_file_setattr(ns, key.data, set);
+	if (rc == EAGAIN) { /* no writer with unsaved writes: the object */
+		rc = ns_upload_attr(ns, rel, &a);
+		if (!rc && !a.is_dir) /* folders keep no attributes */
+			rc = set_on_object(ns, key.data, set);
+	}
+	buf_release(&key);
+	return rc;
 }
 
 int ns_unlink(struct ns *ns, const char *path)
@@ -85,6 +143,8 @@ int ns_unlink(struct ns *ns, const char *path)
 		rc = EISDIR;
 	if (!rc)
 		rc = ns_upload_key(ns, rel, &key);
+	if (!rc) /* as on a disk: open descriptors keep the content */
+		ns_files_unlink(ns, key.data);
 	if (!rc)
 		rc = store_delete(ns->store, key.data);
 	if (!rc) {
@@ -189,10 +249,12 @@ int ns_rmdir(struct ns *ns, const char *path)
 
 /* --- rename -------------------------------------------------------------- */
 
-/* Move one object: copy, then delete the source. */
-static int move_object(struct ns *ns, const char *from, const char *to)
+/* Move one object of size bytes: copy, then delete the source. etag (may
+ * be NULL) gets the copy's own ETag. */
+static int move_object(struct ns *ns, const char *from, const char *to,
+		       uint64_t size, char etag[STORE_ETAG_MAX])
 {
-	int rc = store_copy(ns->store, from, to);
+	int rc = store_copy(ns->store, from, to, NULL, size, etag);
 
 	if (!rc)
 		rc = store_delete(ns->store, from);
@@ -222,7 +284,8 @@ static int move_tree(struct ns *ns, const char *from, const char *to)
 
 			rc = buf_addf(&dst, "%s%s", to, page.entries[i].key + flen);
 			if (!rc)
-				rc = move_object(ns, page.entries[i].key, dst.data);
+				rc = move_object(ns, page.entries[i].key, dst.data,
+						 page.entries[i].size, NULL);
 			buf_release(&dst);
 		}
 		if (!rc && page.next_token)
@@ -296,18 +359,43 @@ static int rename_dir(struct ns *ns, const char *from_rel, const char *to_rel)
 	return rc;
 }
 
+/* The move of a file in the bucket, while its writers (nwriters of them)
+ * are held: a name that only an open writer has, and no object yet, moves
+ * with the writer alone. */
+struct moved {
+	uint64_t size;
+	char etag[STORE_ETAG_MAX]; /* the copy's own */
+};
+
+static int move_file(struct ns *ns, const char *from, const char *to,
+		     size_t nwriters, void *arg)
+{
+	struct moved *m = arg;
+	int rc = move_object(ns, from, to, m->size, m->etag);
+
+	if (rc == ENOENT && nwriters) {
+		note_absent(ns, from);
+		rc = 0;
+	}
+	return rc;
+}
+
 static int rename_file(struct ns *ns, const char *from_rel, const char *to_rel,
 		       const struct meta_attr *a)
 {
+	struct moved mv = {a->size, ""};
 	struct buf from = BUF_INIT, to = BUF_INIT;
 	int rc = ns_upload_key(ns, from_rel, &from);
 
 	if (!rc)
 		rc = ns_upload_key(ns, to_rel, &to);
+	if (!rc) /* the file replaced lives on in its open descriptors */
+		ns_files_unlink(ns, to.data);
 	if (!rc)
-		rc = move_object(ns, from.data, to.data);
-	if (!rc)
-		ns_note_upload(ns, to.data, a->size, a->etag);
+		rc = ns_files_rename(ns, from.data, to.data, move_file, &mv);
+	if (!rc && mv.etag[0]) /* what S3 made, not the source's ETag */
+		ns_note_upload(ns, to.data, a->size, mv.etag,
+			       a->posix_known ? &a->posix : NULL);
 	buf_release(&from);
 	buf_release(&to);
 	return rc;

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -54,6 +55,8 @@ static void file_free(struct ns_file *f)
 	pthread_mutex_unlock(&ns->lock);
 	if (!last)
 		return;
+	if (f->writer)
+		file_free(f->writer);
 	reader_destroy(f->reader);
 	upload_destroy(f->upload);
 	buf_release(&f->blob);
@@ -103,7 +106,8 @@ static void forget_seen(struct ns *ns, const char *key)
 }
 
 static int open_writer(struct ns *ns, const char *key, int existed,
-		       uint64_t size, struct ns_file **out)
+		       uint64_t size, const struct store_attrs *posix,
+		       struct ns_file **out)
 {
 	struct ns_file *f = file_new(ns, NF_WRITE);
 
@@ -111,6 +115,8 @@ static int open_writer(struct ns *ns, const char *key, int existed,
 		return ENOMEM;
 	f->key = strdup(key);
 	f->existed = existed;
+	if (posix)
+		f->posix = *posix;
 	if (f->key)
 		f->upload = upload_create(ns->store, ns->metrics, &ns->upconf, key,
 					  existed && size, size);
@@ -160,6 +166,13 @@ static int open_reader(struct ns *ns, const char *key,
 	if (!f)
 		return ENOMEM;
 	f->key = strdup(key);
+	f->open_size = a->size;
+	f->mtime = a->mtime;
+	f->writer = borrow_writer(ns, key); /* read what it has written */
+	if (f->key && f->writer) {
+		*out = f;
+		return 0;
+	}
 	if (f->key && a->size)
 		f->reader = reader_create(ns->store, ns->data, key, a->size,
 					  a->etag);
@@ -174,9 +187,10 @@ static int open_reader(struct ns *ns, const char *key,
 
 /* The attributes and key of the file (not folder) uploads/rel. */
 static int upload_file(struct ns *ns, const char *rel, struct meta_attr *a,
-		       struct buf *key)
+		       struct buf *key, int posix)
 {
-	int rc = ns_upload_attr(ns, rel, a);
+	int rc = posix ? ns_upload_attr_posix(ns, rel, a)
+		       : ns_upload_attr(ns, rel, a);
 
 	if (!rc && a->is_dir)
 		rc = EISDIR;
@@ -190,11 +204,14 @@ static int open_upload(struct ns *ns, const char *rel, int flags,
 {
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
-	int rc = upload_file(ns, rel, &a, &key);
+	int wr = (flags & O_ACCMODE) != O_RDONLY;
+	/* a rewrite keeps the mode and owner: learn them */
+	int rc = upload_file(ns, rel, &a, &key, wr);
 
-	if (!rc && (flags & O_ACCMODE) != O_RDONLY)
+	if (!rc && wr)
 		rc = open_writer(ns, key.data, 1,
-				 (flags & O_TRUNC) ? 0 : a.size, out);
+				 (flags & O_TRUNC) ? 0 : a.size,
+				 a.posix_known ? &a.posix : NULL, out);
 	else if (!rc)
 		rc = open_reader(ns, key.data, &a, out);
 	if (!rc && (flags & O_TRUNC) && (flags & O_ACCMODE) != O_RDONLY)
@@ -276,7 +293,7 @@ static int make_upload_link(struct ns *ns, const struct path_info *pi,
 	const char *rel = pi->rel;
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
-	int rc = upload_file(ns, rel, &a, &key);
+	int rc = upload_file(ns, rel, &a, &key, 0);
 
 	if (!rc)
 		rc = links_object(ns->links, key.data, time(NULL), out);
@@ -348,7 +365,8 @@ int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out)
 	}
 }
 
-int ns_create(struct ns *ns, const char *path, int flags, struct ns_file **out)
+int ns_create(struct ns *ns, const char *path, int flags,
+	      const struct store_attrs *init, struct ns_file **out)
 {
 	struct path_info pi;
 	struct buf key = BUF_INIT;
@@ -366,13 +384,13 @@ int ns_create(struct ns *ns, const char *path, int flags, struct ns_file **out)
 	rc = ns_upload_attr(ns, pi.rel, &a);
 	if (rc == 0 && (flags & O_EXCL))
 		return EEXIST;
-	if (rc == 0)
-		return open_upload(ns, pi.rel, flags | O_TRUNC, out);
+	if (rc == 0) /* O_CREAT of an existing name truncates only with O_TRUNC */
+		return open_upload(ns, pi.rel, flags, out);
 	if (rc != ENOENT)
 		return rc;
 	rc = ns_upload_key(ns, pi.rel, &key);
 	if (!rc)
-		rc = open_writer(ns, key.data, 0, 0, out);
+		rc = open_writer(ns, key.data, 0, 0, init, out);
 	buf_release(&key);
 	return rc;
 }
@@ -393,8 +411,13 @@ int ns_read(struct ns_file *f, void *buf, size_t len, uint64_t off,
 		}
 	}
 	pthread_mutex_unlock(&f->lock);
-	if (f->kind == NF_READ && f->reader) /* thread-safe on its own */
+	if (f->kind == NF_READ && f->writer) {
+		pthread_mutex_lock(&f->writer->lock);
+		rc = upload_read(f->writer->upload, buf, len, off, got);
+		pthread_mutex_unlock(&f->writer->lock);
+	} else if (f->kind == NF_READ && f->reader) { /* thread-safe alone */
 		rc = reader_read(f->reader, buf, len, off, got);
+	}
 	return rc;
 }
 
@@ -405,6 +428,7 @@ int ns_write(struct ns_file *f, const void *buf, size_t len, uint64_t off)
 	if (f->kind != NF_WRITE)
 		return EBADF;
 	pthread_mutex_lock(&f->lock);
+	f->mtime_set = 0; /* a write makes the mtime the time of its commit */
 	rc = upload_write(f->upload, buf, len, off);
 	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&f->lock);
@@ -431,20 +455,40 @@ static void eager_thumbs(struct ns_file *f, uint64_t size, const char *etag)
 	thumbs_eager(ns->thumbs, f->key, etag, src);
 }
 
+/* The attributes a commit stores: f's, with the mtime now unless set
+ * after the last write. Locks held: f->lock. */
+static void commit_attrs(struct ns_file *f, struct store_attrs *out)
+{
+	struct timespec now;
+
+	pthread_mutex_lock(&f->ns->lock);
+	*out = f->posix;
+	pthread_mutex_unlock(&f->ns->lock);
+	if (!f->mtime_set) {
+		clock_gettime(CLOCK_REALTIME, &now);
+		out->mtime_sec = now.tv_sec;
+		out->mtime_nsec = now.tv_nsec;
+		out->have |= STORE_ATTR_MTIME;
+	}
+}
+
 int ns_flush(struct ns_file *f)
 {
 	char etag[STORE_ETAG_MAX] = "";
+	struct store_attrs posix;
 	uint64_t size;
 	int rc = 0;
 
 	if (f->kind != NF_WRITE)
 		return 0;
 	pthread_mutex_lock(&f->lock);
-	if (upload_dirty(f->upload)) {
+	if (!f->unlinked && upload_dirty(f->upload)) {
 		size = upload_size(f->upload);
+		commit_attrs(f, &posix);
+		upload_set_attrs(f->upload, &posix);
 		rc = upload_commit(f->upload, etag);
 		if (!rc) {
-			ns_note_upload(f->ns, f->key, size, etag);
+			ns_note_upload(f->ns, f->key, size, etag, &posix);
 			if (f->existed)
 				ns_forget_thumb(f->ns, f->key);
 			f->existed = 1;
@@ -467,7 +511,29 @@ void ns_release(struct ns_file *f)
 		return;
 	if (f->kind == NF_WRITE)
 		unregister_writer(f->ns, f);
+	pthread_mutex_lock(&f->ns->lock);
+	f->released = 1;
+	pthread_mutex_unlock(&f->ns->lock);
 	file_free(f);
+}
+
+int ns_fgetattr(struct ns_file *f, struct ns_attr *out)
+{
+	const struct ns_file *src = f->kind == NF_READ && f->writer ? f->writer
+								   : f;
+
+	memset(out, 0, sizeof(*out));
+	out->writable = f->kind != NF_BLOB;
+	out->mtime = time(NULL);
+	if (src->kind == NF_WRITE) {
+		out->size = __atomic_load_n(&src->size, __ATOMIC_RELAXED);
+	} else if (src->kind == NF_READ) {
+		out->size = src->open_size;
+		out->mtime = src->mtime;
+	} else {
+		out->size = src->blob.len;
+	}
+	return 0;
 }
 
 int ns_file_direct_io(const struct ns_file *f)
@@ -548,10 +614,160 @@ void ns_release_all(struct ns *ns)
 
 	for (;;) {
 		pthread_mutex_lock(&ns->lock);
-		f = ns->files;
+		for (f = ns->files; f && f->released; f = f->next)
+			; /* only a borrower's reference is left: it frees it */
 		pthread_mutex_unlock(&ns->lock);
 		if (!f)
 			return;
 		ns_release(f);
 	}
+}
+
+/* --- files open under a name that changes -------------------------------- */
+
+struct writer_set {
+	struct ns_file **f;
+	size_t n;
+};
+
+static int addr_cmp(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t)*(struct ns_file *const *)a;
+	uintptr_t y = (uintptr_t)*(struct ns_file *const *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Every file open for writing under key, a reference taken on each, and
+ * locked in address order. */
+static int writers_lock(struct ns *ns, const char *key, struct writer_set *w)
+{
+	size_t cap = 0;
+
+	w->f = NULL;
+	w->n = 0;
+	pthread_mutex_lock(&ns->lock);
+	for (struct ns_file *f = ns->files; f; f = f->next)
+		cap += f->kind == NF_WRITE && !f->unlinked && !strcmp(f->key, key);
+	if (cap)
+		w->f = malloc(cap * sizeof(*w->f));
+	for (struct ns_file *f = ns->files; f && w->f; f = f->next) {
+		if (f->kind == NF_WRITE && !f->unlinked && !strcmp(f->key, key)) {
+			f->refs++;
+			w->f[w->n++] = f;
+		}
+	}
+	pthread_mutex_unlock(&ns->lock);
+	if (cap && !w->f)
+		return ENOMEM;
+	if (w->n > 1)
+		qsort(w->f, w->n, sizeof(*w->f), addr_cmp);
+	for (size_t i = 0; i < w->n; i++)
+		pthread_mutex_lock(&w->f[i]->lock);
+	return 0;
+}
+
+static void writers_unlock(struct writer_set *w)
+{
+	for (size_t i = w->n; i-- > 0;) {
+		pthread_mutex_unlock(&w->f[i]->lock);
+		file_free(w->f[i]);
+	}
+	free(w->f);
+}
+
+size_t ns_files_unlink(struct ns *ns, const char *key)
+{
+	struct writer_set w;
+	size_t n;
+
+	if (writers_lock(ns, key, &w))
+		return 0;
+	pthread_mutex_lock(&ns->lock);
+	for (size_t i = 0; i < w.n; i++) {
+		w.f[i]->unlinked = 1;
+		if (hmap_get(ns->writers, key) == w.f[i])
+			hmap_remove(ns->writers, key);
+	}
+	pthread_mutex_unlock(&ns->lock);
+	n = w.n;
+	writers_unlock(&w);
+	return n;
+}
+
+/* Move the files of w from key from to key to (locks held). */
+static int writers_rekey(struct ns *ns, struct writer_set *w,
+			 const char *from, const char *to)
+{
+	struct ns_file *reg = NULL;
+	char **keys = calloc(w->n ? w->n : 1, sizeof(*keys));
+	size_t i;
+	int rc = keys ? 0 : ENOMEM;
+
+	for (i = 0; !rc && i < w->n; i++) {
+		keys[i] = strdup(to);
+		rc = keys[i] ? upload_rekey(w->f[i]->upload, to) : ENOMEM;
+	}
+	if (rc) { /* put back what was rekeyed (spooled: cannot fail) */
+		for (size_t j = 0; j + 1 < i; j++)
+			upload_rekey(w->f[j]->upload, from);
+		for (size_t j = 0; j < i; j++)
+			free(keys[j]);
+		free(keys);
+		return rc;
+	}
+	pthread_mutex_lock(&ns->lock);
+	for (i = 0; i < w->n; i++) {
+		if (hmap_get(ns->writers, from) == w->f[i]) {
+			hmap_remove(ns->writers, from);
+			reg = w->f[i];
+		}
+		free(w->f[i]->key);
+		w->f[i]->key = keys[i];
+	}
+	if (reg)
+		reg->registered = hmap_put(ns->writers, to, reg, NULL) == 0;
+	pthread_mutex_unlock(&ns->lock);
+	free(keys);
+	return 0;
+}
+
+int ns_files_rename(struct ns *ns, const char *from, const char *to,
+		    int (*move)(struct ns *ns, const char *from,
+				const char *to, size_t nwriters, void *arg),
+		    void *arg)
+{
+	struct writer_set w;
+	int rc = writers_lock(ns, from, &w);
+
+	if (rc)
+		return rc;
+	rc = writers_rekey(ns, &w, from, to);
+	if (!rc) {
+		rc = move(ns, from, to, w.n, arg);
+		if (rc)
+			writers_rekey(ns, &w, to, from);
+	}
+	writers_unlock(&w);
+	return rc;
+}
+
+int ns_file_setattr(struct ns *ns, const char *key,
+		    const struct store_attrs *set)
+{
+	struct writer_set w;
+	int dirty = 0, rc = writers_lock(ns, key, &w);
+
+	if (rc)
+		return rc;
+	for (size_t i = 0; i < w.n; i++) {
+		pthread_mutex_lock(&ns->lock);
+		ns_attrs_merge(&w.f[i]->posix, set);
+		pthread_mutex_unlock(&ns->lock);
+		if (set->have & STORE_ATTR_MTIME)
+			w.f[i]->mtime_set = 1;
+		dirty |= upload_dirty(w.f[i]->upload);
+	}
+	writers_unlock(&w);
+	return dirty ? 0 : EAGAIN;
 }

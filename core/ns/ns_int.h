@@ -72,10 +72,26 @@ struct ns_file {
 				     ns->lock; freed when it drops to 0 */
 	enum ns_file_kind kind;
 	pthread_mutex_t lock;     /* serialises calls on this file */
-	char *key;                /* NF_READ, NF_WRITE */
+	char *key;                /* NF_READ, NF_WRITE; NF_WRITE: changed by a
+				     rename with both f->lock and ns->lock
+				     held, so either protects a read */
 	struct reader *reader;    /* NF_READ; NULL for an empty object */
 	struct upload *upload;    /* NF_WRITE */
+	struct ns_file *writer;   /* NF_READ of a key being written: reads
+				     come from that writer (a reference is
+				     held); NULL otherwise */
 	int existed;              /* NF_WRITE: the key existed at open */
+	int unlinked;             /* NF_WRITE: its name was removed (unlink,
+				     or a rename over it): its closes upload
+				     nothing; set with both locks held */
+	int released;             /* the open's reference was dropped;
+				     protected by ns->lock */
+	struct store_attrs posix; /* NF_WRITE: stored at commit; protected by
+				     ns->lock */
+	int mtime_set;            /* NF_WRITE: posix.mtime was set (utimens)
+				     after the last write; protected by lock */
+	uint64_t open_size;       /* NF_READ: the size seen at open */
+	time_t mtime;             /* NF_READ: the mtime seen at open */
 	int registered;           /* NF_WRITE: listed in ns->writers */
 	struct buf blob;          /* NF_BLOB */
 	uint64_t size;            /* NF_WRITE: the upload's size, read without
@@ -108,9 +124,23 @@ int ns_thumb_idx(const struct ns *ns, unsigned thumb_size, unsigned *idx);
  * few images of its folder (in listing order) ahead of it. */
 void ns_thumb_ahead(struct ns *ns, unsigned idx, const char *src_key);
 
-/* Record a finished upload of key (size, etag) in the cache. */
+/* Record a finished upload of key (size, etag, and its stored attributes
+ * posix, NULL when unknown) in the cache. */
 void ns_note_upload(struct ns *ns, const char *key, uint64_t size,
-		    const char *etag);
+		    const char *etag, const struct store_attrs *posix);
+
+/* ns_upload_attr(), and for a file whose stored attributes are not known
+ * yet (it was seen in a listing), a HEAD to learn them. */
+int ns_upload_attr_posix(struct ns *ns, const char *rel, struct meta_attr *out);
+
+/* setattr of key while it is open for writing: the writers keep set for
+ * their commits. 0 when one of them has unsaved writes (its commit stores
+ * set), EAGAIN when the object must be changed now. */
+int ns_file_setattr(struct ns *ns, const char *key,
+		    const struct store_attrs *set);
+
+/* Copy the attributes set->have names from set into dst. */
+void ns_attrs_merge(struct store_attrs *dst, const struct store_attrs *set);
 /* The source at key was replaced or removed: forget its thumbnail. */
 void ns_forget_thumb(struct ns *ns, const char *key);
 
@@ -126,6 +156,25 @@ int ns_uplink_files(struct ns *ns, const char *folder, ns_fill_fn fn,
 		    void *arg);
 /* Is name one of those files (a folder of that name is not listed)? */
 int ns_uplink_reserved(const char *name);
+
+/* Lock order: an ns_file's lock before ns->lock; the writers of one key
+ * in address order. */
+
+/* The name key was removed (unlink, or replaced by a rename): every file
+ * open for writing under it keeps its content but uploads nothing at its
+ * close, and stat/listings stop showing it. Returns how many there were. */
+size_t ns_files_unlink(struct ns *ns, const char *key);
+
+/* Rename key from to key to for the files open for writing under from:
+ * with every one of them locked (so none uploads meanwhile), call move
+ * (the object's move in the bucket; it gets the number of writers and
+ * arg), then
+ * rekey them so their closes upload to to. 0 or errno (then nothing was
+ * rekeyed). */
+int ns_files_rename(struct ns *ns, const char *from, const char *to,
+		    int (*move)(struct ns *ns, const char *from,
+				const char *to, size_t nwriters, void *arg),
+		    void *arg);
 
 /* Free every file still open (the kernel went away without releasing
  * them). */

@@ -151,6 +151,8 @@ int mem_insert(struct mem_store *m, const char *key, struct mem_blob *blob,
 						: "application/octet-stream");
 	mem_copy_str(o->source_etag, sizeof(o->source_etag),
 		     opts ? opts->source_etag : NULL);
+	if (opts && opts->attrs)
+		o->attrs = *opts->attrs;
 	if (objs_place(m, o)) {
 		obj_free(o);
 		return ENOMEM;
@@ -166,6 +168,7 @@ static void obj_info(const struct mem_obj *o, struct store_object *out)
 	memcpy(out->etag, o->etag, sizeof(out->etag));
 	memcpy(out->content_type, o->content_type, sizeof(out->content_type));
 	memcpy(out->source_etag, o->source_etag, sizeof(out->source_etag));
+	out->attrs = o->attrs;
 }
 
 static void objs_remove_at(struct mem_store *m, size_t i)
@@ -424,11 +427,16 @@ static int mem_del(struct store *st, const char *key)
 	return mem_leave(&c, 0);
 }
 
-static int mem_copy(struct store *st, const char *src_key, const char *dst_key)
+/* Like S3: the copy gets its own (single-part) ETag; replace NULL keeps
+ * the source's metadata. No size limit, so src_size is not needed. */
+static int mem_copy(struct store *st, const char *src_key, const char *dst_key,
+		    const struct store_put_opts *replace, uint64_t src_size,
+		    char etag_out[STORE_ETAG_MAX])
 {
 	struct mem_store *m = mem_of(st);
 	struct store_put_opts opts = {0};
 	char etag[STORE_ETAG_MAX], ct[STORE_META_MAX], se[STORE_ETAG_MAX];
+	struct store_attrs attrs;
 	struct mem_call c;
 	struct mem_obj *o;
 	int err = mem_enter(m, MEM_COPY, dst_key, &c);
@@ -438,15 +446,23 @@ static int mem_copy(struct store *st, const char *src_key, const char *dst_key)
 	pthread_mutex_lock(&m->lock);
 	o = mem_find(m, src_key);
 	err = o ? store_md5_etag(o->blob->data, o->blob->len, etag) : ENOENT;
-	if (!err) {
+	if (!err && replace) {
+		opts = *replace;
+		opts.if_none_match = NULL;
+	} else if (!err) {
 		memcpy(ct, o->content_type, sizeof(ct));
 		memcpy(se, o->source_etag, sizeof(se));
+		attrs = o->attrs;
 		opts.content_type = ct;
 		opts.source_etag = se[0] ? se : NULL;
+		opts.attrs = &attrs;
+	}
+	if (!err)
 		err = mem_insert(m, dst_key, mem_blob_ref(o->blob), etag,
 				 &opts);
-	}
 	pthread_mutex_unlock(&m->lock);
+	if (!err && etag_out)
+		memcpy(etag_out, etag, STORE_ETAG_MAX);
 	return mem_leave(&c, err);
 }
 

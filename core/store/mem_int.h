@@ -25,6 +25,7 @@ struct mem_obj {
 	char etag[STORE_ETAG_MAX];
 	char content_type[STORE_META_MAX];
 	char source_etag[STORE_ETAG_MAX];
+	struct store_attrs attrs;  /* user metadata: mtime, mode, uid, gid */
 };
 
 struct mem_part {
@@ -41,6 +42,7 @@ struct mem_upload {
 	time_t initiated;
 	char content_type[STORE_META_MAX];
 	char source_etag[STORE_ETAG_MAX];
+	struct store_attrs attrs;
 	struct mem_part *parts;   /* by number */
 	size_t nparts, cap;
 };

@@ -62,6 +62,8 @@ static struct mem_upload *upload_new(struct mem_store *m, const char *key,
 						: "application/octet-stream");
 	mem_copy_str(u->source_etag, sizeof(u->source_etag),
 		     opts ? opts->source_etag : NULL);
+	if (opts && opts->attrs)
+		u->attrs = *opts->attrs;
 	pthread_mutex_lock(&m->lock);
 	u->seq = ++m->next_upload;
 	pthread_mutex_unlock(&m->lock);
@@ -269,6 +271,7 @@ static int complete_locked(struct mem_store *m, const char *key,
 	blob = complete_join(u, parts, nparts, size);
 	opts.content_type = u->content_type;
 	opts.source_etag = u->source_etag[0] ? u->source_etag : NULL;
+	opts.attrs = &u->attrs;
 	err = blob ? mem_insert(m, key, blob, etag, &opts) : ENOMEM;
 	if (!err) {
 		*link = u->next;

@@ -64,6 +64,8 @@ static void header_value(struct s3_resp *r, const char *name, const char *v,
 	else if (strcasecmp(name, "x-amz-meta-source-etag") == 0)
 		copy_bounded(r->obj.source_etag, sizeof(r->obj.source_etag),
 			     v, n);
+	else if (s3_parse_attr(&r->obj.attrs, name, v, n))
+		; /* x-amz-meta-mtime, -mode, -uid, -gid */
 	else if (strcasecmp(name, "last-modified") == 0)
 		r->obj.mtime = curl_getdate(tmp, NULL);
 	else if (strcasecmp(name, "content-length") == 0)

@@ -41,7 +41,6 @@
 #define S3_HDRS_MAX 16
 #define S3_RECV_BUFFER (256 * 1024)
 #define S3_SEND_BUFFER (1024 * 1024)
-#define S3_STRAY_SLACK 60 /* seconds of clock skew allowed in Initiated */
 
 struct s3_client {
 	struct store store;    /* first: the interface it implements */
@@ -90,6 +89,8 @@ struct s3_req {
 	struct s3_get_state *get;     /* streamed GET, or NULL */
 	char payload_hash[65];
 	unsigned attempts;            /* attempts made, set by s3_run() */
+	char attr_vals[4][32];        /* x-amz-meta-mtime/-mode/-uid/-gid
+					 values the headers point at */
 };
 
 struct s3_resp {
@@ -150,6 +151,20 @@ int s3_add_put_opts(struct s3_client *c, struct s3_req *req,
 			const struct store_put_opts *opts);
 
 void s3_etag_out_copy(char etag_out[STORE_ETAG_MAX], const char *etag);
+
+/* Add the server-side encryption headers the configuration asks for. */
+int s3_add_sse(struct s3_client *c, struct s3_req *req);
+
+/* Add the x-amz-meta-mtime/-mode/-uid/-gid headers of a (NULL: none). */
+int s3_add_attrs(struct s3_req *req, const struct store_attrs *a);
+/* A response header: when it is one of the attribute headers, parse value
+ * (n bytes) into a and return 1; else 0. */
+int s3_parse_attr(struct store_attrs *a, const char *name, const char *v,
+		  size_t n);
+
+int s3_copy(struct store *st, const char *src_key, const char *dst_key,
+	    const struct store_put_opts *replace, uint64_t src_size,
+	    char etag_out[STORE_ETAG_MAX]);
 
 /* The multipart operations of the store (s3_mpu.c). */
 int s3_mpu_create(struct store *st, const char *key,

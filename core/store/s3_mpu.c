@@ -19,40 +19,21 @@
 
 /* ---- multipart upload -------------------------------------------------- */
 
-struct mpu_stray {
-	struct s3_client *c;
-	const char *key;
-	const char *keep;  /* the upload that is in use, or NULL */
-	time_t since;
-};
-
-static void abort_stray(void *arg, const char *key, const char *upload_id,
-			time_t initiated)
-{
-	struct mpu_stray *s = arg;
-	struct log_key k;
-
-	if (strcmp(key, s->key) != 0 || initiated < s->since ||
-	    (s->keep && strcmp(upload_id, s->keep) == 0))
-		return;
-	if (store_mpu_abort(&s->c->store, key, upload_id) == 0) {
-		log_warn("s3: aborted a multipart upload of %s whose creation "
-			 "reply was lost", log_key(&k, key));
-	}
-}
-
 /*
  * A create whose reply was lost (a reset, a timeout, a 5xx) may still have
- * made an upload nobody knows the id of: abort the key's uploads begun
- * since the first attempt, except keep. Best effort; a lifecycle rule
- * catches what this misses.
+ * made an upload. Its id never reached us, and nothing S3 lists about an
+ * upload in progress (key, id, initiator, initiated time; never its
+ * metadata) tells it from another client's upload of the same key begun at
+ * the same moment, so it is not aborted here: the bucket's lifecycle rule
+ * (AbortIncompleteMultipartUpload) removes it. See docs/SEMANTICS.md.
  */
-static void mpu_abort_strays(struct s3_client *c, const char *key,
-			     const char *keep, time_t since)
+static void mpu_note_stray(const char *key)
 {
-	struct mpu_stray s = {c, key, keep, since - S3_STRAY_SLACK};
+	struct log_key k;
 
-	(void)store_mpu_list(&c->store, key, abort_stray, &s);
+	log_warn("s3: a multipart upload of %s may have been created by a "
+		 "request whose reply was lost; it is left to the bucket's "
+		 "lifecycle rule", log_key(&k, key));
 }
 
 int s3_mpu_create(struct store *st, const char *key,
@@ -63,7 +44,6 @@ int s3_mpu_create(struct store *st, const char *key,
 			     .key = key, .query = "uploads"};
 	struct s3_resp r = {.status = 0};
 	struct store_put_opts o = {0};
-	time_t started = time(NULL);
 	int err;
 
 	*upload_id = NULL;
@@ -80,7 +60,7 @@ int s3_mpu_create(struct store *st, const char *key,
 	}
 	s3_resp_release(&r);
 	if (req.attempts > 1 || err == EIO)
-		mpu_abort_strays(c, key, *upload_id, started);
+		mpu_note_stray(key);
 	return err;
 }
 

@@ -28,7 +28,7 @@ void s3_resp_release(struct s3_resp *r)
 	buf_release(&r->body);
 }
 
-static int add_sse(struct s3_client *c, struct s3_req *req)
+int s3_add_sse(struct s3_client *c, struct s3_req *req)
 {
 	int err = s3_req_header(req, "x-amz-server-side-encryption", c->conf->sse);
 
@@ -49,8 +49,10 @@ int s3_add_put_opts(struct s3_client *c, struct s3_req *req,
 		err = s3_req_header(req, "x-amz-meta-source-etag", opts->source_etag);
 	if (!err && opts)
 		err = s3_req_header(req, "if-none-match", opts->if_none_match);
+	if (!err && opts)
+		err = s3_add_attrs(req, opts->attrs);
 	if (!err)
-		err = add_sse(c, req);
+		err = s3_add_sse(c, req);
 	return err;
 }
 
@@ -129,35 +131,6 @@ static int s3_delete(struct store *st, const char *key)
 
 	s3_resp_release(&r);
 	return err == ENOENT ? 0 : err;
-}
-
-static int s3_copy(struct store *st, const char *src_key, const char *dst_key)
-{
-	struct s3_client *c = s3_client_of(st);
-	struct s3_req req = {.op = MOP_COPY, .method = "PUT", .key = dst_key,
-			     .error_in_200 = 1};
-	struct s3_resp r = {.status = 0};
-	struct buf src = BUF_INIT;
-	char etag[STORE_ETAG_MAX];
-	int err = buf_addf(&src, "/%s/", c->conf->bucket);
-
-	if (!err)
-		err = sigv4_uri_encode(src_key, strlen(src_key), 1, &src);
-	if (!err)
-		err = s3_req_header(&req, "x-amz-copy-source", src.data);
-	if (!err)
-		err = s3_req_header(&req, "x-amz-metadata-directive", "COPY");
-	if (!err)
-		err = add_sse(c, &req);
-	if (!err)
-		err = s3_run(c, &req, &r);
-	if (!err && xml_parse_copy(r.body.data, r.body.len, etag, NULL)) {
-		log_error("s3: COPY: unreadable response");
-		err = EIO;
-	}
-	buf_release(&src);
-	s3_resp_release(&r);
-	return err;
 }
 
 static int list_query(const char *prefix, const char *delimiter,

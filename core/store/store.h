@@ -27,10 +27,33 @@
 
 #define STORE_ETAG_MAX 80       /* quoted ETag, including a multipart "-N" */
 #define STORE_META_MAX 128
+#define STORE_COPY_MAX (5ULL << 30) /* S3's largest CopyObject */
+
+/*
+ * POSIX attributes kept as user metadata, as s3fs and rclone keep them:
+ * x-amz-meta-mtime (seconds since the epoch, with a fraction when the
+ * nanoseconds are not 0: "1500000000.25" as rclone writes it; s3fs reads
+ * the whole seconds), x-amz-meta-mode (decimal st_mode, file type bits
+ * included, as s3fs writes it), x-amz-meta-uid, x-amz-meta-gid (decimal).
+ * have says which are set; a value that does not parse is left out.
+ */
+#define STORE_ATTR_MTIME 1u
+#define STORE_ATTR_MODE 2u
+#define STORE_ATTR_UID 4u
+#define STORE_ATTR_GID 8u
+
+struct store_attrs {
+	unsigned have;       /* STORE_ATTR_* */
+	int64_t mtime_sec;
+	long mtime_nsec;     /* 0..999999999 */
+	uint32_t mode;       /* st_mode, type bits included */
+	uint32_t uid, gid;
+};
 
 struct store_object {
 	uint64_t size;
-	time_t mtime;
+	time_t mtime;                      /* Last-Modified */
+	struct store_attrs attrs;          /* head/get only */
 	char etag[STORE_ETAG_MAX];         /* as S3 sends it, with quotes */
 	char content_type[STORE_META_MAX]; /* head/get only */
 	char source_etag[STORE_ETAG_MAX];  /* x-amz-meta-source-etag, head/get */
@@ -40,6 +63,7 @@ struct store_put_opts {
 	const char *content_type;   /* NULL: application/octet-stream */
 	const char *source_etag;    /* stored as x-amz-meta-source-etag, or NULL */
 	const char *if_none_match;  /* "*" to create only, or NULL */
+	const struct store_attrs *attrs; /* stored as user metadata, or NULL */
 };
 
 /* Receives a GET's bytes in order; non-zero stops it with ECANCELED. */
@@ -86,8 +110,18 @@ struct store_ops {
 		   char etag_out[STORE_ETAG_MAX]);
 	/* Deleting a missing key is 0. */
 	int (*del)(struct store *st, const char *key);
-	/* Server-side copy, keeping metadata and Content-Type. */
-	int (*copy)(struct store *st, const char *src_key, const char *dst_key);
+	/* Server-side copy. replace NULL keeps the source's metadata and
+	 * Content-Type; otherwise they are replaced by replace's
+	 * (content_type, source_etag, attrs; if_none_match is ignored).
+	 * src_size is the source's size as last seen: an object larger than
+	 * STORE_COPY_MAX (or an implementation's own lower limit) is copied
+	 * part by part (UploadPartCopy). etag_out
+	 * (may be NULL) gets the new object's ETag, which S3 may make
+	 * different from the source's (multipart, SSE-KMS). src_key may equal
+	 * dst_key (to change metadata). */
+	int (*copy)(struct store *st, const char *src_key, const char *dst_key,
+		    const struct store_put_opts *replace, uint64_t src_size,
+		    char etag_out[STORE_ETAG_MAX]);
 	/* List under prefix with delimiter (NULL: none), from token (NULL:
 	 * the first page), at most max_keys (0: 1000). */
 	int (*list)(struct store *st, const char *prefix, const char *delimiter,
@@ -146,9 +180,11 @@ static inline int store_delete(struct store *st, const char *key)
 }
 
 static inline int store_copy(struct store *st, const char *src_key,
-			     const char *dst_key)
+			     const char *dst_key,
+			     const struct store_put_opts *replace,
+			     uint64_t src_size, char etag_out[STORE_ETAG_MAX])
 {
-	return st->ops->copy(st, src_key, dst_key);
+	return st->ops->copy(st, src_key, dst_key, replace, src_size, etag_out);
 }
 
 static inline int store_list(struct store *st, const char *prefix,

@@ -530,6 +530,13 @@ int xml_parse_copy(const char *data, size_t len, char etag[STORE_ETAG_MAX],
 			   "CopyObjectResult/ETag", etag, err);
 }
 
+int xml_parse_copy_part(const char *data, size_t len,
+			char etag[STORE_ETAG_MAX], struct xml_error *err)
+{
+	return etag_result(data, len, "CopyPartResult", "CopyPartResult/ETag",
+			   etag, err);
+}
+
 /* ---- <ListMultipartUploadsResult> -------------------------------------- */
 
 #define MPU_ROOT "ListMultipartUploadsResult"

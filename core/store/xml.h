@@ -56,6 +56,9 @@ int xml_parse_complete(const char *data, size_t len,
 		       char etag[STORE_ETAG_MAX], struct xml_error *err);
 int xml_parse_copy(const char *data, size_t len, char etag[STORE_ETAG_MAX],
 		   struct xml_error *err);
+/* <CopyPartResult> of UploadPartCopy: the part's ETag. */
+int xml_parse_copy_part(const char *data, size_t len,
+			char etag[STORE_ETAG_MAX], struct xml_error *err);
 
 /* One page of <ListMultipartUploadsResult>. */
 struct xml_upload {

@@ -193,6 +193,31 @@ def test_kill9_before_any_part_leaves_nothing(rgw, bucket, mount, tmp_path):
     assert not (m.uploads / "half.bin").exists()
 
 
+def test_startup_sweep_aborts_only_its_own_uploads(rgw, bucket, mount, tmp_path):
+    """Killed while streaming a multipart upload, with another client's
+    multipart upload of the same key in progress: the next start aborts
+    the upload the killed daemon recorded in its journal, and only that."""
+    m = mount(bucket, opts={"part_size": "5M"})
+    key = "uploads/shared.bin"
+    other = rgw.s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    f = open(m.uploads / "shared.bin", "wb")
+    f.write(os.urandom(12 * MIB))
+    f.flush()
+    wait_for(lambda: len(list_multipart_uploads(rgw.s3, bucket)) == 2, 30,
+             what="imgfs's multipart upload to start")
+    mine = {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)} - {other}
+    m.kill9()
+    try:
+        f.close()
+    except OSError:
+        pass
+    subprocess.run(["fusermount3", "-u", str(m.path)], check=True, timeout=60)
+    m.remount()
+    wait_for(lambda: {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)} == {other},
+             30, what="the killed daemon's own upload to be aborted")
+    assert mine and not mine & {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)}
+
+
 WRITER = r"""
 import os, random, sys, time
 path, size, seed, pause = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
@@ -372,3 +397,33 @@ def test_replaced_during_read_is_eio_or_old_bytes(rgw, bucket, mount):
     # labelled new or a mixture).
     time.sleep(2.5)
     assert (m.uploads / "obj.bin").read_bytes() == new
+
+
+def test_full_cache_dir_fails_multipart_upload_cleanly(rgw, bucket, mount, tmp_path):
+    """With cache_dir full, the journal cannot record a multipart upload:
+    the upload is not started (close fails with EIO) rather than risk one
+    a crash would leave unknown; small files, sent by a single PUT, still
+    land."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(cache)], check=True)
+    try:
+        m = mount(bucket, opts={"part_size": "5M"}, cache_dir=str(cache))
+        (m.uploads / "small.txt").write_bytes(b"fits in one PUT\n")
+        with open(cache / "filler", "wb") as f:
+            try:
+                while True:
+                    f.write(b"\0" * 65536)
+                    f.flush()
+            except OSError as e:
+                assert e.errno == errno.ENOSPC
+        with pytest.raises(OSError) as e:
+            with open(m.uploads / "big.bin", "wb") as f:
+                f.write(os.urandom(12 * MIB))
+        assert e.value.errno == errno.EIO
+        assert list_keys(rgw.s3, bucket) == {"uploads/small.txt": 16}
+        assert not list_multipart_uploads(rgw.s3, bucket)
+        assert "cannot record a multipart upload" in m.stderr_text()
+        m.unmount()
+    finally:
+        subprocess.run(["umount", "-l", str(cache)], check=False)

@@ -18,9 +18,16 @@ import pytest
 
 RACE_SECONDS = float(os.environ.get("IMGFS_RACE_SECONDS", "15"))
 # What a racing call may see: the file was just removed or renamed, or a
-# close found the upload gone. ESTALE: libfuse's path layer answers an
-# open that races an unlink with it (the unlink-while-open semantics of
-# docs/SEMANTICS.md are tested in test_disk.py; this file is about crashes).
+# close found the upload gone. ESTALE cannot be avoided with libfuse's
+# high-level API: it names files by path, and a node whose name was removed
+# (unlink, or a rename over it) has no path any more, so when the kernel
+# sends an OPEN or a GETATTR without a file handle (fstat) for a node that
+# a racing unlink just removed, libfuse answers ESTALE itself before imgfs
+# is called (lib/fuse.c, get_path). Only the low-level API (inode numbers)
+# or hard_remove=0 (renaming removed open files to .fuse_hidden* names,
+# which other clients of the bucket would see) could avoid it; see
+# docs/SEMANTICS.md, "Open files and names". The unlink-while-open
+# semantics themselves are tested in test_disk.py and test_model.py.
 ALLOWED = {errno.ENOENT, errno.EIO, errno.EEXIST, errno.ESTALE}
 
 

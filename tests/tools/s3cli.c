@@ -150,7 +150,7 @@ static int read_file(const char *path, struct buf *out)
 static int cmd_put(struct cli *c, int argc, char **argv)
 {
 	struct store_put_opts o = {argc > 4 ? argv[4] : NULL,
-				argc > 5 ? argv[5] : NULL, NULL};
+				argc > 5 ? argv[5] : NULL, NULL, NULL};
 	struct buf data = BUF_INIT;
 	char etag[STORE_ETAG_MAX];
 	int err = read_file(argv[3], &data);
@@ -259,7 +259,7 @@ static int cmd_rm(struct cli *c, int argc, char **argv)
 
 static int cmd_cp(struct cli *c, int argc, char **argv)
 {
-	int err = argc > 3 ? store_copy(s3_store(c->s3), argv[2], argv[3]) : EINVAL;
+	int err = argc > 3 ? store_copy(s3_store(c->s3), argv[2], argv[3], NULL, 0, NULL) : EINVAL;
 
 	return err ? fail("cp", argv[2], err) : 0;
 }

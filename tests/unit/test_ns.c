@@ -150,7 +150,7 @@ static int put_file(struct rig *r, const char *path, const void *data,
 		    size_t len)
 {
 	struct ns_file *f;
-	int rc = ns_create(r->ns, path, O_WRONLY | O_CREAT, &f);
+	int rc = ns_create(r->ns, path, O_WRONLY | O_CREAT, NULL, &f);
 
 	if (rc)
 		return rc;
@@ -226,7 +226,7 @@ static void test_files(struct rig *r)
 	struct ns_attr a;
 
 	/* create: nothing in the bucket before flush; stat sees the writer */
-	CHECK_INT(ns_create(r->ns, "/uploads/new.txt", O_WRONLY | O_CREAT, &f), 0);
+	CHECK_INT(ns_create(r->ns, "/uploads/new.txt", O_WRONLY | O_CREAT, NULL, &f), 0);
 	CHECK_INT(ns_write(f, "fresh", 5, 0), 0);
 	CHECK_INT(ns_getattr(r->ns, "/uploads/new.txt", &a), 0);
 	CHECK_INT(a.size, 5);
@@ -235,7 +235,7 @@ static void test_files(struct rig *r)
 	CHECK(holds(r, "uploads/new.txt", "fresh"));
 	ns_release(f);
 	CHECK_INT(ns_create(r->ns, "/uploads/new.txt", O_WRONLY | O_CREAT | O_EXCL,
-			    &f), EEXIST);
+			    NULL, &f), EEXIST);
 	/* read */
 	mem_reset_counters(r->m);
 	CHECK_INT(slurp(r, "/uploads/a.txt", &b), 0);
@@ -264,7 +264,7 @@ static void test_files(struct rig *r)
 	CHECK(holds(r, "uploads/new.txt", "f"));
 	/* the read-only areas */
 	CHECK_INT(ns_open(r->ns, "/.metrics", O_WRONLY, &f), EROFS);
-	CHECK_INT(ns_create(r->ns, "/thumbnails/x.png", O_WRONLY, &f), EROFS);
+	CHECK_INT(ns_create(r->ns, "/thumbnails/x.png", O_WRONLY, NULL, &f), EROFS);
 	CHECK_INT(ns_truncate(r->ns, "/.metrics", NULL, 0), EROFS);
 	CHECK_INT(ns_open(r->ns, "/uploads/sub", O_RDONLY, &f), EISDIR);
 	buf_release(&b);
@@ -301,9 +301,20 @@ static void test_folders(struct rig *r)
 	CHECK_INT(mem_peek(r->m, "uploads/new.txt", NULL, NULL), ENOENT);
 	CHECK_INT(ns_getattr(r->ns, "/uploads/new.txt", &a), ENOENT);
 	CHECK_STR(list(r, "/uploads", &n), "a.txt sub/ ");
-	/* setattr: accepted in uploads/, refused elsewhere */
-	CHECK_INT(ns_setattr(r->ns, "/uploads/a.txt"), 0);
-	CHECK_INT(ns_setattr(r->ns, "/.metrics"), EROFS);
+	/* setattr: stored in uploads/ (a copy onto itself), refused elsewhere */
+	struct store_attrs set = {.have = STORE_ATTR_MTIME | STORE_ATTR_MODE,
+				  .mtime_sec = 1500000000, .mtime_nsec = 5,
+				  .mode = 0100600};
+	struct store_object obj;
+
+	CHECK_INT(ns_setattr(r->ns, "/uploads/a.txt", &set), 0);
+	CHECK_INT(mem_peek(r->m, "uploads/a.txt", NULL, &obj), 0);
+	CHECK_INT(obj.attrs.mtime_sec, 1500000000);
+	CHECK_INT(obj.attrs.mode, 0100600);
+	CHECK_INT(ns_getattr(r->ns, "/uploads/a.txt", &a), 0);
+	CHECK_INT(a.mtime, 1500000000);
+	CHECK_INT(a.mtime_nsec, 5);
+	CHECK_INT(ns_setattr(r->ns, "/.metrics", &set), EROFS);
 }
 
 static void test_rename(struct rig *r)
@@ -530,7 +541,7 @@ static void test_put_failure(struct rig *r)
 
 	mem_inject(r->m, &fail);
 	CHECK_INT(ns_create(r->ns, "/uploads/doomed.txt", O_WRONLY | O_CREAT,
-			    &f), 0);
+			    NULL, &f), 0);
 	CHECK_INT(ns_write(f, "lost", 4, 0), 0);
 	CHECK_INT(ns_flush(f), EIO);
 	ns_release(f);

@@ -113,12 +113,25 @@ static void test_objects(void)
 	CHECK_INT(store_get(st, "nope", 0, 0, NULL, count_sink, &b, NULL),
 		  ENOENT);
 	/* copy keeps Content-Type and source ETag */
-	CHECK_INT(store_copy(st, "k", "k2"), 0);
+	char cetag[STORE_ETAG_MAX] = "";
+	struct store_attrs at = {.have = STORE_ATTR_MTIME | STORE_ATTR_UID,
+				 .mtime_sec = 42, .uid = 7};
+	struct store_put_opts rep = {.content_type = "text/plain", .attrs = &at};
+
+	CHECK_INT(store_copy(st, "k", "k2", NULL, 5, cetag), 0);
+	CHECK_STR(cetag, HELLO_ETAG);
 	CHECK_INT(store_head(st, "k2", &o), 0);
 	CHECK_STR(o.etag, HELLO_ETAG);
 	CHECK_STR(o.content_type, "image/png");
 	CHECK_STR(o.source_etag, "\"src\"");
-	CHECK_INT(store_copy(st, "nope", "k3"), ENOENT);
+	/* a copy onto itself with metadata replaced */
+	CHECK_INT(store_copy(st, "k2", "k2", &rep, 5, NULL), 0);
+	CHECK_INT(store_head(st, "k2", &o), 0);
+	CHECK_STR(o.content_type, "text/plain");
+	CHECK_INT(o.attrs.have, STORE_ATTR_MTIME | STORE_ATTR_UID);
+	CHECK_INT(o.attrs.mtime_sec, 42);
+	CHECK_INT(o.attrs.uid, 7);
+	CHECK_INT(store_copy(st, "nope", "k3", NULL, 0, NULL), ENOENT);
 	CHECK_INT(store_delete(st, "k2"), 0);
 	CHECK_INT(store_delete(st, "k2"), 0);
 	CHECK_INT(store_head(st, "k2", NULL), ENOENT);
@@ -321,7 +334,7 @@ static void test_multipart(void)
 	      memcmp(b.data + P1_SIZE, P2, strlen(P2)) == 0);
 	/* the upload is gone; a copy is a single-part object */
 	CHECK_INT(store_mpu_complete(st, "u/big", id, parts, 2, NULL), ENOENT);
-	CHECK_INT(store_copy(st, "u/big", "u/copy"), 0);
+	CHECK_INT(store_copy(st, "u/big", "u/copy", NULL, 0, NULL), 0);
 	CHECK_INT(store_head(st, "u/copy", &o), 0);
 	CHECK_STR(o.etag, JOINED_ETAG);
 	/* EntityTooSmall: a small part that is not the last */
