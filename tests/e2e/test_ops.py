@@ -51,7 +51,8 @@ def test_metrics_parse_as_prometheus_text(mount, bucket):
 
 def test_counters_move_with_operations(mount, bucket, images):
     # thumb_eager off: the thumbnail read below must download the source
-    m = mount(bucket, opts={"thumb_eager": "false"})
+    # no eager thumbnail and no data cache: the thumbnail read downloads
+    m = mount(bucket, opts={"thumb_eager": "false", "data_cache_max": "0"})
     src = jpeg(images)
     before = families(m)
     run(["cp", str(src), str(m.uploads / "a.jpg")])
