@@ -293,9 +293,9 @@ int links_page_tail(size_t count, struct buf *out)
 
 /* ---- links -------------------------------------------------------------- */
 
-/* The expiry to sign for now: conf->expiry cut to the credentials'
- * lifetime, warning the first time the cut happens. 0 or EACCES. */
-static int link_expiry(struct links *l, time_t now, unsigned *expires)
+int links_signing_expiry(struct creds *creds, unsigned want, time_t now,
+			 atomic_int *warned, const char *who,
+			 unsigned *expires)
 {
 	struct aws_creds *c;
 	int err;
@@ -303,25 +303,29 @@ static int link_expiry(struct links *l, time_t now, unsigned *expires)
 	c = malloc(sizeof(*c));
 	if (!c)
 		return ENOMEM;
-	err = creds_get(l->creds, c);
+	err = creds_get(creds, c);
 	if (!err) {
-		*expires = links_expiry_cap(l->conf->expiry, now, c->expiry);
+		*expires = links_expiry_cap(want, now, c->expiry);
 		if (*expires == 0)
 			err = EACCES;
 	}
 	explicit_bzero(c, sizeof(*c));
 	free(c);
 	if (err) {
-		log_error("links: no valid credentials to sign with: %s",
+		log_error("%s: no valid credentials to sign with: %s", who,
 			  strerror(err));
 		return err;
 	}
-	if (*expires < l->conf->expiry &&
-	    !atomic_exchange(&l->cap_warned, 1))
-		log_warn("links: link_expiry %u s cut to %u s, the lifetime left "
-			 "of the temporary credentials", l->conf->expiry,
-			 *expires);
+	if (*expires < want && !atomic_exchange(warned, 1))
+		log_warn("%s: link_expiry %u s cut to %u s, the lifetime left "
+			 "of the temporary credentials", who, want, *expires);
 	return 0;
+}
+
+static int link_expiry(struct links *l, time_t now, unsigned *expires)
+{
+	return links_signing_expiry(l->creds, l->conf->expiry, now,
+				    &l->cap_warned, "links", expires);
 }
 
 /* Presign key; with the attachment setting, name it after the key's last

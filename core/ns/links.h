@@ -15,6 +15,7 @@
 #ifndef IMGFS_LINKS_H
 #define IMGFS_LINKS_H
 
+#include <stdatomic.h>
 #include <time.h>
 
 #include "base/buf.h"
@@ -71,6 +72,16 @@ int links_thumb_n(struct links *l, unsigned idx, const char *src_key,
 int links_gallery(struct links *l, time_t now, struct buf *out);
 
 #define LINKS_GALLERY_WORKERS 4
+
+/*
+ * The expiry to sign a link for at now: want seconds, cut to the lifetime
+ * left of creds' current credentials; the first cut (per *warned flag,
+ * which goes from 0 to 1) is logged at warn, prefixed by who. 0, EACCES
+ * (the credentials have expired), or an errno of creds_get() (logged).
+ */
+int links_signing_expiry(struct creds *creds, unsigned want, time_t now,
+			 atomic_int *warned, const char *who,
+			 unsigned *expires);
 
 /* ---- pure helpers, exposed for the unit tests ------------------------ */
 

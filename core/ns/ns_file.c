@@ -243,12 +243,16 @@ static int open_blob(struct ns *ns,
 	return 0;
 }
 
-/* The image behind thumbnails/rel (a file, not a folder). */
-static int thumb_file_source(struct ns *ns, const char *rel,
-			     struct buf *src_key, struct meta_attr *src)
+/* The size index and the image (a file, not a folder) behind the
+ * thumbnail path pi. */
+static int thumb_target(struct ns *ns, const struct path_info *pi,
+			unsigned *idx, struct buf *src_key,
+			struct meta_attr *src)
 {
-	int rc = ns_thumb_source(ns, rel, src_key, src);
+	int rc = ns_thumb_idx(ns, pi->thumb_size, idx);
 
+	if (!rc)
+		rc = ns_thumb_source(ns, pi->rel, src_key, src);
 	return !rc && src->is_dir ? EISDIR : rc;
 }
 
@@ -258,14 +262,12 @@ static int make_thumb(struct ns *ns, const struct path_info *pi,
 	struct buf src_key = BUF_INIT;
 	struct meta_attr src;
 	unsigned idx;
-	int rc = ns_thumb_idx(ns, pi->thumb_size, &idx);
+	int rc = thumb_target(ns, pi, &idx, &src_key, &src);
 
-	if (!rc)
-		rc = thumb_file_source(ns, pi->rel, &src_key, &src);
-	if (!rc)
+	if (!rc) {
 		ns_thumb_ahead(ns, idx, src_key.data);
-	if (!rc)
 		rc = thumbs_get_n(ns->thumbs, idx, src_key.data, src.etag, out);
+	}
 	buf_release(&src_key);
 	return rc;
 }
@@ -276,10 +278,8 @@ static int make_thumb_link(struct ns *ns, const struct path_info *pi,
 	struct buf src_key = BUF_INIT;
 	struct meta_attr src;
 	unsigned idx;
-	int rc = ns_thumb_idx(ns, pi->thumb_size, &idx);
+	int rc = thumb_target(ns, pi, &idx, &src_key, &src);
 
-	if (!rc)
-		rc = thumb_file_source(ns, pi->rel, &src_key, &src);
 	if (!rc)
 		rc = links_thumb_n(ns->links, idx, src_key.data, src.etag,
 				   time(NULL), out);

@@ -51,32 +51,10 @@ void uplinks_destroy(struct uplinks *u)
 	free(u);
 }
 
-/* conf->expiry cut to the credentials' lifetime. 0 or EACCES. */
 static int policy_expiry(struct uplinks *u, time_t now, unsigned *expires)
 {
-	struct aws_creds *c = malloc(sizeof(*c));
-	int err;
-
-	if (!c)
-		return ENOMEM;
-	err = creds_get(u->creds, c);
-	if (!err) {
-		*expires = links_expiry_cap(u->conf->expiry, now, c->expiry);
-		if (*expires == 0)
-			err = EACCES;
-	}
-	explicit_bzero(c, sizeof(*c));
-	free(c);
-	if (err) {
-		log_error("upload links: no valid credentials to sign with: %s",
-			  strerror(err));
-		return err;
-	}
-	if (*expires < u->conf->expiry && !atomic_exchange(&u->cap_warned, 1))
-		log_warn("upload links: link_expiry %u s cut to %u s, the "
-			 "lifetime left of the temporary credentials",
-			 u->conf->expiry, *expires);
-	return 0;
+	return links_signing_expiry(u->creds, u->conf->expiry, now,
+				    &u->cap_warned, "upload links", expires);
 }
 
 /* The signed form for prefix; *expires gets its lifetime. */
@@ -102,8 +80,15 @@ static void truncate_to(struct buf *out, size_t mark)
 		out->data[mark] = '\0';
 }
 
-int uplinks_post_json(struct uplinks *u, const char *prefix, time_t now,
-		      struct buf *out)
+/* How a signed form is written out; expires_at is when it stops working. */
+typedef int (*render_fn)(struct uplinks *u, const struct post_form *f,
+			 const char *prefix, time_t expires_at,
+			 struct buf *out);
+
+/* Sign a form for prefix and append render's output of it to out; on
+ * failure out is left as it was. */
+static int signed_form(struct uplinks *u, const char *prefix, time_t now,
+		       render_fn render, struct buf *out)
 {
 	struct post_form f;
 	size_t mark = out->len;
@@ -112,28 +97,34 @@ int uplinks_post_json(struct uplinks *u, const char *prefix, time_t now,
 
 	if (err)
 		return err;
-	err = post_form_json(&f, out);
+	err = render(u, &f, prefix, now + (time_t)expires, out);
 	post_form_release(&f);
 	if (err)
 		truncate_to(out, mark);
 	return err;
 }
 
+static int render_json(struct uplinks *u, const struct post_form *f,
+		       const char *prefix, time_t expires_at, struct buf *out)
+{
+	return post_form_json(f, out);
+}
+
+static int render_page(struct uplinks *u, const struct post_form *f,
+		       const char *prefix, time_t expires_at, struct buf *out)
+{
+	return uplinks_page_render(f, u->conf->bucket, prefix,
+				   u->conf->upload_max, expires_at, out);
+}
+
+int uplinks_post_json(struct uplinks *u, const char *prefix, time_t now,
+		      struct buf *out)
+{
+	return signed_form(u, prefix, now, render_json, out);
+}
+
 int uplinks_page(struct uplinks *u, const char *prefix, time_t now,
 		 struct buf *out)
 {
-	struct post_form f;
-	size_t mark = out->len;
-	unsigned expires;
-	int err = sign(u, prefix, now, &expires, &f);
-
-	if (err)
-		return err;
-	err = uplinks_page_render(&f, u->conf->bucket, prefix,
-				  u->conf->upload_max, now + (time_t)expires,
-				  out);
-	post_form_release(&f);
-	if (err)
-		truncate_to(out, mark);
-	return err;
+	return signed_form(u, prefix, now, render_page, out);
 }
