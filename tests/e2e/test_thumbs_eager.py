@@ -11,9 +11,12 @@ thumb_eager=false makes none eagerly. Thumbnails are decoded with Pillow.
 
 import io
 import os
+import pathlib
 import shutil
+import sys
 import urllib.request
 
+import pytest
 from PIL import Image
 
 from helpers import list_keys, put_many, wait_for
@@ -24,6 +27,15 @@ GENERATED = "imgfs_thumbnails_generated_total"
 AHEAD = "imgfs_thumbnails_ahead_total"
 
 from test_thumbnails import decode, fits, read_thumb, source_gets  # noqa: E402
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from faultproxy import ProxyProcess  # noqa: E402
+
+
+@pytest.fixture
+def proxy(rgw):
+    p = ProxyProcess(rgw.port)
+    yield p
+    p.stop()
 
 
 def source_dims(path):
@@ -144,16 +156,23 @@ def test_replace_and_delete_follow_every_size(rgw, bucket, mount):
              what="every size of the thumbnail to be deleted")
 
 
-def test_kill9_during_eager_then_on_demand(rgw, bucket, mount, images):
+def test_kill9_during_eager_then_on_demand(rgw, bucket, mount, images, proxy):
     """kill -9 right after a cp, while eager thumbnails are being made:
     after the remount every thumbnail of both sizes is made on demand and
-    right."""
+    right. The eager thumbnails' PUTs are held by the proxy, so the kill
+    comes before any is kept however fast the machine is."""
     subset = named(images[16:28])
-    m = mount(bucket, opts={"thumb_sizes": SIZES, "thumb_concurrency": "1"})
+    proxy.set_rules([{"action": "stall", "seconds": 900, "ops": ["PutObject"],
+                      "path": "/thumbnails/"}])
+    m = mount(bucket, opts={"thumb_sizes": SIZES, "thumb_concurrency": "1",
+                            "endpoint": proxy.endpoint})
     copy_in(m, subset)
+    wait_for(lambda: proxy.stats()["injected_by_op"].get("PutObject"), 60,
+             what="an eager thumbnail's PUT to be held")
     made = m.metric(EAGER)
     m.kill9()
     assert made < len(subset), "eager work had finished before the kill"
+    proxy.set_rules([])
     m.remount()
     for n, p in subset.items():
         check_sizes(m, n, *source_dims(p))
