@@ -17,6 +17,7 @@ struct fs_state {
 	struct ns *ns;
 	int start_error; /* ns_start() failed in init: the mount stops */
 	unsigned max_read; /* -o max_read=N (also told to the kernel in init), or 0 */
+	struct readahead *readahead; /* setting the kernel's window, or NULL */
 };
 
 /* The operations table. */

@@ -217,7 +217,7 @@ out_destroy:
 static int run(struct cfg *c)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
-	struct fs_state st = {c, NULL, 0, 0};
+	struct fs_state st = {c, NULL, 0, 0, NULL};
 	struct creds *creds;
 	char err[512];
 	int rc = 1;

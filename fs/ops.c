@@ -13,6 +13,7 @@
 
 #include "base/log.h"
 #include "ns/errmap.h"
+#include "readahead.h"
 
 #define FS_BLKSIZE (1u << 20) /* st_blksize: invites large writes */
 
@@ -92,6 +93,8 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *fc)
 		log_error("cannot start: %s", strerror(s->start_error));
 		fuse_exit(fuse_get_context()->fuse);
 	} else {
+		s->readahead = readahead_start(s->cfg->fs.mountpoint,
+					       s->cfg->fs.read_ahead);
 		log_info("mounted bucket %s at %s (endpoint %s)",
 			 s->cfg->s3.bucket, s->cfg->fs.mountpoint,
 			 s->cfg->s3.endpoint);
@@ -390,6 +393,8 @@ static void fs_destroy(void *private_data)
 {
 	struct fs_state *s = private_data;
 
+	readahead_finish(s->readahead);
+	s->readahead = NULL;
 	log_info("unmounted bucket %s from %s", s->cfg->s3.bucket,
 		 s->cfg->fs.mountpoint);
 }

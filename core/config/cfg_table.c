@@ -90,6 +90,9 @@ const struct key_def cfg_keys[] = {
 	 "touch) part by part; 5G is S3's CopyObject limit", NULL},
 	{"parts_in_flight", KIND_UINT, F(fs.parts_in_flight), {NULL, NULL}, "4",
 	 1, 64, NULL, "parts uploading at once per file", NULL},
+	{"read_ahead", KIND_SIZE, F(fs.read_ahead), {NULL, NULL}, "4M", 0,
+	 GIB, NULL, "the kernel's read-ahead window for this mount (root "
+	 "only; 0 keeps the kernel's 128K)", NULL},
 	{"max_connections", KIND_UINT, F(s3.max_connections), {NULL, NULL}, "16",
 	 1, 1024, NULL, "concurrent requests to S3", NULL},
 	{"metadata_ttl", KIND_SECS, F(fs.metadata_ttl), {NULL, NULL}, "5", 0,

@@ -215,3 +215,29 @@ def test_bad_max_read_is_refused_before_mounting(rgw, bucket, imgfs_bin, tmp_pat
     assert p.returncode == 2
     assert f"max_read={value}" in p.stderr
     assert "mounted" not in p.stderr
+
+
+def read_ahead_kb(path):
+    """The kernel's read-ahead window of the mount at path (its bdi)."""
+    dev = os.stat(path).st_dev
+    with open(f"/sys/class/bdi/{os.major(dev)}:{os.minor(dev)}/read_ahead_kb") as f:
+        return int(f.read())
+
+
+def test_kernel_read_ahead_window(rgw, bucket, mount):
+    """The mount's kernel read-ahead window is read_ahead (default 4M; the
+    kernel's own 128K would cut sequential reads into 128 KiB requests);
+    read_ahead=0 leaves the kernel's; a file still reads back whole."""
+    sha = put_random(rgw, bucket, "uploads/ra.bin", 24 * MIB + 5, seed=41)
+    m = mount(bucket)
+    wait_for(lambda: read_ahead_kb(m.path) == 4096, 30, what="a 4096 KiB window")
+    assert cat_sha(m.uploads / "ra.bin") == sha
+    m.unmount()
+    m = mount(bucket, opts={"read_ahead": "1M", "log_level": "debug"})
+    wait_for(lambda: read_ahead_kb(m.path) == 1024, 30, what="a 1024 KiB window")
+    wait_for(lambda: "kernel read-ahead of" in m.stderr_text(), 30, what="the debug line")
+    m.unmount()
+    m = mount(bucket, opts={"read_ahead": "0", "log_level": "debug"})
+    assert cat_sha(m.uploads / "ra.bin") == sha
+    assert read_ahead_kb(m.path) == 128  # the kernel's default for FUSE
+    assert "kernel read-ahead of" not in m.stderr_text()
