@@ -28,7 +28,11 @@
  *
  * Uploads: a stage collects the blocks of an object being written before
  * its ETag is known; committing it with the ETag makes them blocks of that
- * version.
+ * version. A stage holds at most datacache_stage_bound() bytes: of a larger
+ * file only the head is kept (enough for its headers), since writing every
+ * byte of a large file to the local disk a second time (the upload's spool
+ * holds one copy already) costs more write throughput than re-reading it
+ * would cost later.
  *
  * Every function accepts dc == NULL (a disabled cache): lookups miss, puts
  * do nothing. Thread-safe.
@@ -80,6 +84,15 @@ void datacache_release(struct datacache *dc, const char *key,
 
 /* Bytes currently held (file sizes). */
 uint64_t datacache_bytes(struct datacache *dc);
+
+/* The most a stage keeps: DATACACHE_STAGE_MAX, or half the cache when
+ * that is smaller. */
+#define DATACACHE_STAGE_MAX (64ull << 20)
+static inline uint64_t datacache_stage_bound(uint64_t max_bytes)
+{
+	return max_bytes / 2 < DATACACHE_STAGE_MAX ? max_bytes / 2
+						   : DATACACHE_STAGE_MAX;
+}
 
 /* Begin collecting the blocks of a new version of key. NULL when dc is
  * NULL or on ENOMEM. */

@@ -389,7 +389,8 @@ static int stage_block(struct datacache_stage *st, uint64_t block,
 	int rc;
 
 	pthread_mutex_lock(&st->lock);
-	rc = st->bytes + len > st->dc->max_bytes / 2 ? EFBIG : 0;
+	rc = st->bytes + len > datacache_stage_bound(st->dc->max_bytes) ? EFBIG
+								     : 0;
 	pthread_mutex_unlock(&st->lock);
 	if (rc)
 		return rc;

@@ -204,6 +204,27 @@ static void test_stage(void)
 	datacache_close(dc);
 }
 
+/* A stage keeps the head of a large file, up to its bound. */
+static void test_stage_bound(void)
+{
+	uint64_t bound = DATACACHE_STAGE_MAX / B;
+	struct datacache *dc = open_at("bound", 4 * DATACACHE_STAGE_MAX);
+	struct datacache_stage *st = datacache_stage_begin(dc, "big");
+
+	CHECK_INT(datacache_stage_bound(4 * DATACACHE_STAGE_MAX),
+		  DATACACHE_STAGE_MAX);
+	CHECK_INT(datacache_stage_bound(64 * B), 32 * B);
+	for (uint64_t i = 0; i < bound + 3; i++)
+		datacache_stage_write(st, i * B, pattern, B);
+	datacache_stage_commit(st, "e", (bound + 3) * B);
+	CHECK(holds(dc, "big", "e", 0, B, 0));
+	CHECK(holds(dc, "big", "e", bound - 1, B, 0));
+	CHECK(!holds(dc, "big", "e", bound, 1, 0));
+	CHECK(!holds(dc, "big", "e", bound + 2, 1, 0));
+	CHECK_INT(datacache_bytes(dc) <= DATACACHE_STAGE_MAX + bound * 4096, 1);
+	datacache_close(dc);
+}
+
 struct claimer {
 	struct datacache *dc;
 	int mine;
@@ -281,6 +302,7 @@ int main(void)
 	test_corruption();
 	test_eviction_and_reopen();
 	test_stage();
+	test_stage_bound();
 	test_claim();
 	test_sigkill();
 	free(pattern);
