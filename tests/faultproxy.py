@@ -41,7 +41,8 @@ Filters and dice (all optional):
 
 Every decision comes from one random.Random(seed), so a run is repeatable
 for a given order of requests. Counters: requests seen by op, injections by
-action.
+action, and body bytes relayed to the client by op (replies passed through
+untouched only).
 
 Use in-process (FaultProxy(upstream).start()) or as a program:
 
@@ -317,11 +318,17 @@ class FaultProxy:
 
     def reset_counts(self):
         with self.lock:
-            self.counts = {"requests": 0, "by_op": {}, "injected": {}, "injected_by_op": {}}
+            self.counts = {"requests": 0, "by_op": {}, "injected": {}, "injected_by_op": {},
+                           "bytes_by_op": {}}
 
     def stats(self):
         with self.lock:
             return json.loads(json.dumps(self.counts))
+
+    def _count_bytes(self, op, n):
+        with self.lock:
+            by = self.counts["bytes_by_op"]
+            by[op] = by.get(op, 0) + n
 
     def start(self):
         threading.Thread(target=self._accept, daemon=True).start()
@@ -457,8 +464,13 @@ class FaultProxy:
         action = rule["action"] if rule else None
         if action is None:
             conn.sendall(resp.raw)
-            for piece in up.body_raw(resp, no_body):
-                conn.sendall(piece)
+            sent = 0
+            try:  # a client that closes early is counted for what it got
+                for piece in up.body_raw(resp, no_body):
+                    conn.sendall(piece)
+                    sent += len(piece)
+            finally:
+                self._count_bytes(s3_op(req), sent)
             return resp.get("Connection", "").lower() != "close" and (
                 no_body or resp.get("Content-Length") is not None
                 or "chunked" in (resp.get("Transfer-Encoding") or "").lower())

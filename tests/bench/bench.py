@@ -10,7 +10,7 @@ measured step.
 Environment:
   IMGFS_BENCH_REPEAT     runs per tool and workload                 (3)
   IMGFS_BENCH_ONLY       comma-separated workloads to run (cp,write,read,ls,
-                         thumbs,eager,links)                          (all)
+                         thumbs,eager,links,waste)                    (all)
   IMGFS_BENCH_PEERS      0: leave s3fs and rclone out                 (1)
   IMGFS_BENCH_BIG_MIB    size of the big file in MiB                  (1024)
   IMGFS_BENCH_IMGFS_OPTS extra -o options for imgfs ("k=v,k=v")
@@ -52,7 +52,10 @@ from helpers import (  # noqa: E402  (the e2e helpers: image set, ports, S3)
     make_s3_client,
 )
 
-MIB = 1024 * 1024
+from common import MIB, STEP_TIMEOUT, BenchError, log, run, timed  # noqa: E402,F401
+from report import SHARP, table, verdicts, waste_verdicts  # noqa: E402
+from waste import w_waste  # noqa: E402
+
 REPEAT = int(os.environ.get("IMGFS_BENCH_REPEAT", "3"))
 ONLY = [w for w in os.environ.get("IMGFS_BENCH_ONLY", "").split(",") if w]
 PEERS = os.environ.get("IMGFS_BENCH_PEERS", "1") != "0"
@@ -60,33 +63,8 @@ BIG_MIB = int(os.environ.get("IMGFS_BENCH_BIG_MIB", "1024"))
 IMGFS_BIN = pathlib.Path(os.environ.get("IMGFS_BIN", REPO / "build" / "imgfs"))
 EXTRA_OPTS = os.environ.get("IMGFS_BENCH_IMGFS_OPTS", "")
 DEADLINE = float(os.environ.get("IMGFS_BENCH_DEADLINE", "3600"))
-STEP_TIMEOUT = 900
 THUMB_SIZE = 128
 SHARP_JS = REPO / "tests" / "bench" / "sharp_thumbs.js"
-SHARP = "sharp 0.35 (concurrency = cores)"
-
-
-class BenchError(Exception):
-    pass
-
-
-def log(msg):
-    print(f"bench: {msg}", file=sys.stderr, flush=True)
-
-
-def run(cmd, timeout=STEP_TIMEOUT, **kw):
-    """Run a command; fail loudly on a non-zero exit."""
-    p = subprocess.run(cmd, capture_output=True, timeout=timeout, **kw)
-    if p.returncode != 0:
-        raise BenchError(f"{cmd[0]} exited {p.returncode}: "
-                         f"{p.stderr.decode(errors='replace')[-2000:]}")
-    return p
-
-
-def timed(fn):
-    t0 = time.perf_counter()
-    fn()
-    return time.perf_counter() - t0
 
 
 # ----------------------------------------------------------------------- RGW
@@ -259,6 +237,7 @@ class Bench:
         self.work = pathlib.Path(tempfile.mkdtemp(prefix="imgfs-bench-"))
         self.mounts = []
         self.results = []  # dicts: workload, tool, samples, unit, rss, ...
+        self.counts = []   # dicts: workload, tool, gets, bytes, of
         self.seq = 0
         self.server = None
 
@@ -268,10 +247,10 @@ class Bench:
         self.seq += 1
         return self.work / "mnt" / f"{kind}{self.seq}"
 
-    def imgfs(self, bucket, cache_dir=None, opts=""):
+    def imgfs(self, bucket, cache_dir=None, opts="", endpoint=None):
         s = self.server
         cache_dir = cache_dir or self.work / "cache" / f"c{self.seq + 1}"
-        o = f"endpoint={s.endpoint},region={REGION},cache_dir={cache_dir}"
+        o = f"endpoint={endpoint or s.endpoint},region={REGION},cache_dir={cache_dir}"
         for extra in (EXTRA_OPTS, opts):
             if extra:
                 o += "," + extra
@@ -283,34 +262,34 @@ class Bench:
         m.cache_dir = cache_dir
         return m
 
-    def s3fs(self, bucket):
+    def s3fs(self, bucket, endpoint=None):
         pw = self.work / "s3fs.passwd"
         pw.write_text(f"{DEFAULT_AK}:{DEFAULT_SK}\n")
         pw.chmod(0o600)
         mnt = self._mnt("s3fs")
-        o = (f"url={self.server.endpoint},use_path_request_style,"
+        o = (f"url={endpoint or self.server.endpoint},use_path_request_style,"
              f"passwd_file={pw},endpoint={REGION}")
         return Mounted(self, "s3fs", ["s3fs", bucket, str(mnt), "-f", "-o", o], mnt)
 
-    def rclone(self, bucket, mode):
+    def rclone(self, bucket, mode, endpoint=None):
         conf = self.work / "rclone.conf"
         conf.write_text(
             "[bench]\ntype = s3\nprovider = Ceph\nenv_auth = false\n"
             f"access_key_id = {DEFAULT_AK}\nsecret_access_key = {DEFAULT_SK}\n"
-            f"endpoint = {self.server.endpoint}\nregion = {REGION}\n")
+            f"endpoint = {endpoint or self.server.endpoint}\nregion = {REGION}\n")
         mnt = self._mnt(f"rclone-{mode}")
         argv = ["rclone", "mount", f"bench:{bucket}", str(mnt), "--config", str(conf),
                 "--cache-dir", str(self.work / "rclone-cache" / str(self.seq)),
                 "--vfs-cache-mode", mode, "--vfs-write-back", "0s"]
         return Mounted(self, f"rclone-{mode}", argv, mnt)
 
-    def peers(self, bucket):
+    def peers(self, bucket, endpoint=None):
         """(name, factory) of the peers, each mounting bucket."""
         if not PEERS:
             return []
-        return [("s3fs", lambda: self.s3fs(bucket)),
-                ("rclone(off)", lambda: self.rclone(bucket, "off")),
-                ("rclone(writes)", lambda: self.rclone(bucket, "writes"))]
+        return [("s3fs", lambda: self.s3fs(bucket, endpoint)),
+                ("rclone(off)", lambda: self.rclone(bucket, "off", endpoint)),
+                ("rclone(writes)", lambda: self.rclone(bucket, "writes", endpoint))]
 
     def bucket(self, name):
         self.server.s3.create_bucket(Bucket=name)
@@ -664,108 +643,6 @@ def w_links(b, n=10000):
                  rate_unit="files/s")
 
 
-# --------------------------------------------------------------------- table
-
-TARGETS = {
-    # workload: (baseline tool, imgfs tool, check(ratio, imgfs result), text)
-    "cp image set": ("curl (sequential PUTs)", "imgfs",
-                     lambda q, r: q <= 1.15, "<= 1.15x curl's time"),
-    "write 1 GiB": ("curl (one PUT)", "imgfs",
-                    lambda q, r: 1 / q >= 0.9 and r["rss"] <= 200e6,
-                    ">= 0.9x curl's throughput, RSS <= 200 MB"),
-    "read 1 GiB": ("curl (one GET)", "imgfs", lambda q, r: 1 / q >= 0.9,
-                   ">= 0.9x curl's throughput"),
-}
-
-
-def verdicts(results):
-    by = {(r["workload"], r["tool"]): r for r in results}
-    out = []
-
-    def get(w, t):
-        return by.get((w, t))
-    for w, (base, tool, check, text) in TARGETS.items():
-        a, r = get(w, base), get(w, tool)
-        if a and r:
-            q = r["median"] / a["median"]
-            got = f"{q:.2f}x" if w == "cp image set" else f"{1 / q:.2f}x"
-            if r["rss"] and w != "cp image set":
-                got += f", {r['rss'] / MIB:.0f} MiB"
-            out.append((w, text, got, check(q, r)))
-    a, c, wm = get("ls -l 5000", "boto3 ListObjectsV2"), get("ls -l 5000", "imgfs cold"), \
-        get("ls -l 5000", "imgfs warm")
-    if a and c and wm:
-        q = c["median"] / a["median"]
-        out.append(("ls -l 5000", "cold <= 1.3x boto3; warm <= 50 ms",
-                    f"cold {q:.2f}x, warm {wm['median'] * 1000:.0f} ms",
-                    q <= 1.3 and wm["median"] <= 0.05))
-    v = get("thumbnails", "vipsthumbnail (a process per file)")
-    p = get("thumbnails", "Pillow thumbnail()")
-    sh = get("thumbnails", SHARP)
-    for tool in ("imgfs first read", "imgfs first read, 4 readers"):
-        i = get("thumbnails", tool)
-        if v and p and sh and i:
-            q = i["median"] / v["median"]
-            qs = i["median"] / sh["median"]
-            out.append((f"thumbnails ({tool})",
-                        "<= 1.0x sharp, <= 0.5x vipsthumbnail, < Pillow, RSS <= 200 MB",
-                        f"{qs:.2f}x sharp, {q:.2f}x vips, "
-                        f"{i['median'] / p['median']:.2f}x Pillow, {i['rss'] / MIB:.0f} MiB",
-                        qs <= 1.0 and q <= 0.5 and i["median"] < p["median"]
-                        and i["rss"] <= 200e6))
-    a, i = get("cp + thumbnails", "curl PUTs, then sharp"), \
-        get("cp + thumbnails", "imgfs cp, then read every thumbnail")
-    if a and i:
-        q = i["median"] / a["median"]
-        out.append(("cp + thumbnails", "<= 1.0x curl PUTs then sharp, no source GET",
-                    f"{q:.2f}x, {i['note']}",
-                    q <= 1.0 and i["note"] == "source GETs 0"))
-    i = get("thumbnails", "imgfs after remount")
-    if i:
-        out.append(("thumbnails after remount", "<= 100 ms",
-                    f"{i['median'] * 1000:.0f} ms", i["median"] <= 0.1))
-    for tool in ("imgfs first pass", "imgfs second pass"):
-        i = get("read 10000 links", tool)
-        if i:
-            rate = i["amount"] / i["median"]
-            out.append((f"links ({tool})", ">= 5000/s", f"{rate:.0f}/s", rate >= 5000))
-    return out
-
-
-def baseline_of(results, r):
-    base = {"cp image set": "curl (sequential PUTs)", "write 1 GiB": "curl (one PUT)",
-            "read 1 GiB": "curl (one GET)", "ls -l 5000": "boto3 ListObjectsV2",
-            "thumbnails": "vipsthumbnail (a process per file)",
-            "cp + thumbnails": "curl PUTs, then sharp"}.get(r["workload"])
-    for x in results:
-        if x["workload"] == r["workload"] and x["tool"] == base:
-            return x
-    return None
-
-
-def table(results, machine):
-    lines = [f"imgfs bench — {machine}", "",
-             "| workload | tool | median | throughput | peak RSS | time vs baseline |",
-             "| --- | --- | ---: | ---: | ---: | ---: |"]
-    for r in results:
-        med = r["median"]
-        t = f"{med * 1000:.0f} ms" if med < 1 else f"{med:.2f} s"
-        if r["amount"] is None:
-            thr = ""
-        elif r["rate_unit"]:
-            thr = f"{r['amount'] / med:,.0f} {r['rate_unit']}"
-        else:
-            thr = f"{r['amount'] / MIB / med:.1f} MiB/s"
-        rss = f"{r['rss'] / MIB:.0f} MiB" if r["rss"] else ""
-        base = baseline_of(results, r)
-        ratio = "" if base is None or base is r else f"{med / base['median']:.2f}x"
-        lines.append(f"| {r['workload']} | {r['tool']} | {t} | {thr} | {rss} | {ratio} |")
-    lines += ["", "| target | wanted | measured | met |", "| --- | --- | --- | --- |"]
-    for w, text, got, ok in verdicts(results):
-        lines.append(f"| {w} | {text} | {got} | {'yes' if ok else 'NO'} |")
-    return "\n".join(lines)
-
-
 def machine():
     cpu = "?"
     with open("/proc/cpuinfo") as f:
@@ -781,13 +658,13 @@ def machine():
             f"imgfs {IMGFS_BIN} at {rev}, {REPEAT} runs each")
 
 
-WORKLOADS = ("cp", "write", "read", "ls", "thumbs", "eager", "links")
+WORKLOADS = ("cp", "write", "read", "ls", "thumbs", "eager", "links", "waste")
 
 
 def main():
     if len(sys.argv) == 3 and sys.argv[1] == "--table":
         doc = json.loads(pathlib.Path(sys.argv[2]).read_text())
-        print(table(doc["results"], doc["machine"]))
+        print(table(doc["results"], doc["machine"], doc.get("counts", [])))
         return
     if not IMGFS_BIN.exists():
         sys.exit(f"bench: {IMGFS_BIN} not built (make)")
@@ -813,21 +690,21 @@ def main():
         steps = {"cp": lambda: w_cp(b, images), "write": lambda: w_write(b, big),
                  "read": lambda: w_read(b, big), "ls": lambda: w_ls(b),
                  "thumbs": lambda: w_thumbs(b, images), "eager": lambda: w_eager(b, images),
-                 "links": lambda: w_links(b)}
+                 "links": lambda: w_links(b), "waste": lambda: w_waste(b, images)}
         for w in wanted:
             log(f"workload {w}")
             steps[w]()
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         b.cleanup()
-    text = table(b.results, mach)
+    text = table(b.results, mach, b.counts)
     print(text)
     outdir = REPO / "build" / "bench"
     outdir.mkdir(parents=True, exist_ok=True)
     doc = dict(started=started.isoformat(), machine=mach, repeat=REPEAT,
-               imgfs_opts=EXTRA_OPTS, results=b.results,
+               imgfs_opts=EXTRA_OPTS, results=b.results, counts=b.counts,
                targets=[dict(workload=w, wanted=t, measured=g, met=ok)
-                        for w, t, g, ok in verdicts(b.results)])
+                        for w, t, g, ok in verdicts(b.results) + waste_verdicts(b.counts)])
     stamp = started.strftime("%Y%m%dT%H%M%SZ")
     for name in (f"bench-{stamp}.json", "latest.json"):
         (outdir / name).write_text(json.dumps(doc, indent=2) + "\n")
