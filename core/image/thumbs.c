@@ -413,6 +413,18 @@ int thumbs_peek_size_n(struct thumbs *t, unsigned idx, const char *src_key,
 	return cache_peek(t->cache, &ck, size) == 0 ? 0 : ENOENT;
 }
 
+int thumbs_known_failed_n(struct thumbs *t, unsigned idx,
+			  const char *src_key, const char *src_etag)
+{
+	struct cache_key ck;
+	uint64_t size;
+
+	if (!src_etag || idx >= t->nsizes)
+		return 0;
+	ck = thumbs_ck(t, idx, src_key, src_etag);
+	return cache_peek(t->cache, &ck, &size) == EIO;
+}
+
 int thumbs_peek_size(struct thumbs *t, const char *src_key,
 		     const char *src_etag, uint64_t *size)
 {

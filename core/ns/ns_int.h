@@ -157,6 +157,24 @@ int ns_uplink_files(struct ns *ns, const char *folder, ns_fill_fn fn,
 /* Is name one of those files (a folder of that name is not listed)? */
 int ns_uplink_reserved(const char *name);
 
+/* .links/gallery/ and .links/index.html (ns_gallery.c); rel is inside
+ * .links/gallery/. Attributes of a folder or page: 0 or ENOENT. */
+int ns_gallery_attr(struct ns *ns, const char *rel, struct ns_attr *out);
+/* The page rel names (top_index: .links/index.html, rel ignored),
+ * appended to out. 0, EISDIR, ENOENT, EACCES or errno. */
+int ns_gallery_make(struct ns *ns, const char *rel, int top_index,
+		    struct buf *out);
+/* Is a folder of that name shown in .links/gallery/? */
+int ns_gallery_dir_shown(const char *name);
+/* Emit the page files of the folder whose entries are seen. */
+int ns_gallery_files(struct ns *ns, struct hmap *seen, ns_fill_fn fn,
+		     void *arg);
+
+/* Every entry of the uploads folder prefix ("uploads/a/"), as a listing
+ * shows it (cached listing, else the bucket, plus empty folders made here
+ * and files being written), into seen: name -> malloc'd struct meta_attr. */
+int ns_list_folder(struct ns *ns, const char *prefix, struct hmap *seen);
+
 /* Lock order: an ns_file's lock before ns->lock; the writers of one key
  * in address order. */
 
