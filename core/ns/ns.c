@@ -411,14 +411,13 @@ int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
 	case PA_LINKS_UPLOAD:
 		return ns_uplink_attr(ns, pi.rel, out);
 	case PA_LINKS_GALLERY:
-		return ns_gallery_attr(ns, pi.rel, out);
+		return ns_gallery_attr(ns, pi.rel, 0, out);
 	case PA_LINKS_INDEX:
+		return ns_gallery_attr(ns, "", 1, out);
 	case PA_METRICS:
 		memset(out, 0, sizeof(*out));
 		out->mtime = time(NULL);
-		out->size = locked_size(ns, pi.area == PA_METRICS
-						    ? &ns->metrics_size
-						    : &ns->index_size);
+		out->size = locked_size(ns, &ns->metrics_size);
 		return 0;
 	default:
 		return ENOENT;

@@ -7,9 +7,14 @@
  * characters, no folder named like a page file); each holds its pages,
  * index.html and index-2.html, ... as many as its images need. The
  * folder's entries come from the same listing (and cache) as uploads/;
- * links_gallery_page() signs them and finds the thumbnails. A page's size
- * at stat is that of the last page built (the content is made at open and
- * read with direct I/O).
+ * links_gallery_page() signs them and finds the thumbnails.
+ *
+ * A page's size at stat is exact: stat builds the page and keeps it in
+ * ns->gallery_made for GALLERY_MADE_TTL seconds, and the open that
+ * follows takes it over (a browser reading a file trusts its size), so a
+ * stat and its open cost one build. A kept page is dropped when any
+ * listing or attribute changed since (meta_gen()); an open with no page
+ * kept builds anew; the kept pages are bounded by GALLERY_MADE_MAX.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -18,6 +23,26 @@
 
 #include "ns/gallery_page.h"
 #include "ns/ns_int.h"
+
+#define GALLERY_MADE_TTL 2  /* seconds a page built for a stat is kept */
+#define GALLERY_MADE_MAX 64 /* pages kept at most */
+
+/* A page built for a stat. */
+struct made_page {
+	struct buf content;
+	time_t made;
+	uint64_t gen;  /* meta_gen() before it was built */
+};
+
+static void made_free(void *p)
+{
+	struct made_page *mp = p;
+
+	if (mp) {
+		buf_release(&mp->content);
+		free(mp);
+	}
+}
 
 /* The sorted entries of a folder, split for the gallery. */
 struct folder_view {
@@ -190,23 +215,127 @@ static int make_page(struct ns *ns, const char *folder, size_t page,
 	return rc;
 }
 
+/* The key a page is kept under, and its folder, page and root path. */
+static int page_of(const char *rel, int top_index, struct buf *key,
+		   struct buf *folder, size_t *page, struct buf *root)
+{
+	int rc;
+
+	*page = 1;
+	if (top_index)
+		rc = buf_adds(folder, "") || buf_adds(root, "gallery/") ||
+		     buf_adds(key, "index.html");
+	else
+		rc = classify(rel, folder, page) ||
+		     buf_addf(key, "gallery/%s", rel);
+	if (!rc && *page && !top_index)
+		rc = root_path(folder->data, root);
+	return rc ? ENOMEM : 0;
+}
+
+/* Keep content, built for a stat of the page at key. */
+static void made_keep(struct ns *ns, const char *key, struct buf *content,
+		      uint64_t gen)
+{
+	struct made_page *mp = calloc(1, sizeof(*mp));
+	void *old = NULL;
+
+	if (!mp)
+		return;
+	mp->content = *content;
+	*content = (struct buf)BUF_INIT;
+	mp->made = time(NULL);
+	mp->gen = gen;
+	pthread_mutex_lock(&ns->lock);
+	if (hmap_count(ns->gallery_made) >= GALLERY_MADE_MAX) {
+		struct hmap *fresh = hmap_create();
+
+		if (fresh) {
+			hmap_destroy(ns->gallery_made, made_free);
+			ns->gallery_made = fresh;
+		}
+	}
+	if (hmap_put(ns->gallery_made, key, mp, &old)) {
+		old = mp;
+		*content = mp->content; /* not kept: the caller frees it */
+		mp->content = (struct buf)BUF_INIT;
+	}
+	pthread_mutex_unlock(&ns->lock);
+	made_free(old);
+}
+
+/* Take the page kept for key, if it is fresh (made a moment ago, and no
+ * listing or attribute changed since): 1 and its content in out. */
+static int made_take(struct ns *ns, const char *key, struct buf *out)
+{
+	struct made_page *mp;
+	int fresh, rc = 0;
+
+	pthread_mutex_lock(&ns->lock);
+	mp = hmap_remove(ns->gallery_made, key);
+	pthread_mutex_unlock(&ns->lock);
+	if (!mp)
+		return 0;
+	fresh = time(NULL) - mp->made <= GALLERY_MADE_TTL &&
+		mp->gen == meta_gen(ns->meta);
+	if (fresh)
+		rc = buf_add(out, mp->content.data ? mp->content.data : "",
+			     mp->content.len) == 0;
+	made_free(mp);
+	return rc;
+}
+
+void ns_gallery_forget_all(struct ns *ns)
+{
+	struct hmap *fresh = hmap_create();
+
+	if (!fresh)
+		return;
+	pthread_mutex_lock(&ns->lock);
+	hmap_destroy(ns->gallery_made, made_free);
+	ns->gallery_made = fresh;
+	pthread_mutex_unlock(&ns->lock);
+}
+
 int ns_gallery_make(struct ns *ns, const char *rel, int top_index,
 		    struct buf *out)
 {
-	struct buf folder = BUF_INIT, root = BUF_INIT;
+	struct buf key = BUF_INIT, folder = BUF_INIT, root = BUF_INIT;
 	size_t page = 1;
-	int rc = 0;
+	int rc = page_of(rel, top_index, &key, &folder, &page, &root);
 
-	if (top_index)
-		rc = buf_adds(&folder, "") || buf_adds(&root, "gallery/");
-	else
-		rc = classify(rel, &folder, &page);
 	if (!rc && !page)
 		rc = EISDIR;
-	if (!rc && !top_index)
-		rc = root_path(folder.data, &root);
-	if (!rc)
+	if (!rc && !made_take(ns, key.data, out))
 		rc = make_page(ns, folder.data, page, root.data, out);
+	buf_release(&key);
+	buf_release(&folder);
+	buf_release(&root);
+	return rc;
+}
+
+int ns_gallery_attr(struct ns *ns, const char *rel, int top_index,
+		    struct ns_attr *out)
+{
+	struct buf key = BUF_INIT, folder = BUF_INIT, root = BUF_INIT;
+	struct buf content = BUF_INIT;
+	uint64_t gen = meta_gen(ns->meta);
+	size_t page = 0;
+	int rc = page_of(rel, top_index, &key, &folder, &page, &root);
+
+	memset(out, 0, sizeof(*out));
+	out->is_dir = !page;
+	out->mtime = page ? time(NULL) : ns->started;
+	if (!rc && !page)
+		rc = folder_shown(ns, folder.data ? folder.data : "");
+	if (!rc && page)
+		rc = make_page(ns, folder.data, page, root.data, &content);
+	if (!rc && page) {
+		out->size = content.len;
+		made_keep(ns, key.data, &content, gen);
+	}
+	buf_release(&content);
+	buf_release(&key);
 	buf_release(&folder);
 	buf_release(&root);
 	return rc;
@@ -220,23 +349,6 @@ static uint64_t page_size(struct ns *ns)
 	v = ns->index_size;
 	pthread_mutex_unlock(&ns->lock);
 	return v;
-}
-
-int ns_gallery_attr(struct ns *ns, const char *rel, struct ns_attr *out)
-{
-	struct buf folder = BUF_INIT;
-	size_t page = 0;
-	int rc = classify(rel, &folder, &page);
-
-	if (!rc)
-		rc = folder_shown(ns, folder.data ? folder.data : "");
-	memset(out, 0, sizeof(*out));
-	out->is_dir = !page;
-	out->mtime = page ? time(NULL) : ns->started;
-	if (page)
-		out->size = page_size(ns);
-	buf_release(&folder);
-	return rc;
 }
 
 int ns_gallery_dir_shown(const char *name)

@@ -53,6 +53,9 @@ struct ns {
 	struct hmap *seen;        /* key -> ETag (char *) the kernel may hold
 				     pages of; protected by lock */
 	uint64_t index_size;      /* last gallery page built; protected by lock */
+	struct hmap *gallery_made; /* gallery pages built for a stat, for the
+				     open that follows (ns_gallery.c);
+				     protected by lock */
 	uint64_t metrics_size;    /* last .metrics rendered; protected by lock */
 };
 
@@ -158,8 +161,13 @@ int ns_uplink_files(struct ns *ns, const char *folder, ns_fill_fn fn,
 int ns_uplink_reserved(const char *name);
 
 /* .links/gallery/ and .links/index.html (ns_gallery.c); rel is inside
- * .links/gallery/. Attributes of a folder or page: 0 or ENOENT. */
-int ns_gallery_attr(struct ns *ns, const char *rel, struct ns_attr *out);
+ * .links/gallery/ (top_index: .links/index.html, rel ignored). Attributes
+ * of a folder or page: 0 or ENOENT (or errno: a page is built to learn
+ * its size, and kept a moment for the open that follows). */
+int ns_gallery_attr(struct ns *ns, const char *rel, int top_index,
+		    struct ns_attr *out);
+/* Drop the pages kept for opens; ns->lock not held. */
+void ns_gallery_forget_all(struct ns *ns);
 /* The page rel names (top_index: .links/index.html, rel ignored),
  * appended to out. 0, EISDIR, ENOENT, EACCES or errno. */
 int ns_gallery_make(struct ns *ns, const char *rel, int top_index,

@@ -490,8 +490,12 @@ static void test_gallery_area(struct rig *r)
 		  ENOENT);
 	CHECK_INT(ns_open(r->ns, "/.links/gallery/index-2.html", O_RDONLY,
 			  &(struct ns_file *){NULL}), ENOENT);
+	/* stat's size is the page's: it builds it, the open takes it over */
+	CHECK_INT(ns_getattr(r->ns, "/.links/gallery/gal/index.html", &a), 0);
 	CHECK_INT(slurp(r, "/.links/gallery/gal/index.html", &page), 0);
+	CHECK_INT(a.size, page.len);
 	CHECK(page.data && strstr(page.data, "No images in this folder") != NULL);
+	CHECK_INT(ns_getattr(r->ns, "/.links/gallery/index-2.html", &a), ENOENT);
 	CHECK(page.data && strstr(page.data, "href=\"../index.html\">imgfs-test<") != NULL);
 	/* a new image (no eager thumbnails here): no thumbnail yet */
 	CHECK_INT(make_png(60, 30, &png), 0);
