@@ -79,6 +79,7 @@ static int page_style(unsigned box, struct buf *out)
 		"figcaption{margin-top:.4rem;font-size:.8rem}\n"
 		".name{display:block;overflow-wrap:anywhere}\n"
 		".info{display:block;opacity:.7}\n"
+		".info time{white-space:nowrap}\n"
 		".copy{margin-top:.3rem;font-size:.75rem}\n"
 		".offscreen{position:fixed;left:-9999px;top:0}\n",
 		box + 16, box);

@@ -1,4 +1,4 @@
-"""End-to-end tests of .links/: presigned URLs as files, and the gallery.
+"""End-to-end tests of .links/: presigned URLs as files.
 
 Every link is used for real: curl downloads it from RGW, which verifies the
 signature, and the bytes are compared with what was copied in. The gallery's
