@@ -177,6 +177,9 @@ static int render_image(struct page_run *run, const struct gallery_view *v,
 				 run->l->conf->attachment, &run->href);
 	gi.failed = !err && thumbs_known_failed_n(run->l->thumbs, 0,
 						  run->key.data, im->etag);
+	if (!err && thumbs_source_dims(run->l->thumbs, run->key.data, im->etag,
+				       &gi.width, &gi.height) != 0)
+		gi.width = gi.height = 0;
 	if (!err)
 		err = thumb_url(run, 0, im, !gi.failed, &ready[0]);
 	if (!err && ready[0] && run->nsizes > 1)

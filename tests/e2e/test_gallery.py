@@ -146,11 +146,16 @@ def test_gallery_folders_names_and_srcset(rgw, bucket, hidden_keys, mount, image
         assert px == (im["naturalWidth"] * 2, im["naturalHeight"] * 2), (px, im)
         if im["alt"] in real_top:
             assert max(px) == 256, (px, im["alt"])
-    # Each caption: size, upload date (dimensions are not known here).
+    # Each caption: size, the source's dimensions (recorded when its
+    # thumbnail was made; none for the broken one), upload date.
     today = time.strftime("%Y-%m-%d", time.gmtime())
     for caption, info in zip(report["captions"], report["infos"]):
-        size = top[caption].stat().st_size if caption in top else 14
-        assert info.startswith(human(size) + " · "), (caption, info)
+        if caption in top:
+            w, h = Image.open(top[caption]).size
+            want = f"{human(top[caption].stat().st_size)} · {w}×{h} · "
+        else:
+            want = f"{human(14)} · {today}"
+        assert info.startswith(want), (caption, info, want)
         assert info.endswith(" UTC") and today in info, (caption, info)
     assert report["copy_ready"] == "ready"  # the CSP let the page's script run
     assert report["copy"]["state"] == "copied", report["copy"]
@@ -222,6 +227,7 @@ def test_gallery_of_250_is_paged_and_never_waits(rgw, bucket, mount, tmp_path):
         assert r["placeholders"] == 0
         assert all(im["naturalWidth"] == 64 and im["naturalHeight"] == 48 for im in r["images"])
         assert all(im["width"] == 64 for im in r["images"])
+        assert all(" · 64×48 · " in info for info in r["infos"]), r["infos"][:3]
         assert (page_path(r["prev"]) if r["prev"] else None) == (pages[i - 1] if i else None)
         assert (page_path(r["next"]) if r["next"] else None) == (pages[i + 1] if i < 2 else None)
         no_csp_complaints(r)

@@ -509,6 +509,8 @@ static void test_gallery_area(struct rig *r)
 	CHECK_INT(slurp(r, "/.links/gallery/gal/index.html", &page), 0);
 	CHECK(page.data && strstr(page.data, "thumbnail being made") == NULL);
 	CHECK(page.data && strstr(page.data, "/imgfs-test/thumbnails/gal/q.png?") != NULL);
+	/* the source's size, recorded when the thumbnail was made */
+	CHECK(page.data && strstr(page.data, "<span class=\"dims\">60&times;30</span>") != NULL);
 	buf_release(&png);
 	buf_release(&page);
 }
