@@ -285,16 +285,11 @@ static int made_take(struct ns *ns, const char *key, struct buf *out)
 	return rc;
 }
 
-void ns_gallery_forget_all(struct ns *ns)
+void ns_gallery_free_made(struct ns *ns)
 {
-	struct hmap *fresh = hmap_create();
-
-	if (!fresh)
-		return;
-	pthread_mutex_lock(&ns->lock);
-	hmap_destroy(ns->gallery_made, made_free);
-	ns->gallery_made = fresh;
-	pthread_mutex_unlock(&ns->lock);
+	if (ns->gallery_made)
+		hmap_destroy(ns->gallery_made, made_free);
+	ns->gallery_made = NULL;
 }
 
 int ns_gallery_make(struct ns *ns, const char *rel, int top_index,

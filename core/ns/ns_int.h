@@ -166,8 +166,9 @@ int ns_uplink_reserved(const char *name);
  * its size, and kept a moment for the open that follows). */
 int ns_gallery_attr(struct ns *ns, const char *rel, int top_index,
 		    struct ns_attr *out);
-/* Drop the pages kept for opens; ns->lock not held. */
-void ns_gallery_forget_all(struct ns *ns);
+/* Free the pages kept for opens, and their map (at ns_free(): no other
+ * thread uses ns, its lock may never have been initialised). */
+void ns_gallery_free_made(struct ns *ns);
 /* The page rel names (top_index: .links/index.html, rel ignored),
  * appended to out. 0, EISDIR, ENOENT, EACCES or errno. */
 int ns_gallery_make(struct ns *ns, const char *rel, int top_index,

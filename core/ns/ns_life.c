@@ -191,9 +191,7 @@ void ns_free(struct ns *ns)
 	hmap_destroy(ns->writers, NULL);
 	hmap_destroy(ns->local_dirs, NULL);
 	hmap_destroy(ns->seen, free);
-	if (ns->gallery_made)
-		ns_gallery_forget_all(ns);
-	hmap_destroy(ns->gallery_made, NULL);
+	ns_gallery_free_made(ns);
 	metrics_destroy(ns->metrics);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);
