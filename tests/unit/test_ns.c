@@ -562,6 +562,16 @@ static void test_eager_sizes(void)
 	CHECK_INT(mem_calls(r.m, MEM_GET), 0);
 	CHECK_INT(ns_open(r.ns, "/thumbnails-128/e.png", O_RDONLY,
 			  &(struct ns_file *){NULL}), ENOENT);
+	/* the gallery: srcset names the second size for 2x screens */
+	{
+		struct buf page = BUF_INIT;
+
+		CHECK_INT(slurp(&r, "/.links/index.html", &page), 0);
+		CHECK(page.data && strstr(page.data, " 1x, http://127.0.0.1:9/"
+					  "imgfs-test/thumbnails/%4064/e.png?") != NULL);
+		CHECK(page.data && strstr(page.data, "200&times;100") != NULL);
+		buf_release(&page);
+	}
 	/* replaced: both sizes follow */
 	buf_reset(&png);
 	CHECK_INT(make_png(100, 200, &png), 0);
