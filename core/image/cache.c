@@ -34,11 +34,15 @@ static const char cache_schema[] =
 	" format TEXT, error TEXT, data BLOB,"
 	" UNIQUE(key, spec, etag));"
 	"CREATE INDEX IF NOT EXISTS thumbs_lru ON thumbs(atime, id);"
+	"CREATE TABLE IF NOT EXISTS dims("
+	" key TEXT PRIMARY KEY, etag TEXT NOT NULL,"
+	" width INTEGER NOT NULL, height INTEGER NOT NULL);"
 	"PRAGMA user_version=1;";
 
 enum cache_stmt {
 	ST_GET, ST_PEEK, ST_TOUCH, ST_DROP_SPEC, ST_INSERT, ST_EVICT,
-	ST_FORGET, ST_TOTALS, ST_BEGIN, ST_COMMIT, ST_ROLLBACK, ST__COUNT
+	ST_FORGET, ST_TOTALS, ST_BEGIN, ST_COMMIT, ST_ROLLBACK,
+	ST_DIMS_GET, ST_DIMS_PUT, ST_DIMS_FORGET, ST__COUNT
 };
 
 static const char *const cache_sql[ST__COUNT] = {
@@ -58,6 +62,10 @@ static const char *const cache_sql[ST__COUNT] = {
 	[ST_BEGIN] = "BEGIN IMMEDIATE",
 	[ST_COMMIT] = "COMMIT",
 	[ST_ROLLBACK] = "ROLLBACK",
+	[ST_DIMS_GET] = "SELECT width, height FROM dims WHERE key=?1 AND etag=?2",
+	[ST_DIMS_PUT] = "INSERT OR REPLACE INTO dims(key, etag, width, height)"
+			" VALUES(?1,?2,?3,?4)",
+	[ST_DIMS_FORGET] = "DELETE FROM dims WHERE key=?1",
 };
 
 struct cache {
@@ -493,6 +501,60 @@ int cache_put_failure(struct cache *c, const struct cache_key *k,
 	return cache_store(c, k, NULL, 0, NULL, error && *error ? error : "error");
 }
 
+/* Run a dims statement that returns no row. Locks held: c->lock. */
+static int cache_dims_run(struct cache *c, sqlite3_stmt *st, const char *key,
+			  const char *etag, unsigned width, unsigned height)
+{
+	int rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+
+	if (rc == SQLITE_OK && etag)
+		rc = sqlite3_bind_text(st, 2, etag, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK && etag)
+		rc = sqlite3_bind_int64(st, 3, width);
+	if (rc == SQLITE_OK && etag)
+		rc = sqlite3_bind_int64(st, 4, height);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	rc = rc == SQLITE_DONE ? 0 : cache_err(c, "dims", rc);
+	cache_done(st);
+	return rc;
+}
+
+int cache_put_dims(struct cache *c, const char *key, const char *etag,
+		   unsigned width, unsigned height)
+{
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	rc = cache_dims_run(c, c->st[ST_DIMS_PUT], key, etag, width, height);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
+int cache_get_dims(struct cache *c, const char *key, const char *etag,
+		   unsigned *width, unsigned *height)
+{
+	sqlite3_stmt *st = c->st[ST_DIMS_GET];
+	int rc;
+
+	pthread_mutex_lock(&c->lock);
+	rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_bind_text(st, 2, etag, -1, SQLITE_STATIC);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW) {
+		*width = (unsigned)sqlite3_column_int64(st, 0);
+		*height = (unsigned)sqlite3_column_int64(st, 1);
+		rc = 0;
+	} else {
+		rc = rc == SQLITE_DONE ? ENOENT : cache_err(c, "dims", rc);
+	}
+	cache_done(st);
+	pthread_mutex_unlock(&c->lock);
+	return rc;
+}
+
 int cache_forget_source(struct cache *c, const char *key)
 {
 	sqlite3_stmt *st = c->st[ST_FORGET];
@@ -500,6 +562,10 @@ int cache_forget_source(struct cache *c, const char *key)
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
+	if (cache_dims_run(c, c->st[ST_DIMS_FORGET], key, NULL, 0, 0)) {
+		pthread_mutex_unlock(&c->lock);
+		return EIO;
+	}
 	rc = sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	rc = rc == SQLITE_OK ? cache_drain(c, st, &freed, &removed)
 			     : cache_err(c, "forget", rc);

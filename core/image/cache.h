@@ -66,7 +66,20 @@ int cache_put(struct cache *c, const struct cache_key *k, const void *data,
 int cache_put_failure(struct cache *c, const struct cache_key *k,
 		      const char *error);
 
-/* Drop every entry of source key (all ETags and specs). 0 or errno. */
+/*
+ * The width and height of the source key at etag, recorded when a
+ * thumbnail was made from it: one small row per source key (a new ETag
+ * replaces it), outside the byte bound and the LRU, dropped with the
+ * source by cache_forget_source(). get: 0, ENOENT or errno; put: 0 or
+ * errno (logged).
+ */
+int cache_put_dims(struct cache *c, const char *key, const char *etag,
+		   unsigned width, unsigned height);
+int cache_get_dims(struct cache *c, const char *key, const char *etag,
+		   unsigned *width, unsigned *height);
+
+/* Drop every entry of source key (all ETags and specs), and its
+ * dimensions. 0 or errno. */
 int cache_forget_source(struct cache *c, const char *key);
 
 /* Bytes and entries held. */

@@ -371,10 +371,31 @@ static int thumb_fail(struct buf *err, const char *fallback)
 	return EIO;
 }
 
+/* The source's size as shown: its header's, turned by EXIF orientations
+ * 5 to 8 (a quarter turn). */
+static void thumb_shown_size(VipsImage *im, struct thumb_source_info *info)
+{
+	int o = 1;
+
+	if (!info)
+		return;
+	if (vips_image_get_typeof(im, VIPS_META_ORIENTATION))
+		vips_image_get_int(im, VIPS_META_ORIENTATION, &o);
+	info->width = (unsigned)vips_image_get_width(im);
+	info->height = (unsigned)vips_image_get_height(im);
+	if (o >= 5 && o <= 8) {
+		unsigned w = info->width;
+
+		info->width = info->height;
+		info->height = w;
+	}
+}
+
 /* Read the header only and refuse a source over the pixel limit; tell
- * whether it embeds an ICC profile. */
+ * whether it embeds an ICC profile, and its size (info may be NULL). */
 static int thumb_check_header(const struct thumb_engine *e, const void *src,
-			      size_t len, int *has_icc, struct buf *err)
+			      size_t len, int *has_icc,
+			      struct thumb_source_info *info, struct buf *err)
 {
 	VipsImage *im = vips_image_new_from_buffer(
 		src, len, "", "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
@@ -396,6 +417,7 @@ static int thumb_check_header(const struct thumb_engine *e, const void *src,
 		return EIO;
 	}
 	*has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
+	thumb_shown_size(im, info);
 	g_object_unref(im);
 	return 0;
 }
@@ -536,6 +558,15 @@ int thumb_make_sizes(const struct thumb_engine *e, const void *src,
 		     size_t len, const char *src_name, unsigned n,
 		     struct buf *outs, enum thumb_format *fmt, struct buf *err)
 {
+	return thumb_make_sizes_info(e, src, len, src_name, n, outs, fmt, err,
+				     NULL);
+}
+
+int thumb_make_sizes_info(const struct thumb_engine *e, const void *src,
+			  size_t len, const char *src_name, unsigned n,
+			  struct buf *outs, enum thumb_format *fmt,
+			  struct buf *err, struct thumb_source_info *info)
+{
 	enum thumb_format f = THUMB_FMT_JPEG;
 	VipsImage *big = NULL;
 	unsigned edge;
@@ -550,7 +581,7 @@ int thumb_make_sizes(const struct thumb_engine *e, const void *src,
 			buf_adds(err, "empty file");
 		return EIO;
 	}
-	rc = thumb_check_header(e, src, len, &has_icc, err);
+	rc = thumb_check_header(e, src, len, &has_icc, info, err);
 	edge = thumb_edge_max(e, n);
 	if (!rc)
 		rc = thumb_decode(e, src, len, edge, has_icc, n > 1, f, &big,

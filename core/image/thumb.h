@@ -108,6 +108,18 @@ int thumb_make_sizes(const struct thumb_engine *e, const void *src,
 		     size_t len, const char *src_name, unsigned n,
 		     struct buf *outs, enum thumb_format *fmt, struct buf *err);
 
+/* What the header of a source said. */
+struct thumb_source_info {
+	unsigned width, height; /* as shown: EXIF orientation applied; the
+				   first frame of an animation */
+};
+
+/* thumb_make_sizes(), and on success the source's size in *info. */
+int thumb_make_sizes_info(const struct thumb_engine *e, const void *src,
+			  size_t len, const char *src_name, unsigned n,
+			  struct buf *outs, enum thumb_format *fmt,
+			  struct buf *err, struct thumb_source_info *info);
+
 /* Release libvips' per-thread state of the calling thread; call before a
  * thread that ran thumb_make() exits. */
 void thumb_thread_done(void);

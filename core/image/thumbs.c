@@ -186,6 +186,7 @@ struct thumbs_gen {
 	int background;         /* decode at low priority */
 	struct buf *outs;       /* one per size */
 	enum thumb_format fmt;
+	struct thumb_source_info info; /* the source's size, once decoded */
 };
 
 /* Read the source (it must still have the ETag) into src. */
@@ -235,6 +236,7 @@ static int thumbs_read_decode(struct thumbs *t, struct thumbs_gen *g)
 		job.err = &err;
 		rc = thumbs_decode(t, &job, g->background, g->key, g->etag);
 		g->fmt = job.fmt;
+		g->info = job.info;
 		if (rc == EIO)
 			rc = thumbs_failed(t, g->key, g->etag, err.data);
 	}
@@ -272,6 +274,9 @@ static int thumbs_keep(struct thumbs *t, struct thumbs_gen *g, unsigned want)
 	struct buf tkey = BUF_INIT;
 	int unstored = 0;
 
+	if (g->info.width && g->info.height)
+		cache_put_dims(t->cache, g->key, g->etag, g->info.width,
+			       g->info.height);
 	for (unsigned i = 0; i < t->nsizes; i++) {
 		struct cache_key ck = thumbs_ck(t, i, g->key, g->etag);
 
@@ -345,7 +350,8 @@ static int thumbs_fetch(struct thumbs *t, unsigned idx, const char *src_key,
 			enum thumbs_origin *origin)
 {
 	struct cache_key ck = thumbs_ck(t, idx, src_key, src_etag);
-	struct thumbs_gen g = {src_key, src_etag, NULL, 0, NULL, THUMB_FMT_JPEG};
+	struct thumbs_gen g = {src_key, src_etag, NULL, 0, NULL, THUMB_FMT_JPEG,
+				{0, 0}};
 	int cached = 0, rc;
 
 	if (!src_etag || !*src_etag || idx >= t->nsizes)
@@ -374,7 +380,8 @@ static int thumbs_fetch(struct thumbs *t, unsigned idx, const char *src_key,
 void thumbs_run_request(struct thumbs *t, struct thumbs_req *r)
 {
 	struct cache_key ck = thumbs_ck(t, r->idx, r->key, r->etag);
-	struct thumbs_gen g = {r->key, r->etag, r->src, 0, NULL, THUMB_FMT_JPEG};
+	struct thumbs_gen g = {r->key, r->etag, r->src, 0, NULL, THUMB_FMT_JPEG,
+				{0, 0}};
 	enum thumbs_origin origin;
 	uint64_t size;
 
@@ -411,6 +418,27 @@ int thumbs_peek_size_n(struct thumbs *t, unsigned idx, const char *src_key,
 		return ENOENT;
 	ck = thumbs_ck(t, idx, src_key, src_etag);
 	return cache_peek(t->cache, &ck, size) == 0 ? 0 : ENOENT;
+}
+
+int thumbs_source_dims(struct thumbs *t, const char *src_key,
+		       const char *src_etag, unsigned *width, unsigned *height)
+{
+	if (!src_etag || !*src_etag)
+		return ENOENT;
+	return cache_get_dims(t->cache, src_key, src_etag, width, height) == 0
+		       ? 0 : ENOENT;
+}
+
+int thumbs_known_failed_n(struct thumbs *t, unsigned idx,
+			  const char *src_key, const char *src_etag)
+{
+	struct cache_key ck;
+	uint64_t size;
+
+	if (!src_etag || idx >= t->nsizes)
+		return 0;
+	ck = thumbs_ck(t, idx, src_key, src_etag);
+	return cache_peek(t->cache, &ck, &size) == EIO;
 }
 
 int thumbs_peek_size(struct thumbs *t, const char *src_key,

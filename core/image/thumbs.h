@@ -63,6 +63,15 @@ int thumbs_get(struct thumbs *t, const char *src_key, const char *src_etag,
  * generating or any network request: 0 or ENOENT. */
 int thumbs_peek_size(struct thumbs *t, const char *src_key,
 		     const char *src_etag, uint64_t *size);
+/* The width and height of the source src_key at src_etag, as recorded
+ * when its thumbnails were made here (the cache keeps them), with no
+ * network request and no decode: 0, or ENOENT when not known. */
+int thumbs_source_dims(struct thumbs *t, const char *src_key,
+		       const char *src_etag, unsigned *width, unsigned *height);
+/* 1 when the cache remembers that size idx of src_key at src_etag cannot
+ * be made (a failed decode), without any network request; else 0. */
+int thumbs_known_failed_n(struct thumbs *t, unsigned idx,
+			  const char *src_key, const char *src_etag);
 /* Make sure the thumbnail object exists in the bucket (for links). */
 int thumbs_ensure_stored(struct thumbs *t, const char *src_key,
 			 const char *src_etag);

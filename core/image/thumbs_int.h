@@ -53,6 +53,7 @@ struct thumbs_job {
 	struct buf *outs;        /* one per size of the engine */
 	struct buf *err;
 	enum thumb_format fmt;
+	struct thumb_source_info info; /* the source's size, on success */
 	int rc;
 	int background;          /* protected by thumbs.lock: queued there */
 	int started;             /* protected by thumbs.lock */

@@ -63,8 +63,9 @@ static struct thumbs_job *job_take(struct thumbs *t, enum thumbs_role role)
 
 static void job_run(struct thumbs *t, struct thumbs_job *job)
 {
-	job->rc = thumb_make_sizes(t->engine, job->src, job->len, job->name,
-				   t->nsizes, job->outs, &job->fmt, job->err);
+	job->rc = thumb_make_sizes_info(t->engine, job->src, job->len,
+					job->name, t->nsizes, job->outs,
+					&job->fmt, job->err, &job->info);
 	/* A decode frees tens of megabytes in pieces (a progressive JPEG's
 	 * coefficients); give the pages back to the system. */
 	malloc_trim(0);

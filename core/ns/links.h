@@ -1,5 +1,5 @@
 /*
- * links: presigned URLs behind .links/, and the gallery page.
+ * links: presigned URLs behind .links/, and the gallery's pages.
  *
  * A link is a SigV4 presigned GET URL followed by "\n", valid for
  * conf->expiry seconds from `now` (capped at the expiry of temporary
@@ -28,7 +28,7 @@
 struct links;
 
 /* NULL with errno set. Every argument must outlive the links object: s3
- * signs the URLs, store lists the gallery. */
+ * signs the URLs, store lists the gallery's thumbnails. */
 struct links *links_create(const struct link_conf *conf,
 			   const struct fs_conf *fconf, struct s3_client *s3,
 			   struct store *store, struct creds *creds, struct thumbs *thumbs,
@@ -53,25 +53,45 @@ int links_thumb(struct links *l, const char *src_key, const char *src_etag,
 int links_thumb_n(struct links *l, unsigned idx, const char *src_key,
 		  const char *src_etag, time_t now, struct buf *out);
 
-/* The gallery: a self-contained HTML page listing every image under the
- * uploads prefix, each a signed thumbnail linking to the signed original,
- * captioned with its escaped path. Thumbnails are not generated here: their
- * URLs point at the thumbnail keys, made on first request by imgfs only
- * through thumbnails/ or .links/thumbnails/ -- so the page first ensures
- * each thumbnail is stored. Appends to out. 0 or errno.
- *
- * Cost: one paginated listing of the uploads prefix and one of the
- * thumbnails prefix (1 request per 1000 keys each), no HEAD per image.
- * A thumbnail object that is missing, or older than its source, is made
- * with thumbs_ensure_stored() by LINKS_GALLERY_WORKERS threads at once;
- * an image that cannot be thumbnailed appears without a preview. So the
- * first open after many new uploads is as slow as generating their
- * thumbnails; later opens cost the two listings and the signing. Originals
- * are signed as links_object() signs them (with the disposition setting),
- * thumbnails without a disposition, all for the same capped expiry. */
-int links_gallery(struct links *l, time_t now, struct buf *out);
+/* One image of a gallery folder, as listed. */
+struct links_gallery_image {
+	const char *name;   /* file name inside the folder */
+	uint64_t size;
+	time_t mtime;       /* upload date: the stored mtime, else LastModified */
+	time_t modified;    /* LastModified (what a thumbnail must not predate) */
+	const char *etag;
+};
 
-#define LINKS_GALLERY_WORKERS 4
+/* One page of the gallery of a folder of uploads/ (see gallery_page.h for
+ * the tree of pages and what each shows). */
+struct links_gallery_req {
+	const char *prefix;  /* the folder's key prefix: "uploads/a/b/" */
+	const char *folder;  /* the same inside uploads/: "a/b", "" at the top */
+	const char *root;    /* from the page to .links/gallery/ */
+	size_t page;         /* 1-based */
+	const struct links_gallery_image *images; /* every image, in order */
+	size_t nimages;
+	const char *const *subdirs;
+	size_t nsubdirs;
+};
+
+/*
+ * Append page r->page of the gallery of r->folder to out. 0, ENOENT (a
+ * page past the last), EACCES (expired credentials) or errno.
+ *
+ * Thumbnails are never generated here: the page lists the thumbnail
+ * folder of each size (one request per 1000 thumbnails, none per image)
+ * and shows a thumbnail whose object is in the bucket and not older than
+ * its source; srcset names the second size for 2x screens when its object
+ * is there too. Every other image of the page shows a placeholder and is
+ * handed to the thumbnail scheduler (thumbs_ahead()), which makes and
+ * stores it in the background; a later read of the page shows it. An image
+ * the thumbnail cache knows cannot be thumbnailed says "no preview".
+ * Originals are signed as links_object() signs them (with the disposition
+ * setting), thumbnails without one, all for the same capped expiry.
+ */
+int links_gallery_page(struct links *l, const struct links_gallery_req *r,
+		       time_t now, struct buf *out);
 
 /*
  * The expiry to sign a link for at now: want seconds, cut to the lifetime
@@ -98,14 +118,5 @@ int links_html_escape(const char *s, struct buf *out);
  * when the name is not plain printable ASCII, an RFC 6266/8187
  * filename*=UTF-8''... with every other byte percent-encoded. 0 or ENOMEM. */
 int links_disposition(const char *name, struct buf *out);
-
-/* The gallery page in three pieces, so it streams: the head (title with
- * bucket, which may be NULL; count of images; the time links expire), one
- * figure per image (thumb_url NULL: no preview), then the tail. */
-int links_page_head(const char *bucket, size_t count, time_t expires_at,
-		    struct buf *out);
-int links_page_figure(const char *path, const char *href,
-		      const char *thumb_url, struct buf *out);
-int links_page_tail(size_t count, struct buf *out);
 
 #endif

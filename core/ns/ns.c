@@ -410,13 +410,14 @@ int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
 		return thumb_attr(ns, pi.rel, idx, 1, out);
 	case PA_LINKS_UPLOAD:
 		return ns_uplink_attr(ns, pi.rel, out);
+	case PA_LINKS_GALLERY:
+		return ns_gallery_attr(ns, pi.rel, 0, out);
 	case PA_LINKS_INDEX:
+		return ns_gallery_attr(ns, "", 1, out);
 	case PA_METRICS:
 		memset(out, 0, sizeof(*out));
 		out->mtime = time(NULL);
-		out->size = locked_size(ns, pi.area == PA_METRICS
-						    ? &ns->metrics_size
-						    : &ns->index_size);
+		out->size = locked_size(ns, &ns->metrics_size);
 		return 0;
 	default:
 		return ENOENT;
@@ -560,6 +561,13 @@ static int list_uploads(struct ns *ns, const char *prefix, struct collect *c)
 	return c->err;
 }
 
+int ns_list_folder(struct ns *ns, const char *prefix, struct hmap *seen)
+{
+	struct collect c = {seen, prefix, strlen(prefix), 0};
+
+	return list_uploads(ns, prefix, &c);
+}
+
 struct emit {
 	struct ns *ns;
 	enum path_area area;
@@ -607,6 +615,9 @@ static int emit_entry(void *arg, const char *name, void *value)
 	if (e->area == PA_LINKS_UPLOAD &&
 	    (!m->is_dir || ns_uplink_reserved(name)))
 		return 0; /* only folders, and not those the files hide */
+	if (e->area == PA_LINKS_GALLERY &&
+	    (!m->is_dir || !ns_gallery_dir_shown(name)))
+		return 0;
 	if (m->is_dir) {
 		dir_attr(e->ns, &a, e->area == PA_UPLOADS);
 		return e->fn(e->arg, name, &a);
@@ -647,7 +658,8 @@ static int readdir_top(struct ns *ns, enum path_area area, ns_fill_fn fn,
 	static const char *const root[] = {"uploads", "thumbnails", ".links",
 					   ".metrics"};
 	static const char *const links[] = {"uploads", "thumbnails",
-					    "index.html", "upload"};
+					    "index.html", "upload",
+					    "gallery"};
 	const char *const *names = area == PA_ROOT ? root : links;
 	size_t n = area == PA_ROOT ? sizeof(root) / sizeof(*root)
 				   : sizeof(links) / sizeof(*links);
@@ -733,6 +745,8 @@ int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg)
 		rc = emit_sorted(c.seen, &e);
 	if (!rc && pi.area == PA_LINKS_UPLOAD)
 		rc = ns_uplink_files(ns, pi.rel, fn, arg);
+	if (!rc && pi.area == PA_LINKS_GALLERY)
+		rc = ns_gallery_files(ns, c.seen, fn, arg);
 	hmap_destroy(c.seen, free);
 	buf_release(&prefix);
 	return rc;

@@ -304,13 +304,7 @@ static int make_upload_link(struct ns *ns, const struct path_info *pi,
 static int make_index(struct ns *ns, const struct path_info *pi,
 		      struct buf *out)
 {
-	int rc = links_gallery(ns->links, time(NULL), out);
-
-	pthread_mutex_lock(&ns->lock);
-	if (!rc)
-		ns->index_size = out->len;
-	pthread_mutex_unlock(&ns->lock);
-	return rc;
+	return ns_gallery_make(ns, pi->rel, pi->area == PA_LINKS_INDEX, out);
 }
 
 static int make_uplink(struct ns *ns, const struct path_info *pi,
@@ -354,6 +348,7 @@ int ns_open(struct ns *ns, const char *path, int flags, struct ns_file **out)
 		metrics_add(ns->metrics, MC_LINK_READS, 1);
 		return open_blob(ns, make_thumb_link, &pi, 0, out);
 	case PA_LINKS_INDEX:
+	case PA_LINKS_GALLERY:
 		return open_blob(ns, make_index, &pi, 1, out);
 	case PA_LINKS_UPLOAD:
 		metrics_add(ns->metrics, MC_LINK_READS, 1);

@@ -53,6 +53,9 @@ struct ns {
 	struct hmap *seen;        /* key -> ETag (char *) the kernel may hold
 				     pages of; protected by lock */
 	uint64_t index_size;      /* last gallery page built; protected by lock */
+	struct hmap *gallery_made; /* gallery pages built for a stat, for the
+				     open that follows (ns_gallery.c);
+				     protected by lock */
 	uint64_t metrics_size;    /* last .metrics rendered; protected by lock */
 };
 
@@ -156,6 +159,30 @@ int ns_uplink_files(struct ns *ns, const char *folder, ns_fill_fn fn,
 		    void *arg);
 /* Is name one of those files (a folder of that name is not listed)? */
 int ns_uplink_reserved(const char *name);
+
+/* .links/gallery/ and .links/index.html (ns_gallery.c); rel is inside
+ * .links/gallery/ (top_index: .links/index.html, rel ignored). Attributes
+ * of a folder or page: 0 or ENOENT (or errno: a page is built to learn
+ * its size, and kept a moment for the open that follows). */
+int ns_gallery_attr(struct ns *ns, const char *rel, int top_index,
+		    struct ns_attr *out);
+/* Free the pages kept for opens, and their map (at ns_free(): no other
+ * thread uses ns, its lock may never have been initialised). */
+void ns_gallery_free_made(struct ns *ns);
+/* The page rel names (top_index: .links/index.html, rel ignored),
+ * appended to out. 0, EISDIR, ENOENT, EACCES or errno. */
+int ns_gallery_make(struct ns *ns, const char *rel, int top_index,
+		    struct buf *out);
+/* Is a folder of that name shown in .links/gallery/? */
+int ns_gallery_dir_shown(const char *name);
+/* Emit the page files of the folder whose entries are seen. */
+int ns_gallery_files(struct ns *ns, struct hmap *seen, ns_fill_fn fn,
+		     void *arg);
+
+/* Every entry of the uploads folder prefix ("uploads/a/"), as a listing
+ * shows it (cached listing, else the bucket, plus empty folders made here
+ * and files being written), into seen: name -> malloc'd struct meta_attr. */
+int ns_list_folder(struct ns *ns, const char *prefix, struct hmap *seen);
 
 /* Lock order: an ns_file's lock before ns->lock; the writers of one key
  * in address order. */

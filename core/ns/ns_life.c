@@ -36,8 +36,9 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->writers = hmap_create();
 	ns->local_dirs = hmap_create();
 	ns->seen = hmap_create();
+	ns->gallery_made = hmap_create();
 	if (!ns->metrics || !ns->meta || !ns->mime || !ns->writers || !ns->local_dirs ||
-	    !ns->seen ||
+	    !ns->seen || !ns->gallery_made ||
 	    pthread_mutex_init(&ns->lock, NULL)) {
 		ns_free(ns);
 		errno = ENOMEM;
@@ -190,6 +191,7 @@ void ns_free(struct ns *ns)
 	hmap_destroy(ns->writers, NULL);
 	hmap_destroy(ns->local_dirs, NULL);
 	hmap_destroy(ns->seen, free);
+	ns_gallery_free_made(ns);
 	metrics_destroy(ns->metrics);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);

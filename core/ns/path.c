@@ -21,6 +21,7 @@ static const struct area_name link_names[] = {
 	{"thumbnails", PA_LINKS_THUMBS},
 	{"index.html", PA_LINKS_INDEX},
 	{"upload", PA_LINKS_UPLOAD},
+	{"gallery", PA_LINKS_GALLERY},
 };
 
 #define THUMBS_NAME "thumbnails"

@@ -22,6 +22,7 @@ enum path_area {
 	PA_LINKS_THUMBS,  /* "/.links/thumbnails[-N]" and below */
 	PA_LINKS_INDEX,   /* "/.links/index.html" */
 	PA_LINKS_UPLOAD,  /* "/.links/upload" and below (upload links) */
+	PA_LINKS_GALLERY, /* "/.links/gallery" and below (gallery pages) */
 	PA_METRICS,       /* "/.metrics" */
 };
 

@@ -16,6 +16,7 @@ top of the page.
 import base64
 import json
 import os
+import pathlib
 import select
 import shutil
 import subprocess
@@ -44,8 +45,10 @@ FLAGS = [
 ]
 
 # Runs in the page: make every image eager, wait for each to settle, report.
+# With click_copy, the first copy-link button is clicked and its state
+# (data-state, set by the page's script) reported once it has one.
 COLLECT = r"""
-(async () => {
+(async (clickCopy) => {
   const imgs = Array.from(document.querySelectorAll('img'));
   const before = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
   for (const i of imgs) i.loading = 'eager';
@@ -57,22 +60,53 @@ COLLECT = r"""
         if (i.complete && i.naturalWidth === 0 && i.currentSrc) res();
       })));
   window.scrollTo(0, 0);
+  let copy = null;
+  const button = document.querySelector('button.copy');
+  if (clickCopy && button) {
+    button.click();
+    for (let k = 0; k < 100 && !button.dataset.state; k++)
+      await new Promise(r => setTimeout(r, 50));
+    copy = {state: button.dataset.state || null, url: button.dataset.url,
+            text: button.textContent};
+  }
+  const hrefs = sel => Array.from(document.querySelectorAll(sel))
+                            .map(a => a.href);
+  const one = sel => { const a = document.querySelector(sel);
+                       return a ? a.href : null; };
   return JSON.stringify({
     title: document.title,
     h1: (document.querySelector('h1') || {}).textContent || '',
     figures: document.querySelectorAll('figure').length,
     loaded_before_eager: before,
-    captions: Array.from(document.querySelectorAll('figcaption'))
-                   .map(c => c.textContent),
-    hrefs: Array.from(document.querySelectorAll('figure a'))
-                .map(a => a.href),
+    captions: Array.from(document.querySelectorAll('figure'))
+                   .map(f => (f.querySelector('.name') ||
+                              f.querySelector('figcaption') || {})
+                             .textContent),
+    hrefs: hrefs('figure a'),
+    placeholders: document.querySelectorAll('figure .wait').length,
+    infos: Array.from(document.querySelectorAll('figure .info'))
+                .map(c => c.textContent),
+    crumbs: hrefs('a.crumb'),
+    folders: Array.from(document.querySelectorAll('a.folder'))
+                  .map(a => ({text: a.textContent, href: a.href})),
+    next: one('a[rel=next]'),
+    prev: one('a[rel=prev]'),
     scripts: document.querySelectorAll('script').length,
+    copy_ready: document.documentElement.dataset.copy || null,
+    copy: copy,
+    csp: (document.querySelector(
+            'meta[http-equiv="Content-Security-Policy"]') || {}).content
+         || null,
     images: imgs.map(i => ({src: i.src, alt: i.alt,
+                            srcset: i.getAttribute('srcset'),
+                            currentSrc: i.currentSrc,
                             naturalWidth: i.naturalWidth,
                             naturalHeight: i.naturalHeight,
+                            width: i.getBoundingClientRect().width,
+                            height: i.getBoundingClientRect().height,
                             complete: i.complete})),
   });
-})()
+})(%s)
 """
 
 
@@ -159,9 +193,12 @@ class Browser:
             self.events.append(self._read_message(deadline))
 
 
-def check(page_path, screenshot_path=None, timeout=120):
-    """Load page_path (a local file) and return the report as a dict."""
-    url = "file://" + os.path.abspath(page_path)
+def check(page_path, screenshot_path=None, timeout=120, scale=1,
+          click_copy=False):
+    """Load page_path (a local file) at device scale factor scale and
+    return the report as a dict; console messages (CSP violations among
+    them) are in report["console"]."""
+    url = pathlib.Path(os.path.abspath(page_path)).as_uri()
     b = Browser(timeout=timeout)
     try:
         target = b.send("Target.createTarget", {"url": "about:blank"})
@@ -169,19 +206,36 @@ def check(page_path, screenshot_path=None, timeout=120):
                          {"targetId": target["targetId"],
                           "flatten": True})["sessionId"]
         b.send("Page.enable", session=session)
+        b.send("Runtime.enable", session=session)
+        b.send("Log.enable", session=session)
         b.send("Emulation.setDeviceMetricsOverride",
-               {"width": 1280, "height": 900, "deviceScaleFactor": 1,
+               {"width": 1280, "height": 900, "deviceScaleFactor": scale,
                 "mobile": False}, session=session)
         nav = b.send("Page.navigate", {"url": url}, session=session)
         if nav.get("errorText"):
             raise RuntimeError(f"navigate {url}: {nav['errorText']}")
         b.wait_event("Page.loadEventFired", session)
         res = b.send("Runtime.evaluate",
-                     {"expression": COLLECT, "awaitPromise": True,
+                     {"expression": COLLECT % json.dumps(bool(click_copy)),
+                      "awaitPromise": True, "userGesture": True,
                       "returnByValue": True}, session=session)
         if "exceptionDetails" in res:
             raise RuntimeError(f"page script: {res['exceptionDetails']}")
         report = json.loads(res["result"]["value"])
+        report["console"] = [
+            " ".join(str(a.get("value", a.get("description", "")))
+                     for a in ev["params"].get("args", []))
+            for ev in b.events
+            if ev.get("method") == "Runtime.consoleAPICalled"
+        ] + [
+            ev["params"]["entry"].get("text", "")
+            for ev in b.events
+            if ev.get("method") == "Log.entryAdded"
+        ] + [
+            ev["params"]["exceptionDetails"].get("text", "")
+            for ev in b.events
+            if ev.get("method") == "Runtime.exceptionThrown"
+        ]
         if screenshot_path:
             time.sleep(0.3)  # let the last decoded images paint
             shot = b.send("Page.captureScreenshot", {"format": "png"},

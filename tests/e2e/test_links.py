@@ -1,8 +1,8 @@
-"""End-to-end tests of .links/: presigned URLs as files, and the gallery.
+"""End-to-end tests of .links/: presigned URLs as files.
 
 Every link is used for real: curl downloads it from RGW, which verifies the
-signature, and the bytes are compared with what was copied in. The gallery
-is opened from the mount by headless Chromium (gallery_check.py).
+signature, and the bytes are compared with what was copied in. The gallery's
+pages are test_gallery.py's.
 """
 
 import datetime
@@ -27,10 +27,7 @@ import botocore.auth
 import botocore.config
 import pytest
 
-import gallery_check
-from helpers import REPO, image_kind, put_many, wait_for
-
-ARTIFACTS = pathlib.Path(os.environ.get("IMGFS_ARTIFACTS", REPO / "build" / "artifacts"))
+from helpers import image_kind, wait_for
 
 # Object names S3 and URLs treat specially; each must give a working link.
 AWKWARD = [
@@ -508,95 +505,3 @@ def test_ten_thousand_link_reads_without_a_request(rgw, bucket, mount, tmp_path)
     assert rgw_access(rgw, mark, bucket) == []
     assert link_reads(m) - before_reads >= 10000
     print(f"10000 link reads in {elapsed:.2f} s ({10000 / elapsed:.0f}/s)")
-
-
-# ------------------------------------------------------------------ gallery
-
-
-def test_gallery_in_headless_chromium(rgw, bucket, mount, images, tmp_path):
-    m = mount(bucket)
-    real = sorted(images, key=lambda p: p.stat().st_size)[:14]
-    expected = {}
-    for i, src in enumerate(real):
-        rel = f"{'wallpapers/' if i % 2 else ''}{i:02d}-{src.name}"
-        copy_in(m, src, rel)
-        expected[rel] = src
-    hostile = "<script>alert('x')</script> & \"q\".png"
-    expected[hostile] = make_png(tmp_path / "h.png", seed=5)
-    copy_in(m, expected[hostile], hostile)
-    expected["été 日本/🐱 #1?.png"] = make_png(tmp_path / "u.png", seed=6)
-    copy_in(m, expected["été 日本/🐱 #1?.png"], "été 日本/🐱 #1?.png")
-    (m.uploads / "notes.txt").write_text("not an image\n")
-    (m.uploads / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
-
-    page = m.links / "index.html"
-    html = page.read_text()
-    assert html.startswith("<!DOCTYPE html>")
-    # The broken image is listed, without a preview.
-    assert html.count("<figure>") == len(expected) + 1
-    assert html.count("no preview") == 1 and "<figcaption>broken.jpg</figcaption>" in html
-    assert "<script" not in html and "notes.txt" not in html
-    assert html.count('loading="lazy"') == len(expected)
-    # Every thumbnail the page shows was stored in the bucket first.
-    thumbs = {o["Key"] for o in rgw.s3.list_objects_v2(Bucket=bucket, Prefix="thumbnails/")["Contents"]}
-    assert {f"thumbnails/{thumb_name(r)}" for r in expected} <= thumbs
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "gallery.png"
-    report = gallery_check.check(str(page), str(shot))
-    assert report["figures"] == len(expected) + 1
-    assert report["scripts"] == 0
-    assert sorted(report["captions"]) == sorted([*expected, "broken.jpg"])
-    assert len(report["images"]) == len(expected)
-    bad = [i["src"] for i in report["images"] if i["naturalWidth"] <= 0]
-    assert not bad, f"thumbnails that did not load: {bad}"
-    assert all(max(i["naturalWidth"], i["naturalHeight"]) <= 128 for i in report["images"])
-    # Each figure links to its signed original.
-    for caption, href in zip(report["captions"], report["hrefs"]):
-        if caption == "broken.jpg":
-            continue
-        status, body, _ = curl(href, tmp_path, "orig")
-        assert status == 200 and body == expected[caption].read_bytes(), caption
-    assert shot.stat().st_size > 10000
-    (ARTIFACTS / "gallery.json").write_text(json.dumps(report, indent=1))
-    assert report["h1"] == bucket  # the header names the bucket
-
-
-def test_gallery_is_rebuilt_on_each_open(rgw, bucket, mount, tmp_path):
-    m = mount(bucket)
-    page = m.links / "index.html"
-    assert "<figure>" not in page.read_text()
-    copy_in(m, make_png(tmp_path / "1.png"), "one.png")
-    first = page.read_text()
-    assert first.count("<figure>") == 1
-    assert os.stat(page).st_size > 0
-    copy_in(m, make_png(tmp_path / "2.png", seed=2), "two.png")
-    second = page.read_text()
-    assert second.count("<figure>") == 2
-
-
-@pytest.mark.deadline(600)
-def test_gallery_of_thousands(rgw, bucket, mount, tmp_path):
-    """2,000 images whose thumbnails are already in the bucket: opening the
-    gallery costs the two listings (no HEAD, GET or PUT per image), and
-    Chromium loads every thumbnail."""
-    n = 2000
-    src = make_png(tmp_path / "s.png", 64, 48).read_bytes()
-    thumb = make_png(tmp_path / "t.png", 32, 24, seed=3).read_bytes()
-    rels = [f"batch{i // 500}/img{i:05d}.png" for i in range(n)]
-    put_many(rgw.s3, bucket, {f"uploads/{r}": src for r in rels})
-    put_many(rgw.s3, bucket, {f"thumbnails/{r}": thumb for r in rels})
-    m = mount(bucket)
-    page = m.links / "index.html"
-    mark = rgw.log_mark()
-    t0 = time.monotonic()
-    html = page.read_text()
-    elapsed = time.monotonic() - t0
-    reqs = rgw_access(rgw, mark, bucket)
-    assert reqs and all(meth == "GET" and "list-type=2" in target for meth, target in reqs), reqs
-    assert len(reqs) <= 2 * (n // 1000 + 1) + 1, reqs
-    assert html.count("<figure>") == n
-    print(f"gallery of {n} images: {len(html)} bytes in {elapsed:.2f} s, {len(reqs)} requests")
-    report = gallery_check.check(str(page), str(ARTIFACTS / "gallery-2000.png"))
-    assert report["figures"] == n
-    assert [i["naturalWidth"] for i in report["images"]] == [32] * n

@@ -3,7 +3,8 @@
  *
  * put/get, an ETag change misses, remembered failures, LRU eviction to a
  * byte bound, persistence across close and reopen, concurrent threads,
- * a writer killed with SIGKILL, a garbage database file, integrity_check.
+ * a writer killed with SIGKILL, a garbage database file, integrity_check,
+ * source dimensions.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -330,6 +331,37 @@ static void remove_tree(void)
 	buf_release(&cmd);
 }
 
+/* Source dimensions: per key and ETag, replaced by a new ETag, kept
+ * across a reopen, dropped with the source. */
+static void test_dims(void)
+{
+	struct cache *c = open_at("dims", 1 << 20, NULL);
+	unsigned w = 0, h = 0;
+
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	CHECK_INT(cache_get_dims(c, "uploads/d.jpg", "\"e1\"", &w, &h), ENOENT);
+	CHECK_INT(cache_put_dims(c, "uploads/d.jpg", "\"e1\"", 4000, 3000), 0);
+	CHECK_INT(cache_get_dims(c, "uploads/d.jpg", "\"e1\"", &w, &h), 0);
+	CHECK_INT(w, 4000);
+	CHECK_INT(h, 3000);
+	CHECK_INT(cache_get_dims(c, "uploads/d.jpg", "\"e2\"", &w, &h), ENOENT);
+	CHECK_INT(cache_put_dims(c, "uploads/d.jpg", "\"e2\"", 640, 480), 0);
+	CHECK_INT(cache_get_dims(c, "uploads/d.jpg", "\"e1\"", &w, &h), ENOENT);
+	cache_close(c);
+	c = open_at("dims", 1 << 20, NULL);
+	CHECK(c != NULL);
+	if (!c)
+		return;
+	CHECK_INT(cache_get_dims(c, "uploads/d.jpg", "\"e2\"", &w, &h), 0);
+	CHECK_INT(w, 640);
+	CHECK_INT(h, 480);
+	CHECK_INT(cache_forget_source(c, "uploads/d.jpg"), 0);
+	CHECK_INT(cache_get_dims(c, "uploads/d.jpg", "\"e2\"", &w, &h), ENOENT);
+	cache_close(c);
+}
+
 int main(void)
 {
 	struct metrics *m = metrics_create();
@@ -344,6 +376,7 @@ int main(void)
 	test_threads();
 	test_killed_writer();
 	test_garbage_file();
+	test_dims();
 	remove_tree();
 	metrics_destroy(m);
 	return check_done("cache");

@@ -1,6 +1,6 @@
 /*
  * Unit tests for links: the pure helpers (expiry cap, HTML escaping,
- * Content-Disposition, the gallery page's structure), and links_object
+ * Content-Disposition, the gallery pages' structure, names and paging), and links_object
  * through the daemon's real S3 client and credentials (signing needs no
  * network), compared with URLs botocore's presigner made.
  */
@@ -13,8 +13,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <openssl/evp.h>
+
 #include "check.h"
 #include "base/buf.h"
+#include "ns/gallery_page.h"
 #include "ns/links.h"
 #include "base/metrics.h"
 
@@ -100,83 +103,227 @@ static void test_disposition(void)
 			  "filename*=UTF-8''q%22%C3%A9.jpg");
 }
 
-/* A page of n figures, the first few with hostile names. */
-static void build_page(size_t n, const char *bucket, struct buf *page)
-{
-	static const char *const names[] = {
-		"<script>alert('x')</script>.jpg", "a \"quoted\" & 'ticked'.png",
-		"folder/<img src=x onerror=y>.gif", "plain.jpg",
-	};
-	struct buf path = BUF_INIT;
+/* ---- the gallery's pages ------------------------------------------------ */
 
-	CHECK_INT(links_page_head(bucket, n, 1700003600, page), 0);
-	for (size_t i = 0; i < n; i++) {
-		buf_reset(&path);
-		buf_addf(&path, "%zu-%s", i, names[i % 4]);
-		CHECK_INT(links_page_figure(path.data,
-					    "http://127.0.0.1:1/b/o?a=1&b=2",
-					    i % 4 == 3 ? NULL
-						       : "http://127.0.0.1:1/b/t?c=3&d=4",
-					    page),
-			  0);
+static const char *const hostile[] = {
+	"<script>alert('x')</script>.jpg", "a \"quoted\" & 'ticked'.png",
+	"<img src=x onerror=y>.gif", "plain.jpg",
+};
+
+/* Page `page` of a folder of n images (every fourth one without a
+ * thumbnail, every second one with a 2x size), with two sub-folders. */
+static void build_page(const char *bucket, const char *folder,
+		       const char *root, size_t n, size_t page,
+		       struct buf *out)
+{
+	static const char *const subdirs[] = {"<b>&sub", "été #1?"};
+	struct gallery_view v = {
+		.bucket = bucket, .folder = folder, .root = root,
+		.page = page, .npages = gallery_npages(n), .nimages = n,
+		.subdirs = subdirs, .nsubdirs = 2, .expires_at = 1700003600,
+		.box = 128,
+	};
+	size_t from = (page - 1) * GALLERY_PER_PAGE;
+	size_t to = from + GALLERY_PER_PAGE < n ? from + GALLERY_PER_PAGE : n;
+
+	CHECK_INT(gallery_page_head(&v, out), 0);
+	for (size_t i = from; i < to; i++) {
+		struct gallery_image im = {
+			.name = hostile[i % 4], .size = 1536 * i,
+			.mtime = 1700000000, .width = i % 3 ? 640 : 0,
+			.height = 480, .href = "http://127.0.0.1:1/b/o?a=1&b=2",
+			.src = i % 4 == 3 ? NULL : "http://127.0.0.1:1/b/t?c=3&d=4",
+			.src2x = i % 2 ? NULL : "http://127.0.0.1:1/b/t2?e=5",
+		};
+
+		CHECK_INT(gallery_page_image(&v, &im, out), 0);
 	}
-	CHECK_INT(links_page_tail(n, page), 0);
-	buf_release(&path);
+	CHECK_INT(gallery_page_tail(&v, out), 0);
 }
 
-static void test_page_structure(void)
+/* The text between the first open and close after from. */
+static void between(const char *s, const char *open, const char *close,
+		    struct buf *out)
+{
+	const char *a = strstr(s, open), *b;
+
+	CHECK(a != NULL);
+	a += strlen(open);
+	b = strstr(a, close);
+	CHECK(b != NULL);
+	buf_add(out, a, (size_t)(b - a));
+}
+
+/* The CSP names the SHA-256 of the inline style and script. */
+static void check_csp(const char *page)
+{
+	const char *kinds[] = {"style", "script"};
+
+	for (int k = 0; k < 2; k++) {
+		struct buf text = BUF_INIT, open = BUF_INIT, close = BUF_INIT,
+			   want = BUF_INIT;
+		unsigned char md[EVP_MAX_MD_SIZE], b64[128];
+		unsigned mdlen = 0;
+
+		buf_addf(&open, "<%s>", kinds[k]);
+		buf_addf(&close, "</%s>", kinds[k]);
+		between(page, open.data, close.data, &text);
+		CHECK(EVP_Digest(text.data, text.len, md, &mdlen, EVP_sha256(),
+				 NULL));
+		EVP_EncodeBlock(b64, md, (int)mdlen);
+		buf_addf(&want, "%s-src 'sha256-%s'", kinds[k], (char *)b64);
+		CHECK_INT(count(page, want.data), 1);
+		buf_release(&text);
+		buf_release(&open);
+		buf_release(&close);
+		buf_release(&want);
+	}
+	CHECK_INT(count(page, "default-src 'none'"), 1);
+	CHECK_INT(count(page, "<script"), 1); /* only the page's own */
+}
+
+static void test_gallery_escaping(void)
 {
 	struct buf page = BUF_INIT;
-	size_t n = 1000, previews = n - n / 4;
+	size_t n = 100, previews = n - n / 4;
 
-	build_page(n, "my<bucket>", &page);
+	build_page("my<bucket>", "x&y/<z>", "../../", n, 1, &page);
 	CHECK(strncmp(page.data, "<!DOCTYPE html>\n", 16) == 0);
-	CHECK_INT(count(page.data, "<html"), 1);
 	CHECK_INT(count(page.data, "</html>"), 1);
-	CHECK_INT(count(page.data, "<meta charset=\"utf-8\">"), 1);
 	CHECK_INT(count(page.data, "<figure>"), n);
-	CHECK_INT(count(page.data, "</figure>"), n);
-	CHECK_INT(count(page.data, "<figcaption>"), n);
-	CHECK_INT(count(page.data, "<a href=\"http://127.0.0.1:1/b/o?a=1&amp;b=2\">"), n);
+	CHECK_INT(count(page.data, "href=\"http://127.0.0.1:1/b/o?a=1&amp;b=2\""), n);
+	CHECK_INT(count(page.data, "data-url=\"http://127.0.0.1:1/b/o?a=1&amp;b=2\""), n);
 	CHECK_INT(count(page.data, "<img "), previews);
-	CHECK_INT(count(page.data, "loading=\"lazy\""), previews);
-	CHECK_INT(count(page.data, "width=\"160\" height=\"160\""), previews);
-	CHECK_INT(count(page.data, "src=\"http://127.0.0.1:1/b/t?c=3&amp;d=4\""), previews);
-	CHECK_INT(count(page.data, "no preview"), n / 4);
+	CHECK_INT(count(page.data, " src=\"http://127.0.0.1:1/b/t?c=3&amp;d=4\""), previews);
+	CHECK_INT(count(page.data, "srcset=\"http://127.0.0.1:1/b/t?c=3&amp;d=4 1x, "
+			"http://127.0.0.1:1/b/t2?e=5 2x\""), n / 2);
+	CHECK_INT(count(page.data, "thumbnail being made"), n / 4);
+	/* No size is forced on a thumbnail: it shows at its natural size. */
+	CHECK_INT(count(page.data, "width=\""), 0);
+	CHECK_INT(count(page.data, "object-fit"), 0);
 	/* Hostile names never reach the page unescaped. */
-	CHECK_INT(count(page.data, "<script"), 0);
 	CHECK_INT(count(page.data, "<img src=x"), 0);
-	CHECK_INT(count(page.data, "onerror=y>"), 0);
-	CHECK_INT(count(page.data, "<figcaption>0-&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.jpg</figcaption>"), 1);
-	CHECK_INT(count(page.data, "alt=\"1-a &quot;quoted&quot; &amp; &#39;ticked&#39;.png\""), 1);
-	CHECK_INT(count(page.data, "alt=\"&lt;img src=x onerror=y&gt;.gif\""), n / 4);
-	CHECK_INT(count(page.data, "<figcaption>2-folder/&lt;img src=x onerror=y&gt;.gif</figcaption>"), 1);
-	/* The header: escaped bucket, count, expiry time. */
-	CHECK_INT(count(page.data, "<h1>my&lt;bucket&gt;</h1>"), 1);
-	CHECK_INT(count(page.data, "1000 images"), 1);
-	CHECK_INT(count(page.data, "<time datetime=\"2023-11-14T23:13:20Z\">2023-11-14 23:13:20 UTC</time>"), 1);
+	CHECK_INT(count(page.data, "alert('x')"), 0);
+	CHECK_INT(count(page.data, "<span class=\"name\">&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;.jpg</span>"), n / 4);
+	CHECK_INT(count(page.data, "alt=\"a &quot;quoted&quot; &amp; &#39;ticked&#39;.png\""), n / 4);
+	CHECK_INT(count(page.data, "<title>x&amp;y/&lt;z&gt; - my&lt;bucket&gt; - imgfs gallery</title>"), 1);
+	/* Sub-folders: escaped text, percent-encoded links. */
+	CHECK_INT(count(page.data, "href=\"../../x%26y/%3Cz%3E/%3Cb%3E%26sub/index.html\">&lt;b&gt;&amp;sub/</a>"), 1);
+	CHECK_INT(count(page.data, "href=\"../../x%26y/%3Cz%3E/%C3%A9t%C3%A9%20%231%3F/index.html\">été #1?/</a>"), 1);
+	/* Size, dimensions where known, date. */
+	CHECK_INT(count(page.data, "<span class=\"size\">1.5 KiB</span>"), 1);
+	CHECK_INT(count(page.data, "<span class=\"dims\">640&times;480</span>"), 66);
+	CHECK_INT(count(page.data, "<time datetime=\"2023-11-14T22:13:20Z\">2023-11-14 22:13 UTC</time>"), n);
+	check_csp(page.data);
 	/* Self-contained: nothing loaded but the signed images. */
 	CHECK_INT(count(page.data, "<link"), 0);
-	CHECK_INT(count(page.data, "@import"), 0);
 	CHECK_INT(count(page.data, "url("), 0);
+	CHECK_INT(count(page.data, "<script src"), 0);
 	buf_release(&page);
 }
 
-static void test_page_small(void)
+static void test_gallery_breadcrumbs(void)
 {
 	struct buf page = BUF_INIT;
 
-	build_page(0, NULL, &page);
-	CHECK_INT(count(page.data, "<figure>"), 0);
-	CHECK_INT(count(page.data, "No images in uploads/ yet."), 1);
-	CHECK_INT(count(page.data, "0 images"), 1);
-	CHECK_INT(count(page.data, "<h1>imgfs</h1>"), 1);
+	build_page("bkt", "a b/c#d/e", "../../../", 1, 1, &page);
+	CHECK_INT(count(page.data, "<a class=\"crumb\" href=\"../../../index.html\">bkt</a>"), 1);
+	CHECK_INT(count(page.data, "/ <a class=\"crumb\" href=\"../../../a%20b/index.html\">a b</a>"), 1);
+	CHECK_INT(count(page.data, "/ <a class=\"crumb\" href=\"../../../a%20b/c%23d/index.html\">c#d</a>"), 1);
+	CHECK_INT(count(page.data, "/ <span aria-current=\"page\">e</span>"), 1);
+	CHECK_INT(count(page.data, "class=\"crumb\""), 3);
 	buf_reset(&page);
-	build_page(1, "b", &page);
-	CHECK_INT(count(page.data, "<figure>"), 1);
-	CHECK_INT(count(page.data, "1 image &middot;"), 1);
-	CHECK_INT(count(page.data, "No images"), 0);
+	/* The top folder: the bucket is the only crumb, not a link. */
+	build_page(NULL, "", "gallery/", 0, 1, &page);
+	CHECK_INT(count(page.data, "<h1 class=\"crumbs\">imgfs</h1>"), 1);
+	CHECK_INT(count(page.data, "href=\"gallery/%3Cb%3E%26sub/index.html\""), 1);
+	CHECK_INT(count(page.data, "No images in this folder yet."), 1);
+	CHECK_INT(count(page.data, "0 images &middot; 2 folders"), 1);
+	CHECK_INT(count(page.data, "rel=\"next\""), 0);
 	buf_release(&page);
+}
+
+static void test_gallery_paging(void)
+{
+	struct buf page = BUF_INIT;
+
+	CHECK_INT(gallery_npages(0), 1);
+	CHECK_INT(gallery_npages(1), 1);
+	CHECK_INT(gallery_npages(100), 1);
+	CHECK_INT(gallery_npages(101), 2);
+	CHECK_INT(gallery_npages(250), 3);
+	build_page("b", "f", "../", 250, 1, &page);
+	CHECK_INT(count(page.data, "<figure>"), 100);
+	CHECK_INT(count(page.data, "rel=\"prev\""), 0);
+	CHECK_INT(count(page.data, "<a rel=\"next\" href=\"../f/index-2.html\">"), 2);
+	CHECK_INT(count(page.data, "page 1 of 3"), 3);
+	CHECK_INT(count(page.data, "250 images"), 1);
+	buf_reset(&page);
+	build_page("b", "f", "../", 250, 2, &page);
+	CHECK_INT(count(page.data, "<a rel=\"prev\" href=\"../f/index.html\">"), 2);
+	CHECK_INT(count(page.data, "<a rel=\"next\" href=\"../f/index-3.html\">"), 2);
+	buf_reset(&page);
+	build_page("b", "f", "../", 250, 3, &page);
+	CHECK_INT(count(page.data, "<figure>"), 50);
+	CHECK_INT(count(page.data, "<a rel=\"prev\" href=\"../f/index-2.html\">"), 2);
+	CHECK_INT(count(page.data, "rel=\"next\""), 0);
+	buf_release(&page);
+}
+
+static void check_parse(const char *name, int rc, size_t want)
+{
+	size_t n = 0;
+
+	CHECK_INT(gallery_parse_page(name, &n), rc);
+	if (!rc)
+		CHECK_INT(n, want);
+}
+
+static void test_gallery_names(void)
+{
+	struct buf b = BUF_INIT;
+	char longname[300];
+
+	check_parse("index.html", 0, 1);
+	check_parse("index-2.html", 0, 2);
+	check_parse("index-10000000.html", 0, 10000000);
+	check_parse("index-10000001.html", ENOENT, 0);
+	check_parse("index-1.html", ENOENT, 0);
+	check_parse("index-02.html", ENOENT, 0);
+	check_parse("index-2.htm", ENOENT, 0);
+	check_parse("index-.html", ENOENT, 0);
+	check_parse("index-2x.html", ENOENT, 0);
+	check_parse("other.html", ENOENT, 0);
+	gallery_page_name(1, &b);
+	gallery_page_name(7, &b);
+	CHECK_STR(b.data, "index.htmlindex-7.html");
+	buf_reset(&b);
+	CHECK_INT(gallery_name_ok("a.jpg", 5, 0), 1);
+	CHECK_INT(gallery_name_ok("été.jpg", strlen("été.jpg"), 0), 1);
+	CHECK_INT(gallery_name_ok("..", 2, 0), 0);
+	CHECK_INT(gallery_name_ok(".", 1, 1), 0);
+	CHECK_INT(gallery_name_ok("", 0, 0), 0);
+	CHECK_INT(gallery_name_ok("a/b.jpg", 7, 0), 0);
+	CHECK_INT(gallery_name_ok("a\nb.jpg", 7, 0), 0);
+	CHECK_INT(gallery_name_ok("a\x1b[31m.jpg", 9, 0), 0);
+	CHECK_INT(gallery_name_ok("a\x7f.jpg", 6, 0), 0);
+	CHECK_INT(gallery_name_ok("\xff\xfe.jpg", 6, 0), 0);
+	memset(longname, 'x', sizeof(longname));
+	CHECK_INT(gallery_name_ok(longname, 255, 0), 1);
+	CHECK_INT(gallery_name_ok(longname, 256, 0), 0);
+	/* A folder named like a page is hidden (the page has the name). */
+	CHECK_INT(gallery_name_ok("index.html", 10, 1), 0);
+	CHECK_INT(gallery_name_ok("index-3.html", 12, 1), 0);
+	CHECK_INT(gallery_name_ok("index.html", 10, 0), 1);
+	gallery_url_path("a b/%#?&<é~._-", &b);
+	CHECK_STR(b.data, "a%20b/%25%23%3F%26%3C%C3%A9~._-");
+	buf_reset(&b);
+	gallery_human_size(0, &b);
+	gallery_human_size(1023, &b);
+	gallery_human_size(1024, &b);
+	gallery_human_size(5u << 20, &b);
+	CHECK_STR(b.data, "0 B1023 B1.0 KiB5.0 MiB");
+	buf_release(&b);
 }
 
 /* ---- links_object with the real S3 client (signing only, no network) -- */
@@ -349,8 +496,10 @@ int main(void)
 	test_expiry_cap();
 	test_html_escape();
 	test_disposition();
-	test_page_structure();
-	test_page_small();
+	test_gallery_escaping();
+	test_gallery_breadcrumbs();
+	test_gallery_paging();
+	test_gallery_names();
 	test_links_object_matches_botocore();
 	return check_done("test_links");
 }

@@ -213,7 +213,7 @@ static void test_readdir(struct rig *r)
 	CHECK_STR(list(r, "/uploads", &n), "a.txt sub/ ");
 	CHECK_STR(list(r, "/uploads/sub", &n), "b.txt ");
 	CHECK_STR(list(r, "/.links", &n),
-		  "uploads/ thumbnails/ index.html upload/ ");
+		  "uploads/ thumbnails/ index.html upload/ gallery/ ");
 	CHECK_STR(list(r, "/.links/uploads", &n), "a.txt sub/ ");
 	CHECK_INT(ns_readdir(r->ns, "/.metrics", add_name, &n), ENOTDIR);
 	CHECK_INT(ns_readdir(r->ns, "/elsewhere", add_name, &n), ENOENT);
@@ -468,6 +468,53 @@ static int wait_key(struct rig *r, const char *key)
 	return 0;
 }
 
+/* .links/gallery/: a folder per folder of uploads/, its pages; a
+ * thumbnail not made yet is a placeholder, made in the background. */
+static void test_gallery_area(struct rig *r)
+{
+	struct buf png = BUF_INIT, page = BUF_INIT;
+	struct ns_attr a;
+	struct names n;
+
+	CHECK_INT(ns_mkdir(r->ns, "/uploads/index.html"), 0);
+	CHECK_INT(ns_mkdir(r->ns, "/uploads/gal"), 0);
+	/* the folder named like a page is hidden; the page file is there */
+	CHECK_STR(list(r, "/.links/gallery", &n), "gal/ moved/ index.html ");
+	CHECK_STR(list(r, "/.links/gallery/gal", &n), "index.html ");
+	CHECK_INT(ns_getattr(r->ns, "/.links/gallery/gal", &a), 0);
+	CHECK(a.is_dir);
+	CHECK_INT(ns_getattr(r->ns, "/.links/gallery/gal/index.html", &a), 0);
+	CHECK(!a.is_dir);
+	CHECK_INT(ns_getattr(r->ns, "/.links/gallery/nope", &a), ENOENT);
+	CHECK_INT(ns_getattr(r->ns, "/.links/gallery/index.html/index.html", &a),
+		  ENOENT);
+	CHECK_INT(ns_open(r->ns, "/.links/gallery/index-2.html", O_RDONLY,
+			  &(struct ns_file *){NULL}), ENOENT);
+	/* stat's size is the page's: it builds it, the open takes it over */
+	CHECK_INT(ns_getattr(r->ns, "/.links/gallery/gal/index.html", &a), 0);
+	CHECK_INT(slurp(r, "/.links/gallery/gal/index.html", &page), 0);
+	CHECK_INT(a.size, page.len);
+	CHECK(page.data && strstr(page.data, "No images in this folder") != NULL);
+	CHECK_INT(ns_getattr(r->ns, "/.links/gallery/index-2.html", &a), ENOENT);
+	CHECK(page.data && strstr(page.data, "href=\"../index.html\">imgfs-test<") != NULL);
+	/* a new image (no eager thumbnails here): no thumbnail yet */
+	CHECK_INT(make_png(60, 30, &png), 0);
+	CHECK_INT(put_file(r, "/uploads/gal/q.png", png.data, png.len), 0);
+	buf_reset(&page);
+	CHECK_INT(slurp(r, "/.links/gallery/gal/index.html", &page), 0);
+	CHECK(page.data && strstr(page.data, "<span class=\"name\">q.png<") != NULL);
+	CHECK(page.data && strstr(page.data, "thumbnail being made") != NULL);
+	CHECK(wait_key(r, "thumbnails/gal/q.png"));
+	buf_reset(&page);
+	CHECK_INT(slurp(r, "/.links/gallery/gal/index.html", &page), 0);
+	CHECK(page.data && strstr(page.data, "thumbnail being made") == NULL);
+	CHECK(page.data && strstr(page.data, "/imgfs-test/thumbnails/gal/q.png?") != NULL);
+	/* the source's size, recorded when the thumbnail was made */
+	CHECK(page.data && strstr(page.data, "<span class=\"dims\">60&times;30</span>") != NULL);
+	buf_release(&png);
+	buf_release(&page);
+}
+
 /* The width x height of a thumbnail read through path. */
 static void thumb_dims(struct rig *r, const char *path, int *w, int *h)
 {
@@ -515,6 +562,16 @@ static void test_eager_sizes(void)
 	CHECK_INT(mem_calls(r.m, MEM_GET), 0);
 	CHECK_INT(ns_open(r.ns, "/thumbnails-128/e.png", O_RDONLY,
 			  &(struct ns_file *){NULL}), ENOENT);
+	/* the gallery: srcset names the second size for 2x screens */
+	{
+		struct buf page = BUF_INIT;
+
+		CHECK_INT(slurp(&r, "/.links/index.html", &page), 0);
+		CHECK(page.data && strstr(page.data, " 1x, http://127.0.0.1:9/"
+					  "imgfs-test/thumbnails/%4064/e.png?") != NULL);
+		CHECK(page.data && strstr(page.data, "200&times;100") != NULL);
+		buf_release(&page);
+	}
 	/* replaced: both sizes follow */
 	buf_reset(&png);
 	CHECK_INT(make_png(100, 200, &png), 0);
@@ -583,6 +640,7 @@ int main(void)
 	test_rename(&r);
 	test_links(&r);
 	test_thumbnails(&r);
+	test_gallery_area(&r);
 	test_put_failure(&r);
 	test_part_failure(&r);
 	rig_down(&r);

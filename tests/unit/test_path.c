@@ -31,6 +31,11 @@ static void test_areas(void)
 	check_area("/.links/upload/post.json", PA_LINKS_UPLOAD, "post.json");
 	check_area("/.links/upload/a b/index.html", PA_LINKS_UPLOAD,
 		   "a b/index.html");
+	check_area("/.links/gallery", PA_LINKS_GALLERY, "");
+	check_area("/.links/gallery/index-2.html", PA_LINKS_GALLERY,
+		   "index-2.html");
+	check_area("/.links/gallery/a b/c/index.html", PA_LINKS_GALLERY,
+		   "a b/c/index.html");
 	check_area("/.metrics", PA_METRICS, "");
 	check_area("/thumbnails-256/a/x.png", PA_THUMBS, "a/x.png");
 	check_area("/.links/thumbnails-64", PA_LINKS_THUMBS, "");

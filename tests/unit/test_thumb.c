@@ -157,7 +157,8 @@ static void test_names(void)
 	buf_release(&b);
 }
 
-/* EXIF orientation 6 on a landscape image: the thumbnail is portrait. */
+/* EXIF orientation 6 on a landscape image: the thumbnail is portrait,
+ * and so is the source size reported. */
 static void test_orientation(struct thumb_engine *e)
 {
 	VipsImage *im = solid_rgb(400, 200, 200, 30, 30), *c = NULL, *t;
@@ -174,6 +175,18 @@ static void test_orientation(struct thumb_engine *e)
 		CHECK_INT(vips_image_get_height(t), EDGE);
 		CHECK(!vips_image_get_typeof(t, "exif-data"));
 		g_object_unref(t);
+	}
+	/* The source's size as shown: turned too. */
+	{
+		struct thumb_source_info info = {0, 0};
+		struct buf again = BUF_INIT;
+		enum thumb_format fmt;
+
+		CHECK_INT(thumb_make_sizes_info(e, src.data, src.len, "rot.jpg",
+						1, &again, &fmt, NULL, &info), 0);
+		CHECK_INT(info.width, 200);
+		CHECK_INT(info.height, 400);
+		buf_release(&again);
 	}
 	g_object_unref(c);
 	g_object_unref(im);
