@@ -79,6 +79,8 @@ struct fs_conf {
 	char *thumbs_prefix;      /* S3 prefix for thumbnails/, ends with '/' */
 	uint64_t part_size;       /* multipart part size in bytes */
 	unsigned parts_in_flight; /* per file being written */
+	uint64_t memory_max;      /* bytes of part and read-ahead buffers, for
+				     the whole daemon (base/membudget.h) */
 	double metadata_ttl;      /* seconds listings and attributes are cached */
 	int foreground;           /* -f */
 	int debug;                /* -d: libfuse debug output */

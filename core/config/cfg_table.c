@@ -88,6 +88,9 @@ const struct key_def cfg_keys[] = {
 	{"copy_max", KIND_SIZE, F(s3.copy_max), {NULL, NULL}, "5G", 5 * MIB,
 	 5 * GIB, NULL, "objects larger than this are copied (mv, chmod, "
 	 "touch) part by part; 5G is S3's CopyObject limit", NULL},
+	{"memory_max", KIND_SIZE, F(fs.memory_max), {NULL, NULL}, "256M",
+	 16 * MIB, 1024 * GIB, NULL,
+	 "upload part and read-ahead buffers of all files together", NULL},
 	{"parts_in_flight", KIND_UINT, F(fs.parts_in_flight), {NULL, NULL}, "4",
 	 1, 64, NULL, "parts uploading at once per file", NULL},
 	{"max_connections", KIND_UINT, F(s3.max_connections), {NULL, NULL}, "16",

@@ -18,7 +18,11 @@
  * or is aborted, so an idle file holds no thread. The writer blocks while
  * that many parts are queued or in flight (backpressure), so memory is
  * bounded by parts_in_flight + 2 part buffers. Buffers are anonymous
- * mappings, returned to the system when freed.
+ * mappings, returned to the system when freed. Every buffer is taken from
+ * conf->budget, the daemon-wide bound (base/membudget.h): a writer that
+ * needs a new one waits while the budget is spent and parts are in flight
+ * anywhere; a part counts as in flight from its submission to its end.
+ * Spares are not kept while the budget is short.
  */
 #ifndef IMGFS_UPLOAD_INT_H
 #define IMGFS_UPLOAD_INT_H
@@ -42,6 +46,7 @@ struct upload_part {
 	size_t len;               /* bytes of data used */
 	unsigned number;          /* part number, from 1 */
 	int tee;                  /* the worker also writes it to the spool */
+	struct membudget *budget; /* map_len is taken from it (may be NULL) */
 	char data[];
 };
 

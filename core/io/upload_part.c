@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/membudget.h"
 #include "io/journal.h"
 #include "base/log.h"
 #include "io/mime.h"
@@ -35,26 +36,38 @@ uint64_t up_cur_start(const struct upload *u)
 
 /* ---- part buffers ---------------------------------------------------- */
 
-static struct upload_part *part_map(size_t cap)
+/* Map a buffer of cap bytes after taking its size from the budget (which
+ * may wait for parts in flight to finish). */
+static struct upload_part *part_map(struct membudget *mb, size_t cap)
 {
 	size_t map_len = sizeof(struct upload_part) + cap;
 	struct upload_part *p;
 
+	membudget_take(mb, map_len);
 	p = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED) {
+		membudget_give(mb, map_len);
 		errno = ENOMEM;
 		return NULL;
 	}
 	p->map_len = map_len;
 	p->cap = cap;
+	p->budget = mb;
 	return p;
 }
 
 void up_part_unmap(struct upload_part *p)
 {
-	if (p)
-		munmap(p, p->map_len);
+	struct membudget *mb;
+	size_t len;
+
+	if (!p)
+		return;
+	mb = p->budget;
+	len = p->map_len;
+	munmap(p, len);
+	membudget_give(mb, len);
 }
 
 /* A buffer with room for cap bytes, len 0; NULL with errno ENOMEM. */
@@ -71,7 +84,7 @@ struct upload_part *up_part_get(struct upload *u, size_t cap,
 	}
 	pthread_mutex_unlock(&u->lock);
 	if (!p)
-		p = part_map(cap);
+		p = part_map(u->conf->budget, cap);
 	if (p) {
 		p->next = NULL;
 		p->len = 0;
@@ -81,10 +94,11 @@ struct upload_part *up_part_get(struct upload *u, size_t cap,
 	return p;
 }
 
-/* Keep p for reuse (at most one spare per worker) or free it. */
+/* Keep p for reuse (at most one spare per worker, none while the memory
+ * budget is short) or free it. */
 static void part_put_locked(struct upload *u, struct upload_part *p)
 {
-	if (u->nspare >= u->nthreads) {
+	if (u->nspare >= u->nthreads || membudget_short(u->conf->budget)) {
 		up_part_unmap(p);
 		return;
 	}
@@ -133,6 +147,7 @@ static void part_done_locked(struct upload *u, struct upload_part *p, int rc,
 		u->err = rc;
 	part_put_locked(u, p);
 	u->busy--;
+	membudget_flight(u->conf->budget, -1);
 	pthread_cond_broadcast(&u->cond);
 }
 
@@ -274,6 +289,7 @@ int up_workers_submit(struct upload *u, struct upload_part *p)
 	*u->queue_tail = p;
 	u->queue_tail = &p->next;
 	u->busy++;
+	membudget_flight(u->conf->budget, 1);
 	pthread_cond_broadcast(&u->cond);
 	pthread_mutex_unlock(&u->lock);
 	return 0;
