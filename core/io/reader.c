@@ -207,6 +207,14 @@ static struct slot *find_slot(struct reader *r, uint64_t index)
 	return NULL;
 }
 
+/* Is a a better slot to reuse than b? A FREE one, else the older. */
+static int lru_before(const struct slot *a, const struct slot *b)
+{
+	int fa = a->state == SLOT_FREE, fb = b->state == SLOT_FREE;
+
+	return fa != fb ? fa : a->used < b->used;
+}
+
 /* The slot to fill with block index: one without a buffer when the budget
  * has a block for it, else (for the block a read needs, or with no budget)
  * the least recently used one not loading, else (a read's block, when the
@@ -224,7 +232,7 @@ static struct slot *pick_slot(struct reader *r, int ahead)
 		if (!s->charged) {
 			if (!empty)
 				empty = s;
-		} else if (!lru || s->state == SLOT_FREE || s->used < lru->used) {
+		} else if (!lru || lru_before(s, lru)) {
 			lru = s;
 		}
 	}
@@ -232,7 +240,7 @@ static struct slot *pick_slot(struct reader *r, int ahead)
 		empty->charged = 1;
 		return empty;
 	}
-	if (lru && (!ahead || !r->mb))
+	if (lru && (!ahead || !r->mb || lru->state == SLOT_FREE))
 		return lru;
 	if (empty && !ahead) {
 		membudget_force(r->mb, B);
