@@ -36,25 +36,43 @@ uint64_t up_cur_start(const struct upload *u)
 
 /* ---- part buffers ---------------------------------------------------- */
 
-/* Map a buffer of cap bytes after taking its size from the budget (which
- * may wait for parts in flight to finish). */
-static struct upload_part *part_map(struct membudget *mb, size_t cap)
+/* Map a buffer of cap bytes after taking its header and charge bytes of
+ * data room from the budget (which may wait for parts in flight). */
+static struct upload_part *part_map(struct membudget *mb, size_t cap,
+				    size_t charge)
 {
 	size_t map_len = sizeof(struct upload_part) + cap;
+	size_t take = sizeof(struct upload_part) + (charge < cap ? charge : cap);
 	struct upload_part *p;
 
-	membudget_take(mb, map_len);
+	membudget_take(mb, take);
 	p = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED) {
-		membudget_give(mb, map_len);
+		membudget_give(mb, take);
 		errno = ENOMEM;
 		return NULL;
 	}
 	p->map_len = map_len;
 	p->cap = cap;
 	p->budget = mb;
+	p->charged = take;
 	return p;
+}
+
+void up_part_charge(struct upload_part *p, size_t upto)
+{
+	size_t want = sizeof(struct upload_part) + upto, take;
+
+	if (want <= p->charged)
+		return;
+	take = want - p->charged;
+	if (take < UPLOAD_CHARGE_STEP)
+		take = UPLOAD_CHARGE_STEP;
+	if (take > p->map_len - p->charged)
+		take = p->map_len - p->charged;
+	membudget_take(p->budget, take);
+	p->charged += take;
 }
 
 void up_part_unmap(struct upload_part *p)
@@ -65,14 +83,14 @@ void up_part_unmap(struct upload_part *p)
 	if (!p)
 		return;
 	mb = p->budget;
-	len = p->map_len;
-	munmap(p, len);
+	len = p->charged;
+	munmap(p, p->map_len);
 	membudget_give(mb, len);
 }
 
 /* A buffer with room for cap bytes, len 0; NULL with errno ENOMEM. */
 struct upload_part *up_part_get(struct upload *u, size_t cap,
-				    unsigned number)
+				    unsigned number, size_t charge)
 {
 	struct upload_part *p = NULL;
 
@@ -84,7 +102,9 @@ struct upload_part *up_part_get(struct upload *u, size_t cap,
 	}
 	pthread_mutex_unlock(&u->lock);
 	if (!p)
-		p = part_map(u->conf->budget, cap);
+		p = part_map(u->conf->budget, cap, charge);
+	else
+		up_part_charge(p, charge < cap ? charge : cap);
 	if (p) {
 		p->next = NULL;
 		p->len = 0;

@@ -191,6 +191,15 @@ static void test_budget(void)
 	CHECK(membudget_peak(fx.conf.budget) <= 3 * part_map);
 	upload_destroy(u);
 	CHECK_INT(membudget_used(fx.conf.budget), 0);
+	/* a small file is charged by the step, not by a whole part */
+	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/small.bin", 0, 0);
+	CHECK_INT(write_seq(u, data, 100000), 0);
+	CHECK(membudget_used(fx.conf.budget) > 0);
+	CHECK(membudget_used(fx.conf.budget) <= MIB + 4096);
+	CHECK_INT(upload_commit(u, NULL), 0);
+	CHECK(holds(&fx, "u/small.bin", data, 100000));
+	upload_destroy(u);
+	CHECK_INT(membudget_used(fx.conf.budget), 0);
 	membudget_destroy(fx.conf.budget);
 	free(data);
 	fx_release(&fx);
