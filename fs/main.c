@@ -9,6 +9,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -270,6 +271,11 @@ int main(int argc, char **argv)
 	 * a session token or a signing key: they pass through buffers of
 	 * libcurl, OpenSSL and the stack that no madvise() can reach. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	/* Blocks and other large buffers are mapped and unmapped, never kept
+	 * in malloc's per-thread arenas after they are freed (a fixed
+	 * threshold also stops glibc raising it after each free), so what
+	 * memory_max gives back leaves the process. */
+	mallopt(M_MMAP_THRESHOLD, 256 * 1024);
 	memset(&c, 0, sizeof(c));
 	switch (cfg_parse(&c, argc, argv, environ, err, sizeof(err), &out)) {
 	case CFG_OK:

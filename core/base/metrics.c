@@ -93,6 +93,9 @@ static const struct counter_info gauge_info[MG__COUNT] = {
 			      "Entries in the local thumbnail cache."},
 	[MG_DATA_BYTES] = {"imgfs_data_cache_bytes",
 			   "Bytes held by the local data cache."},
+	[MG_MEMORY_BYTES] = {"imgfs_memory_bytes",
+			     "Bytes of upload part and read-ahead buffers "
+			     "(bounded by memory_max)."},
 	[MG_UPLOADS_ACTIVE] = {"imgfs_uploads_in_progress",
 			       "Files written and not yet uploaded."},
 	[MG_UPLOAD_BYTES_ACTIVE] = {"imgfs_upload_bytes_in_progress",

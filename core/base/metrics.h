@@ -54,6 +54,8 @@ enum metrics_gauge {
 	MG_UPLOADS_ACTIVE,      /* files written and not yet uploaded */
 	MG_UPLOAD_BYTES_ACTIVE, /* bytes written so far to those files */
 	MG_DATA_BYTES,          /* bytes held by the local data cache */
+	MG_MEMORY_BYTES,        /* bytes of part and read-ahead buffers
+				   (base/membudget.h) */
 	MG__COUNT
 };
 

@@ -81,6 +81,8 @@ struct fs_conf {
 	unsigned parts_in_flight; /* per file being written */
 	uint64_t read_ahead;      /* the kernel's read-ahead window, bytes;
 				     0 leaves the kernel's own */
+	uint64_t memory_max;      /* bytes of part and read-ahead buffers, for
+				     the whole daemon (base/membudget.h) */
 	double metadata_ttl;      /* seconds listings and attributes are cached */
 	int foreground;           /* -f */
 	int debug;                /* -d: libfuse debug output */

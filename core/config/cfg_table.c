@@ -88,6 +88,9 @@ const struct key_def cfg_keys[] = {
 	{"copy_max", KIND_SIZE, F(s3.copy_max), {NULL, NULL}, "5G", 5 * MIB,
 	 5 * GIB, NULL, "objects larger than this are copied (mv, chmod, "
 	 "touch) part by part; 5G is S3's CopyObject limit", NULL},
+	{"memory_max", KIND_SIZE, F(fs.memory_max), {NULL, NULL}, "256M",
+	 16 * MIB, 1024 * GIB, NULL,
+	 "upload part and read-ahead buffers of all files together", NULL},
 	{"parts_in_flight", KIND_UINT, F(fs.parts_in_flight), {NULL, NULL}, "4",
 	 1, 64, NULL, "parts uploading at once per file", NULL},
 	{"read_ahead", KIND_SIZE, F(fs.read_ahead), {NULL, NULL}, "4M", 0,
@@ -156,6 +159,37 @@ static void help_key(struct buf *b, const struct key_def *k)
 	buf_adds(b, "\n");
 }
 
+/* title, then every name of flags and prefixes (each prefix followed by
+ * tail), wrapped under 80 columns. */
+static void help_list(struct buf *b, const char *title,
+		      const char *const *flags, const char *const *prefixes,
+		      const char *tail)
+{
+	size_t col = strlen(title);
+	char word[64];
+
+	buf_adds(b, title);
+	for (int list = 0; list < 2; list++) {
+		const char *const *names = list ? prefixes : flags;
+
+		for (int i = 0; names[i]; i++) {
+			int last = list && !names[i + 1];
+
+			snprintf(word, sizeof(word), "%s%s%s", names[i],
+				 list && names[i][strlen(names[i]) - 1] == '-'
+					 ? tail : "",
+				 last ? "." : ",");
+			if (col + 1 + strlen(word) > 79) {
+				buf_adds(b, "\n   ");
+				col = 3;
+			}
+			buf_addf(b, " %s", word);
+			col += 1 + strlen(word);
+		}
+	}
+	buf_adds(b, "\n");
+}
+
 char *cfg_help_text(void)
 {
 	struct buf b = BUF_INIT;
@@ -179,15 +213,10 @@ char *cfg_help_text(void)
 		 "imgfs options (precedence: -o, environment, file, default):\n");
 	for (size_t i = 0; i < cfg_nkeys; i++)
 		help_key(&b, &cfg_keys[i]);
-	buf_adds(&b,
-		 "\nFUSE options passed through: allow_other, allow_root, "
-		 "default_permissions,\n"
-		 "    auto_unmount, ro, rw, nosuid, nodev, noexec, noatime, "
-		 "fsname=, subtype=,\n"
-		 "    max_read=.\n"
-		 "Ignored mount(8) options: _netdev, auto, noauto, user, "
-		 "users, defaults, nofail,\n"
-		 "    x-*, comment=.\n"
-		 "See imgfs(1) for details.\n");
+	help_list(&b, "\nFUSE options passed through:", cfg_fuse_flags,
+		  cfg_fuse_prefixes, "");
+	help_list(&b, "Ignored mount(8) options:", cfg_ignored_flags,
+		  cfg_ignored_prefixes, "*");
+	buf_adds(&b, "See imgfs(1) for details.\n");
 	return buf_detach(&b, NULL);
 }

@@ -5,6 +5,9 @@
  * filling it; others wait on cond), READY or FAILED. The thread that needs
  * a block fills it itself; read-ahead blocks are filled by detached
  * threads counted in inflight, which reader_destroy() waits for.
+ *
+ * A slot is charged (one block taken from the budget) while it has a
+ * buffer; a slot without one is FREE and uncharged.
  */
 #include "io/reader.h"
 
@@ -16,6 +19,7 @@
 
 #include "base/buf.h"
 #include "base/log.h"
+#include "base/membudget.h"
 
 #define B ((uint64_t)DATACACHE_BLOCK)
 
@@ -26,11 +30,13 @@ struct slot {
 	uint64_t index;   /* block number */
 	uint64_t used;    /* LRU stamp */
 	struct buf data;  /* the block's first data.len bytes */
+	int charged;      /* B bytes of the budget are taken for data */
 };
 
 struct reader {
 	struct store *store;
 	struct datacache *dc;
+	struct membudget *mb;
 	char *key;
 	char etag[STORE_ETAG_MAX];
 	uint64_t size;
@@ -58,7 +64,8 @@ struct fetch_job {
 };
 
 struct reader *reader_create(struct store *store, struct datacache *dc,
-			     const char *key, uint64_t size, const char *etag)
+			     struct membudget *mb, const char *key,
+			     uint64_t size, const char *etag)
 {
 	struct reader *r = calloc(1, sizeof(*r));
 
@@ -73,6 +80,7 @@ struct reader *reader_create(struct store *store, struct datacache *dc,
 		goto out_destroy_lock;
 	r->store = store;
 	r->dc = dc;
+	r->mb = mb;
 	r->size = size;
 	snprintf(r->etag, sizeof(r->etag), "%s", etag ? etag : "");
 	return r;
@@ -87,6 +95,17 @@ out_free:
 	return NULL;
 }
 
+/* Free s's buffer and give its block back. s is not loading; lock held or
+ * the reader idle. */
+static void slot_release(struct reader *r, struct slot *s)
+{
+	buf_release(&s->data);
+	if (s->charged)
+		membudget_give(r->mb, B);
+	s->charged = 0;
+	s->state = SLOT_FREE;
+}
+
 void reader_destroy(struct reader *r)
 {
 	if (!r)
@@ -96,7 +115,7 @@ void reader_destroy(struct reader *r)
 		pthread_cond_wait(&r->cond, &r->lock);
 	pthread_mutex_unlock(&r->lock);
 	for (int i = 0; i < READER_SLOTS; i++)
-		buf_release(&r->slots[i].data);
+		slot_release(r, &r->slots[i]);
 	pthread_cond_destroy(&r->cond);
 	pthread_mutex_destroy(&r->lock);
 	free(r->key);
@@ -188,22 +207,55 @@ static struct slot *find_slot(struct reader *r, uint64_t index)
 	return NULL;
 }
 
-/* Claim the least recently used slot that is not loading, for index.
- * NULL when every slot is loading. Lock held. */
-static struct slot *claim_slot(struct reader *r, uint64_t index)
+/* Is a a better slot to reuse than b? A FREE one, else the older. */
+static int lru_before(const struct slot *a, const struct slot *b)
 {
-	struct slot *best = NULL;
+	int fa = a->state == SLOT_FREE, fb = b->state == SLOT_FREE;
+
+	return fa != fb ? fa : a->used < b->used;
+}
+
+/* The slot to fill with block index: one without a buffer when the budget
+ * has a block for it, else (for the block a read needs, or with no budget)
+ * the least recently used one not loading, else (a read's block, when the
+ * reader has no buffer to reuse) one without a buffer at once. NULL when
+ * none. Lock held. */
+static struct slot *pick_slot(struct reader *r, int ahead)
+{
+	struct slot *lru = NULL, *empty = NULL;
 
 	for (int i = 0; i < READER_SLOTS; i++) {
 		struct slot *s = &r->slots[i];
 
 		if (s->state == SLOT_LOADING)
 			continue;
-		if (!best || s->state == SLOT_FREE || s->used < best->used)
-			best = s;
-		if (s->state == SLOT_FREE)
-			break;
+		if (!s->charged) {
+			if (!empty)
+				empty = s;
+		} else if (!lru || lru_before(s, lru)) {
+			lru = s;
+		}
 	}
+	if (empty && membudget_try(r->mb, B)) {
+		empty->charged = 1;
+		return empty;
+	}
+	if (lru && (!ahead || !r->mb || lru->state == SLOT_FREE))
+		return lru;
+	if (empty && !ahead) {
+		membudget_force(r->mb, B);
+		empty->charged = 1;
+		return empty;
+	}
+	return NULL;
+}
+
+/* Claim a slot for block index (see pick_slot), marked LOADING. Lock
+ * held. */
+static struct slot *claim_slot(struct reader *r, uint64_t index, int ahead)
+{
+	struct slot *best = pick_slot(r, ahead);
+
 	if (best) {
 		best->state = SLOT_LOADING;
 		best->index = index;
@@ -211,6 +263,21 @@ static struct slot *claim_slot(struct reader *r, uint64_t index)
 		buf_reset(&best->data);
 	}
 	return best;
+}
+
+/* Give back the blocks a sequential read has left behind (the data cache
+ * and the page cache have them). Lock held. */
+static void release_behind(struct reader *r, uint64_t block)
+{
+	if (!r->mb || !r->sequential)
+		return;
+	for (int i = 0; i < READER_SLOTS; i++) {
+		struct slot *s = &r->slots[i];
+
+		if (s->charged && s->state != SLOT_LOADING &&
+		    s->index + 1 < block)
+			slot_release(r, s);
+	}
 }
 
 /* Publish slot s as filled (err 0) or failed. */
@@ -311,7 +378,7 @@ static int start_ahead(struct reader *r, uint64_t i, uint64_t last,
 		return 1;
 	job->r = r;
 	for (; i <= last && job->n < READER_RUN && !find_slot(r, i); i++) {
-		struct slot *s = claim_slot(r, i);
+		struct slot *s = claim_slot(r, i, 1);
 
 		if (!s)
 			break;
@@ -363,7 +430,7 @@ static struct slot *get_block(struct reader *r, uint64_t index,
 			continue;
 		}
 		if (!s)
-			s = claim_slot(r, index);
+			s = claim_slot(r, index, 0);
 		if (!s) { /* every slot loading: wait for one */
 			pthread_cond_wait(&r->cond, &r->lock);
 			continue;
@@ -419,6 +486,7 @@ int reader_read(struct reader *r, void *out, size_t len, uint64_t off,
 		len = (size_t)(r->size - off);
 	pthread_mutex_lock(&r->lock);
 	note_offset(r, off, len);
+	release_behind(r, off / B);
 	while (*got < len) {
 		uint64_t pos = off + *got, index = pos / B;
 		size_t in = (size_t)(pos - index * B);

@@ -15,7 +15,11 @@
  * block the window of blocks fetched ahead in the background doubles, up
  * to READER_WINDOW_MAX, fetched by runs of up to READER_RUN blocks per GET
  * (several in flight); a seek drops it to none. Memory is bounded by
- * READER_SLOTS blocks per open file.
+ * READER_SLOTS blocks per open file, and every block buffer is taken from
+ * the daemon-wide budget (base/membudget.h): a read-ahead block only when
+ * it fits (else the window is cut short), the block a read needs at once
+ * (reusing one of the reader's own buffers first when the budget is
+ * spent). A sequential reader gives back the blocks it has passed.
  *
  * Thread-safe: FUSE may deliver reads of one file from several threads.
  */
@@ -35,10 +39,13 @@
 
 struct reader;
 
-/* NULL with errno set. store and dc (may be NULL: no cache) must outlive
- * the reader. */
+struct membudget;
+
+/* NULL with errno set. store, dc (may be NULL: no cache) and mb (may be
+ * NULL: unbounded) must outlive the reader. */
 struct reader *reader_create(struct store *store, struct datacache *dc,
-			     const char *key, uint64_t size, const char *etag);
+			     struct membudget *mb, const char *key,
+			     uint64_t size, const char *etag);
 /* Read up to len bytes at off; *got is short only at the end of the object.
  * 0 or errno (EIO). */
 int reader_read(struct reader *r, void *out, size_t len, uint64_t off,

@@ -117,7 +117,7 @@ static int spool_send_part(struct upload *u, size_t ps, unsigned number,
 {
 	uint64_t off = (uint64_t)(number - 1) * ps;
 	size_t len = u->size - off < ps ? (size_t)(u->size - off) : ps;
-	struct upload_part *p = up_part_get(u, ps, number);
+	struct upload_part *p = up_part_get(u, ps, number, ps);
 	int rc;
 
 	if (!p)
@@ -171,7 +171,7 @@ static int spool_commit(struct upload *u)
 		return spool_commit_multipart(u);
 	if (u->size == 0)
 		return put_small(u, "", 0);
-	p = up_part_get(u, (size_t)u->size, 1);
+	p = up_part_get(u, (size_t)u->size, 1, (size_t)u->size);
 	if (!p)
 		return EIO;
 	rc = up_spool_pread(u->spool_fd, p->data, (size_t)u->size, 0);

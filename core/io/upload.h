@@ -19,9 +19,10 @@
  * worker threads (signals blocked), started with the multipart upload and
  * joined when it completes or is aborted; an upload_write() that hands over
  * a full part blocks while that many parts are queued or in flight. Memory
- * per file is at most parts_in_flight + 2 parts. The Content-Type of a
- * multipart upload is sniffed from part 1 as it is when part 2 is handed
- * out (later patches of part 1 do not change it).
+ * per file is at most parts_in_flight + 2 parts, and every part buffer of
+ * every upload is taken from conf->budget: a writer waits for it. The
+ * Content-Type of a multipart upload is sniffed from part 1 as it is when
+ * part 2 is handed out (later patches of part 1 do not change it).
  *
  * Seeking back: writes, truncates and reads within part 1 or the part
  * being filled stay in memory (while the file fits in part 1, everything
@@ -66,6 +67,7 @@
 
 struct mime;
 struct journal;
+struct membudget;
 
 struct upload_conf {
 	uint64_t part_size;       /* bytes per multipart part (>= 5 MiB) */
@@ -76,6 +78,9 @@ struct upload_conf {
 	struct journal *journal;  /* records multipart uploads in progress so
 				   * that none is left behind (core/journal.h),
 				   * or NULL */
+	struct membudget *budget; /* part buffers are taken from it, shared with
+				   * every other upload and reader
+				   * (base/membudget.h); NULL: unbounded */
 	int tee_spool;            /* 1: parts streamed are also written to a spool
 				   * file, so a later seek back into them works
 				   * (see "Seeking back" below) */

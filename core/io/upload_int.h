@@ -18,7 +18,14 @@
  * or is aborted, so an idle file holds no thread. The writer blocks while
  * that many parts are queued or in flight (backpressure), so memory is
  * bounded by parts_in_flight + 2 part buffers. Buffers are anonymous
- * mappings, returned to the system when freed.
+ * mappings, returned to the system when freed. Every buffer is taken from
+ * conf->budget, the daemon-wide bound (base/membudget.h): a writer that
+ * needs a new one waits while the budget is spent and parts are in flight
+ * anywhere; a part counts as in flight from its submission to its end.
+ * A buffer filled by writes is charged as they reach into it, by
+ * UPLOAD_CHARGE_STEP (so a small file costs its size, not a part); one
+ * filled from the spool at once. Spares are not kept while the budget is
+ * short.
  */
 #ifndef IMGFS_UPLOAD_INT_H
 #define IMGFS_UPLOAD_INT_H
@@ -31,6 +38,7 @@
 #define UPLOAD_MAX_PART (5ULL << 30)  /* S3's largest part */
 #define UPLOAD_MAX_PARTS 10000u       /* S3's part number limit */
 #define UPLOAD_MAX_OBJECT (5ULL << 40) /* S3's largest object */
+#define UPLOAD_CHARGE_STEP ((size_t)1 << 20) /* budget taken at a time */
 
 enum upload_mode { UPLOAD_MEM, UPLOAD_SPOOL, UPLOAD_REMOTE };
 
@@ -42,6 +50,9 @@ struct upload_part {
 	size_t len;               /* bytes of data used */
 	unsigned number;          /* part number, from 1 */
 	int tee;                  /* the worker also writes it to the spool */
+	struct membudget *budget; /* charged is taken from it (may be NULL) */
+	size_t charged;           /* bytes taken: the header and data room
+				   * up to some point, map_len at most */
 	char data[];
 };
 
@@ -112,9 +123,16 @@ uint64_t up_cur_start(const struct upload *u);
 
 void up_part_unmap(struct upload_part *p);
 
-/* A buffer with room for cap bytes, len 0; NULL with errno ENOMEM. */
+/* A buffer with room for cap bytes, len 0, with at least charge bytes of
+ * data room taken from the budget (cap: all; 0: charge it with
+ * up_part_charge as it fills); NULL with errno ENOMEM. May wait for the
+ * budget. */
 struct upload_part *up_part_get(struct upload *u, size_t cap,
-				    unsigned number);
+				    unsigned number, size_t charge);
+
+/* Take budget for p's data room up to upto bytes (<= cap), if not yet
+ * taken. May wait for the budget. */
+void up_part_charge(struct upload_part *p, size_t upto);
 
 void up_part_put(struct upload *u, struct upload_part *p);
 

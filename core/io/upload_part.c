@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/membudget.h"
 #include "io/journal.h"
 #include "base/log.h"
 #include "io/mime.h"
@@ -35,31 +36,61 @@ uint64_t up_cur_start(const struct upload *u)
 
 /* ---- part buffers ---------------------------------------------------- */
 
-static struct upload_part *part_map(size_t cap)
+/* Map a buffer of cap bytes after taking its header and charge bytes of
+ * data room from the budget (which may wait for parts in flight). */
+static struct upload_part *part_map(struct membudget *mb, size_t cap,
+				    size_t charge)
 {
 	size_t map_len = sizeof(struct upload_part) + cap;
+	size_t take = sizeof(struct upload_part) + (charge < cap ? charge : cap);
 	struct upload_part *p;
 
+	membudget_take(mb, take);
 	p = mmap(NULL, map_len, PROT_READ | PROT_WRITE,
 		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (p == MAP_FAILED) {
+		membudget_give(mb, take);
 		errno = ENOMEM;
 		return NULL;
 	}
 	p->map_len = map_len;
 	p->cap = cap;
+	p->budget = mb;
+	p->charged = take;
 	return p;
+}
+
+void up_part_charge(struct upload_part *p, size_t upto)
+{
+	size_t want = sizeof(struct upload_part) + upto, take;
+
+	if (want <= p->charged)
+		return;
+	take = want - p->charged;
+	if (take < UPLOAD_CHARGE_STEP)
+		take = UPLOAD_CHARGE_STEP;
+	if (take > p->map_len - p->charged)
+		take = p->map_len - p->charged;
+	membudget_take(p->budget, take);
+	p->charged += take;
 }
 
 void up_part_unmap(struct upload_part *p)
 {
-	if (p)
-		munmap(p, p->map_len);
+	struct membudget *mb;
+	size_t len;
+
+	if (!p)
+		return;
+	mb = p->budget;
+	len = p->charged;
+	munmap(p, p->map_len);
+	membudget_give(mb, len);
 }
 
 /* A buffer with room for cap bytes, len 0; NULL with errno ENOMEM. */
 struct upload_part *up_part_get(struct upload *u, size_t cap,
-				    unsigned number)
+				    unsigned number, size_t charge)
 {
 	struct upload_part *p = NULL;
 
@@ -71,7 +102,9 @@ struct upload_part *up_part_get(struct upload *u, size_t cap,
 	}
 	pthread_mutex_unlock(&u->lock);
 	if (!p)
-		p = part_map(cap);
+		p = part_map(u->conf->budget, cap, charge);
+	else
+		up_part_charge(p, charge < cap ? charge : cap);
 	if (p) {
 		p->next = NULL;
 		p->len = 0;
@@ -81,10 +114,11 @@ struct upload_part *up_part_get(struct upload *u, size_t cap,
 	return p;
 }
 
-/* Keep p for reuse (at most one spare per worker) or free it. */
+/* Keep p for reuse (at most one spare per worker, none while the memory
+ * budget is short) or free it. */
 static void part_put_locked(struct upload *u, struct upload_part *p)
 {
-	if (u->nspare >= u->nthreads) {
+	if (u->nspare >= u->nthreads || membudget_short(u->conf->budget)) {
 		up_part_unmap(p);
 		return;
 	}
@@ -133,6 +167,7 @@ static void part_done_locked(struct upload *u, struct upload_part *p, int rc,
 		u->err = rc;
 	part_put_locked(u, p);
 	u->busy--;
+	membudget_flight(u->conf->budget, -1);
 	pthread_cond_broadcast(&u->cond);
 }
 
@@ -274,6 +309,7 @@ int up_workers_submit(struct upload *u, struct upload_part *p)
 	*u->queue_tail = p;
 	u->queue_tail = &p->next;
 	u->busy++;
+	membudget_flight(u->conf->budget, 1);
 	pthread_cond_broadcast(&u->cond);
 	pthread_mutex_unlock(&u->lock);
 	return 0;

@@ -106,11 +106,13 @@ static int mem_copy(struct upload *u, const char *data, size_t n, uint64_t off)
 	struct upload_part *p;
 
 	if (!*pp) {
-		*pp = up_part_get(u, up_part_size(u), pp == &u->first ? 1 : u->next);
+		*pp = up_part_get(u, up_part_size(u), pp == &u->first ? 1 : u->next,
+				  0);
 		if (!*pp)
 			return ENOMEM;
 	}
 	p = *pp;
+	up_part_charge(p, rel + n);
 	if (rel > p->len)
 		memset(p->data + p->len, 0, rel - p->len);
 	if (data)

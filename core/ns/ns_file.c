@@ -174,8 +174,8 @@ static int open_reader(struct ns *ns, const char *key,
 		return 0;
 	}
 	if (f->key && a->size)
-		f->reader = reader_create(ns->store, ns->data, key, a->size,
-					  a->etag);
+		f->reader = reader_create(ns->store, ns->data, ns->budget, key,
+					  a->size, a->etag);
 	if (!f->key || (a->size && !f->reader)) {
 		file_free(f);
 		return ENOMEM;

@@ -42,6 +42,7 @@ struct ns {
 				     cache (NULL without it); ns->store then */
 	struct meta *meta;
 	struct mime *mime;        /* Content-Type sniffer for uploads */
+	struct membudget *budget; /* memory_max: part and read-ahead buffers */
 	struct upload_conf upconf;
 	uid_t uid;
 	gid_t gid;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "base/membudget.h"
 #include "image/cache.h"
 
 struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
@@ -32,13 +33,19 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->mime = mime_create();
 	ns->upconf.mime = ns->mime;
 	ns->metrics = metrics_create();
+	/* 0 (a cfg made in code, not parsed): unbounded */
+	ns->budget = ns->metrics && cfg->fs.memory_max
+			     ? membudget_create(cfg->fs.memory_max, ns->metrics)
+			     : NULL;
+	ns->upconf.budget = ns->budget;
 	ns->meta = meta_create(cfg->fs.metadata_ttl);
 	ns->writers = hmap_create();
 	ns->local_dirs = hmap_create();
 	ns->seen = hmap_create();
 	ns->gallery_made = hmap_create();
-	if (!ns->metrics || !ns->meta || !ns->mime || !ns->writers || !ns->local_dirs ||
-	    !ns->seen || !ns->gallery_made ||
+	if (!ns->metrics || (cfg->fs.memory_max && !ns->budget) || !ns->meta ||
+	    !ns->mime || !ns->writers || !ns->local_dirs || !ns->seen ||
+	    !ns->gallery_made ||
 	    pthread_mutex_init(&ns->lock, NULL)) {
 		ns_free(ns);
 		errno = ENOMEM;
@@ -192,6 +199,7 @@ void ns_free(struct ns *ns)
 	hmap_destroy(ns->local_dirs, NULL);
 	hmap_destroy(ns->seen, free);
 	ns_gallery_free_made(ns);
+	membudget_destroy(ns->budget);
 	metrics_destroy(ns->metrics);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);

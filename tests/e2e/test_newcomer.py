@@ -6,18 +6,26 @@ already an imgfs, a cache directory whose upload journal is corrupt (also in
 background mode, where the terminal is gone once the daemon detaches).
 The operator's side: the cache databases are 0600 whatever the folder's
 mode, a core dump never holds the secret key, and with allow_other another
-local user can read but neither overwrite nor delete.
+local user can read but neither overwrite nor delete. Connection errors are
+one line naming the endpoint and the cause (refused, silent, plain http,
+unknown CA, a certificate for another host); a GET the server never answers
+fails within request_timeout; the README's find command lists each image
+once.
 """
 
+import errno
 import os
 import pathlib
 import pwd
+import shlex
 import shutil
 import signal
+import socket
+import ssl
 import stat
 import subprocess
-import socket
 import tempfile
+import threading
 import time
 
 import pytest
@@ -277,3 +285,134 @@ def test_tls_unknown_ca_is_one_line(rgw, bucket, imgfs_bin, tmp_path, tls_rgw):
     assert status != 0
     assert len(lines) == 1 and \
         f"cannot connect to {tls_rgw.endpoint}: TLS: certificate from an unknown CA" in lines[0], lines
+
+
+class WrongHostTLS:
+    """A TLS server on 127.0.0.1 whose certificate (from a throwaway CA made
+    here with openssl) names another host; it completes no request."""
+
+    def __init__(self, d):
+        self.ca = d / "ca.pem"
+        key, cert = d / "srv.key", d / "srv.pem"
+        ext = d / "ext.cnf"
+        ext.write_text("subjectAltName = DNS:other.example\n")
+        openssl = lambda *a: subprocess.run(["openssl", *a], check=True, capture_output=True)
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(d / "ca.key"),
+                "-out", str(self.ca), "-days", "1", "-subj", "/CN=imgfs test CA",
+                "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+                "-out", str(d / "srv.csr"), "-subj", "/CN=other.example")
+        openssl("x509", "-req", "-in", str(d / "srv.csr"), "-CA", str(self.ca),
+                "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-out", str(cert),
+                "-days", "1", "-extfile", str(ext))
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(str(cert), str(key))
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.endpoint = f"https://127.0.0.1:{self.listener.getsockname()[1]}"
+        self.handshakes = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return  # closed
+            self.handshakes += 1
+            try:
+                with self.ctx.wrap_socket(conn, server_side=True) as tls:
+                    tls.recv(1)  # the client refuses the certificate
+            except (OSError, ssl.SSLError):
+                pass
+            finally:
+                conn.close()
+
+    def stop(self):
+        self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        self.thread.join(10)
+
+
+def test_tls_wrong_host_name_is_one_line(rgw, bucket, imgfs_bin, tmp_path):
+    server = WrongHostTLS(tmp_path)
+    try:
+        status, lines, _ = endpoint_refusal(imgfs_bin, rgw, bucket, tmp_path, server.endpoint,
+                                            env={"AWS_CA_BUNDLE": str(server.ca)})
+    finally:
+        server.stop()
+    assert server.handshakes >= 1  # it did reach the server
+    assert status != 0
+    assert lines == [f"imgfs: cannot connect to {server.endpoint}: "
+                     "TLS: certificate for another host name"], lines
+
+
+# ---------------------------------------------------------- silent servers
+
+from test_faults import proxy  # noqa: E402,F401  (the fault proxy fixture)
+
+
+@pytest.mark.deadline(300)
+def test_request_without_an_answer_fails_within_request_timeout(rgw, bucket, mount, proxy):
+    """A GET the server accepts but never answers fails once request_timeout
+    passes without a byte (curl's low-speed limit: 1 byte/s over
+    request_timeout, which counts from the request's start, so it is also a
+    first-byte timeout), not when the server gives up; the read is then
+    served by the next GET (the kernel asks again) or fails with EIO."""
+    body = os.urandom(300_000)
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/silent.bin", Body=body)
+    m = mount(bucket, opts={"endpoint": proxy.endpoint, "request_timeout": 3,
+                            "retries": 0, "metadata_ttl": 0, "data_cache_max": 0})
+    stall = 120  # then the proxy forwards it: a client that waits it out succeeds late
+    proxy.set_rules([{"action": "stall", "seconds": stall, "ops": ["GetObject"], "count": 1}])
+    start = time.monotonic()
+    try:
+        got = (m.uploads / "silent.bin").read_bytes()
+    except OSError as e:
+        assert e.errno == errno.EIO
+        got = None
+    took = time.monotonic() - start
+    assert proxy.stats()["injected"].get("stall", 0) == 1, proxy.stats()
+    assert took < stall / 4, f"a silent GET took {took:.0f} s to give up (request_timeout=3)"
+    assert got in (None, body)
+    failed = [x for x in m.stderr_text().splitlines() if "GET uploads/silent.bin failed" in x]
+    assert failed, m.stderr_text()
+    assert (m.uploads / "silent.bin").read_bytes() == body
+
+
+# ------------------------------------------------------- repeated entries
+
+
+def readme_find_command():
+    text = (pathlib.Path(__file__).resolve().parents[2] / "README.md").read_text()
+    lines = [x for x in text.splitlines() if x.startswith("find MNT ") and "-prune" in x]
+    assert len(lines) == 1, lines
+    return lines[0]
+
+
+def test_readme_find_lists_each_image_once(rgw, bucket, mount, images):
+    names = ["a.jpg", "sub/b.jpg", "sub/deeper/c.jpg"]
+    data = next(p for p in sorted(images) if p.suffix.lower() == ".jpg").read_bytes()
+    for n in names:
+        rgw.s3.put_object(Bucket=bucket, Key=f"uploads/{n}", Body=data)
+    m = mount(bucket, opts={"thumb_sizes": "128,256", "thumb_eager": "false"})
+    # a folder the user named thumbnails is an ordinary one, found as such
+    (m.uploads / "sub/thumbnails").mkdir()
+    (m.uploads / "sub/thumbnails/d.jpg").write_bytes(data)
+    names.append("sub/thumbnails/d.jpg")
+    want = sorted(f"{m.path}/uploads/{n}" for n in names)
+
+    plain = run_lines(["find", str(m.path), "-name", "*.jpg"])
+    assert len(plain) >= 4 * len(names), plain  # the problem the README answers
+    cmd = readme_find_command().replace("MNT", shlex.quote(str(m.path)))
+    assert sorted(run_lines(["sh", "-c", cmd])) == want
+    assert sorted(run_lines(["find", str(m.uploads), "-name", "*.jpg"])) == want
+
+
+def run_lines(cmd):
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.splitlines()

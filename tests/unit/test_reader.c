@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "check.h"
+#include "base/membudget.h"
 #include "io/reader.h"
 #include "store/mem.h"
 
@@ -42,7 +43,7 @@ static void fx_release(struct fixture *fx)
 
 static struct reader *fx_reader(struct fixture *fx)
 {
-	return reader_create(mem_store(fx->m), NULL, "k", SIZE, fx->etag);
+	return reader_create(mem_store(fx->m), NULL, NULL, "k", SIZE, fx->etag);
 }
 
 /* Read len bytes at off and compare with the object. */
@@ -213,7 +214,7 @@ static void test_get_failure(void)
 	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
 	reader_destroy(r);
 	/* without an ETag the reads are not pinned: a new version reads */
-	r = reader_create(mem_store(fx.m), NULL, "k", SIZE, NULL);
+	r = reader_create(mem_store(fx.m), NULL, NULL, "k", SIZE, NULL);
 	fx.data[CHUNK] ^= 1;
 	mem_set(fx.m, "k", fx.data, SIZE, NULL, NULL);
 	CHECK(read_ok(&fx, r, CHUNK, 16));
@@ -280,8 +281,8 @@ static void test_data_cache(void)
 	CHECK(mkdtemp(dir) != NULL);
 	dc = datacache_open(dir, 64ull * CHUNK, NULL);
 	CHECK(dc != NULL);
-	r = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
-	r2 = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
+	r = reader_create(mem_store(fx.m), dc, NULL, "k", SIZE, fx.etag);
+	r2 = reader_create(mem_store(fx.m), dc, NULL, "k", SIZE, fx.etag);
 	for (uint64_t off = 0; off < SIZE; off += 131072)
 		ok &= read_ok(&fx, r, off, 131072);
 	CHECK(ok);
@@ -292,19 +293,43 @@ static void test_data_cache(void)
 	CHECK(ok);
 	reader_destroy(r2);
 	CHECK_INT(mem_bytes_read(fx.m), SIZE);
-	r = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
+	r = reader_create(mem_store(fx.m), dc, NULL, "k", SIZE, fx.etag);
 	CHECK(read_ok(&fx, r, 2 * (uint64_t)CHUNK + 7, 3 * 131072));
 	reader_destroy(r);
 	CHECK_INT(mem_bytes_read(fx.m), SIZE);
 	fx.data[5] ^= 1;
 	mem_set(fx.m, "k", fx.data, SIZE, NULL, fx.etag);
-	r = reader_create(mem_store(fx.m), dc, "k", SIZE, fx.etag);
+	r = reader_create(mem_store(fx.m), dc, NULL, "k", SIZE, fx.etag);
 	CHECK(read_ok(&fx, r, 0, 16));
 	reader_destroy(r);
 	CHECK(mem_bytes_read(fx.m) > SIZE);
 	datacache_close(dc);
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
 	CHECK(system(cmd) == 0);
+	fx_release(&fx);
+}
+
+/* Blocks come from the shared budget: with room for two, a sequential read
+ * of the whole object still reads right, read-ahead stays within the
+ * budget (the read's own block may go over by one), and destroy gives
+ * everything back. */
+static void test_budget(void)
+{
+	struct fixture fx;
+	struct membudget *mb = membudget_create(2 * (uint64_t)CHUNK, NULL);
+	struct reader *r;
+	int ok = 1;
+
+	fx_init(&fx);
+	r = reader_create(mem_store(fx.m), NULL, mb, "k", SIZE, fx.etag);
+	for (uint64_t off = 0; off < SIZE; off += 128 << 10)
+		ok &= read_ok(&fx, r, off, 128 << 10);
+	CHECK(ok);
+	CHECK(membudget_peak(mb) <= 3 * (uint64_t)CHUNK);
+	CHECK(membudget_used(mb) <= 3 * (uint64_t)CHUNK);
+	reader_destroy(r);
+	CHECK_INT(membudget_used(mb), 0);
+	membudget_destroy(mb);
 	fx_release(&fx);
 }
 
@@ -317,5 +342,6 @@ int main(void)
 	test_get_failure();
 	test_threads();
 	test_data_cache();
+	test_budget();
 	return check_done("reader");
 }

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "base/membudget.h"
 #include "base/metrics.h"
 #include "io/journal.h"
 #include "io/upload.h"
@@ -162,6 +163,44 @@ static void test_streaming(void)
 	CHECK_INT(mem_calls(fx.m, MEM_HEAD), 0);
 	CHECK_INT(mem_upload_count(fx.m), 0);
 	upload_destroy(u);
+	free(data);
+	fx_release(&fx);
+}
+
+/* Part buffers come from the shared budget: a writer with two parts' worth
+ * waits for the parts in flight instead of mapping more, and gives every
+ * byte back at the end. */
+static void test_budget(void)
+{
+	struct fixture fx;
+	size_t n = 9 * (size_t)PART + 77;
+	unsigned char *data = pattern(n, 5);
+	struct upload *u;
+	uint64_t part_map = PART + 4096; /* a part's mapping, header included */
+
+	fx_init(&fx, 0);
+	fx.conf.parts_in_flight = 4;
+	fx.conf.budget = membudget_create(2 * part_map, fx.metrics);
+	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/budget.bin", 0, 0);
+	CHECK_INT(write_seq(u, data, n), 0);
+	CHECK_INT(upload_commit(u, NULL), 0);
+	CHECK(holds(&fx, "u/budget.bin", data, n));
+	CHECK_INT(mem_calls(fx.m, MEM_MPU_PART), 10);
+	/* part 1 held, the part being filled, and one more only when nothing
+	 * was in flight to wait for */
+	CHECK(membudget_peak(fx.conf.budget) <= 3 * part_map);
+	upload_destroy(u);
+	CHECK_INT(membudget_used(fx.conf.budget), 0);
+	/* a small file is charged by the step, not by a whole part */
+	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/small.bin", 0, 0);
+	CHECK_INT(write_seq(u, data, 100000), 0);
+	CHECK(membudget_used(fx.conf.budget) > 0);
+	CHECK(membudget_used(fx.conf.budget) <= MIB + 4096);
+	CHECK_INT(upload_commit(u, NULL), 0);
+	CHECK(holds(&fx, "u/small.bin", data, 100000));
+	upload_destroy(u);
+	CHECK_INT(membudget_used(fx.conf.budget), 0);
+	membudget_destroy(fx.conf.budget);
 	free(data);
 	fx_release(&fx);
 }
@@ -362,6 +401,7 @@ int main(void)
 	test_small_put();
 	test_empty_and_existing();
 	test_streaming();
+	test_budget();
 	test_seek_back_spool();
 	test_seek_back_no_tee();
 	test_lost_completion();
