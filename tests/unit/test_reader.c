@@ -85,9 +85,10 @@ static void test_ranges(void)
 	CHECK(read_ok(&fx, r, 3 * (uint64_t)CHUNK - 50, 100));
 	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
 	CHECK_INT(mem_bytes_read(fx.m), 2 * (uint64_t)CHUNK);
-	/* again: from the chunks held, no GET */
+	/* again: from the chunks held (no GET of them: the totals below
+	 * count one more GET, of the last chunk, which read-ahead may fetch
+	 * at any moment from here on) */
 	CHECK(read_ok(&fx, r, 3 * (uint64_t)CHUNK - 10, 20));
-	CHECK_INT(mem_calls(fx.m, MEM_GET), 2);
 	/* the end: a short read, then nothing */
 	CHECK(read_ok(&fx, r, SIZE - 10, 4096));
 	CHECK(read_ok(&fx, r, SIZE, 4096));
@@ -189,8 +190,12 @@ static void test_replaced_during_read_ahead(void)
 		if (!got)
 			break;
 	}
+	/* The replacement lands at the second GET's start; a read-ahead GET
+	 * already on its way may still get old bytes, so how much reads
+	 * before the EIO depends on the threads' timing; what reads is of
+	 * the first version only. */
 	CHECK_INT(rc, EIO);
-	CHECK_INT(total, READER_FIRST);
+	CHECK(total >= READER_FIRST && total < SIZE);
 	CHECK(memcmp(out, fx.data, total) == 0);
 	reader_destroy(r);
 	free(out);
