@@ -8,10 +8,11 @@ BUILD ?= build
 CC ?= cc
 PYTHON ?= /usr/bin/python3
 
-PKGS := fuse3 libcurl openssl vips sqlite3 inih expat json-c libmagic zlib
+PKGS := fuse3 libcurl openssl vips sqlite3 inih expat json-c libmagic zlib \
+	libseccomp libwebpmux
 DEB_BUILD := build-essential pkg-config fuse3 libfuse3-dev libcurl4-openssl-dev \
 	libssl-dev libvips-dev libsqlite3-dev libinih-dev libexpat1-dev \
-	libjson-c-dev libmagic-dev zlib1g-dev
+	libjson-c-dev libmagic-dev zlib1g-dev libseccomp-dev libwebp-dev
 DEB_TEST := radosgw ceph-mon ceph-osd python3-pytest python3-boto3 \
 	python3-pil python3-prometheus-client gnome-backgrounds \
 	plasma-workspace-wallpapers rsync file curl sqlite3 procps psmisc \

@@ -530,11 +530,21 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 	if (!t->engine)
 		return errno ? errno : EIO;
 	t->nsizes = thumb_engine_nsizes(t->engine);
+	t->conf = *tconf;
+	t->conf.sizes_text = NULL;
+	if (t->conf.nsizes == 0) {
+		t->conf.nsizes = 1;
+		t->conf.sizes[0] = tconf->size;
+	}
 	t->cache = cache_open(cconf, t->m);
 	if (!t->cache)
 		return errno ? errno : EIO;
 	n = tconf->concurrency ? tconf->concurrency : 1;
 	t->sources_max = 2 * n;
+	t->pool = pool_create(n, (tconf->timeout ? tconf->timeout : 5) * 1000u,
+			      t->m);
+	if (!t->pool)
+		return errno ? errno : EIO;
 	return thumbs_sched_start(t, n);
 }
 
@@ -570,6 +580,7 @@ void thumbs_destroy(struct thumbs *t)
 	if (!t)
 		return;
 	thumbs_sched_stop(t);
+	pool_destroy(t->pool);
 	cache_close(t->cache);
 	thumb_engine_destroy(t->engine);
 	free(t->uploads_prefix);

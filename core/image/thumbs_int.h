@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "image/cache.h"
+#include "image/pool.h"
 #include "image/thumb.h"
 #include "image/thumbs.h"
 
@@ -96,7 +97,10 @@ struct thumbs_flight {
 };
 
 struct thumbs {
-	struct thumb_engine *engine;
+	struct thumb_engine *engine;   /* names and specs only: decoding is
+					  done by the pool's workers */
+	struct pool *pool;
+	struct thumb_conf conf;        /* what the workers are asked for */
 	struct cache *cache;
 	struct store *store;
 	struct metrics *m;

@@ -63,11 +63,10 @@ static struct thumbs_job *job_take(struct thumbs *t, enum thumbs_role role)
 
 static void job_run(struct thumbs *t, struct thumbs_job *job)
 {
-	job->rc = thumb_make_sizes(t->engine, job->src, job->len, job->name,
-				   t->nsizes, job->outs, &job->fmt, job->err);
-	/* A decode frees tens of megabytes in pieces (a progressive JPEG's
-	 * coefficients); give the pages back to the system. */
-	malloc_trim(0);
+	/* In a sandboxed worker process: nothing of the source is parsed
+	 * here. */
+	job->rc = pool_make(t->pool, &t->conf, job->src, job->len, job->name,
+			    t->nsizes, job->outs, &job->fmt, job->err);
 }
 
 static void decode_loop(struct thumbs *t, enum thumbs_role role)

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "image/worker.h"
 #include "check.h"
 #include "base/buf.h"
 #include "ns/links.h"
@@ -344,8 +345,11 @@ static void test_links_object_matches_botocore(void)
 	buf_release(&out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	/* The thumbnail workers this test starts are this binary. */
+	if (worker_dispatch(argc, argv) >= 0)
+		return 1;
 	test_expiry_cap();
 	test_html_escape();
 	test_disposition();
