@@ -33,7 +33,9 @@
 #include "image/thumb.h"
 #include "image/thumb_save.h"
 
-#define THUMB_SPEC_VERSION "v1"
+/* v2: TIFF sources give JPEG, animations stay animated, PNG is
+ * palette-quantised, WebP has no EXIF; "/first" marks thumb_first_frame. */
+#define THUMB_SPEC_VERSION "v2"
 #define THUMB_PROBE_EDGE 16
 #define THUMB_VIPS_THREADS_MAX 4
 #define THUMB_MMAP_THRESHOLD (256 * 1024)
@@ -276,9 +278,9 @@ struct thumb_engine *thumb_engine_create(const struct thumb_conf *conf)
 		e->conf.sizes[0] = conf->size;
 	}
 	for (unsigned i = 0; i < e->conf.nsizes; i++)
-		snprintf(e->spec[i], sizeof(e->spec[i]), "%u/%s/%s",
+		snprintf(e->spec[i], sizeof(e->spec[i]), "%u/%s/%s%s",
 			 e->conf.sizes[i], thumb_crop_name(conf->crop),
-			 THUMB_SPEC_VERSION);
+			 THUMB_SPEC_VERSION, conf->first_frame ? "/first" : "");
 	vips_concurrency_set(thumb_vips_threads());
 	return e;
 }

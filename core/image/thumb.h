@@ -53,12 +53,12 @@ struct thumb_engine;
 struct thumb_engine *thumb_engine_create(const struct thumb_conf *conf);
 void thumb_engine_destroy(struct thumb_engine *e);
 
-/* The cache spec of this engine's output, e.g. "128/none/v1": two engines
+/* The cache spec of this engine's output, e.g. "128/none/v2": two engines
  * with the same spec make the same thumbnails. Owned by the engine. */
 const char *thumb_engine_spec(const struct thumb_engine *e);
 
 /* The sizes this engine makes (conf->sizes, at least one) and the cache
- * spec of size i ("256/none/v1"); NULL / 0 past the last. */
+ * spec of size i ("256/none/v2"); NULL / 0 past the last. */
 unsigned thumb_engine_nsizes(const struct thumb_engine *e);
 unsigned thumb_engine_size(const struct thumb_engine *e, unsigned i);
 const char *thumb_engine_spec_n(const struct thumb_engine *e, unsigned i);

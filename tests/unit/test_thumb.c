@@ -576,8 +576,8 @@ int main(void)
 	CHECK(e && crop);
 	if (!e || !crop)
 		return check_done("thumb");
-	CHECK_STR(thumb_engine_spec(e), "128/none/v1");
-	CHECK_STR(thumb_engine_spec(crop), "128/attention/v1");
+	CHECK_STR(thumb_engine_spec(e), "128/none/v2");
+	CHECK_STR(thumb_engine_spec(crop), "128/attention/v2");
 	test_names();
 	test_orientation(e);
 	test_gps_stripped(e);
