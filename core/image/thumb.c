@@ -140,6 +140,7 @@ static int thumb_damage_warning(const char *message)
 		"read gave", "not enough data", "unexpected end",
 		"error in tile", "truncated", "premature end", "corrupt",
 		"read error", "incomplete", "unable to", "invalid",
+		"inconsistent", "bogus",
 	};
 
 	for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++)
@@ -568,14 +569,15 @@ static int thumb_emit(const struct thumb_engine *e, VipsImage *big,
 	return rc;
 }
 
-/* Did libvips report damage or an error during the pipeline, although
- * every call succeeded? (truncated data: "error in tile", "read gave N
- * warnings", "not enough data"...) */
+/* Did libvips report damage during the pipeline, although every call
+ * succeeded? (truncated data: "error in tile", "read gave N warnings",
+ * "not enough data"...; in its error buffer or as a warning. Not every
+ * error it records is one: the HEIF loader's probing leaves "bad seek".) */
 static int thumb_damaged(unsigned damage0, struct buf *err)
 {
 	const char *msg = vips_error_buffer();
 
-	if (msg && *msg)
+	if (msg && *msg && thumb_damage_warning(msg))
 		return thumb_fail(err, "decoder error");
 	if (atomic_load(&vips_damage) == damage0)
 		return 0;
