@@ -324,12 +324,28 @@ static void pool_lost(struct pool *p, struct pool_worker *w, int rc,
 	pool_spawn(p, w); /* on failure, retried by the next decode */
 }
 
+/* A worker that died while idle is replaced before it is used (counted,
+ * but no decode is lost). */
+static void pool_check_idle(struct pool *p, struct pool_worker *w)
+{
+	int status;
+
+	if (w->pid > 0 && waitpid(w->pid, &status, WNOHANG) == w->pid) {
+		w->pid = 0;
+		pool_reap(w);
+		metrics_add(p->m, MC_THUMB_WORKER_RESTARTS, 1);
+	}
+}
+
 /* One request on w: ensure it runs, send, receive until the deadline. */
 static int pool_call(struct pool *p, struct pool_worker *w,
 		     struct wire_req *r, const char *name, int fd,
 		     struct wire_rep *rep, struct buf *outs, struct buf *err)
 {
-	int rc = w->pid > 0 ? 0 : pool_spawn(p, w);
+	int rc;
+
+	pool_check_idle(p, w);
+	rc = w->pid > 0 ? 0 : pool_spawn(p, w);
 
 	if (rc) {
 		buf_addf(err, "cannot start a thumbnail worker: %s",
