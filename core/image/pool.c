@@ -229,34 +229,40 @@ static void pool_give(struct pool *p, struct pool_worker *w)
 	pthread_mutex_unlock(&p->lock);
 }
 
-/* A sealed memfd holding the len bytes at src; -1 with errno. */
-static int pool_memfd(const void *src, size_t len)
+int pool_memfd(void)
 {
-	int fd = memfd_create("imgfs-source", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	return memfd_create("imgfs-source", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+}
+
+/* The worker can read the source and nothing else. */
+static void pool_seal(int fd)
+{
+	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
+				       F_SEAL_SEAL);
+}
+
+/* A memfd holding the len bytes at src; -1 with errno. */
+static int pool_memfd_of(const void *src, size_t len)
+{
+	int fd = pool_memfd();
 	const char *s = src;
 	size_t off = 0;
 
 	if (fd < 0)
 		return -1;
-	if (ftruncate(fd, (off_t)len))
-		goto fail;
 	while (off < len) {
 		ssize_t k = pwrite(fd, s + off, len - off, (off_t)off);
 
 		if (k < 0 && errno == EINTR)
 			continue;
-		if (k <= 0)
-			goto fail;
+		if (k <= 0) {
+			close(fd);
+			errno = k < 0 ? errno : EIO;
+			return -1;
+		}
 		off += (size_t)k;
 	}
-	/* The worker can read the source and nothing else. */
-	fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE |
-				       F_SEAL_SEAL);
 	return fd;
-fail:
-	close(fd);
-	errno = errno ? errno : EIO;
-	return -1;
 }
 
 /* Send one request (with the source's memfd, or -1). */
@@ -390,26 +396,24 @@ static void pool_req(struct wire_req *r, const struct thumb_conf *conf,
 		r->sizes[0] = conf->size;
 }
 
-int pool_make(struct pool *p, const struct thumb_conf *conf, const void *src,
-	      size_t len, const char *name, unsigned nsizes, struct buf *outs,
-	      enum thumb_format *fmt, struct buf *err)
+int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
+		 size_t len, const char *name, unsigned nsizes,
+		 struct buf *outs, enum thumb_format *fmt, struct buf *err)
 {
 	struct wire_req r;
 	struct wire_rep rep;
 	struct pool_worker *w;
 	struct log_key k;
 	uint64_t t0 = wire_now_ms();
-	int fd = pool_memfd(src, len), rc;
+	int rc;
 	pid_t pid;
 
-	if (fd < 0)
-		return errno == ENOMEM ? ENOMEM : EIO;
+	pool_seal(fd);
 	pool_req(&r, conf, nsizes, len);
 	w = pool_take(p);
 	rc = pool_call(p, w, &r, name, fd, &rep, outs, err);
 	pid = w->pid;
 	pool_give(p, w);
-	close(fd);
 	if (rc)
 		return rc;
 	if (rep.status == 0)
@@ -419,6 +423,19 @@ int pool_make(struct pool *p, const struct thumb_conf *conf, const void *src,
 		  (unsigned long long)(wire_now_ms() - t0),
 		  rep.status ? strerror(rep.status) : "ok");
 	return rep.status == ENOMEM ? ENOMEM : rep.status ? EIO : 0;
+}
+
+int pool_make(struct pool *p, const struct thumb_conf *conf, const void *src,
+	      size_t len, const char *name, unsigned nsizes, struct buf *outs,
+	      enum thumb_format *fmt, struct buf *err)
+{
+	int fd = pool_memfd_of(src, len), rc;
+
+	if (fd < 0)
+		return errno == ENOMEM ? ENOMEM : EIO;
+	rc = pool_make_fd(p, conf, fd, len, name, nsizes, outs, fmt, err);
+	close(fd);
+	return rc;
 }
 
 int pool_probe(struct pool *p, int *open_err, int *socket_err)

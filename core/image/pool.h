@@ -39,11 +39,22 @@ void pool_destroy(struct pool *p);
  * thumb_make_sizes() of conf's first nsizes sizes (0: all) in a worker:
  * the same results (0, EIO with the reason in err, ENOMEM), plus EIO
  * when the worker died or timed out. The bytes at src are copied once,
- * into the memfd the worker maps.
+ * into the memfd the worker maps (pool_make_fd() takes one filled by the
+ * caller).
  */
 int pool_make(struct pool *p, const struct thumb_conf *conf, const void *src,
 	      size_t len, const char *name, unsigned nsizes, struct buf *outs,
 	      enum thumb_format *fmt, struct buf *err);
+
+/* A memfd to fill with a source for pool_make_fd(); -1 with errno. */
+int pool_memfd(void);
+
+/* pool_make() of the len bytes written into fd (from pool_memfd()), which
+ * is sealed and handed to the worker as it is: no copy. The caller still
+ * closes fd. */
+int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
+		 size_t len, const char *name, unsigned nsizes,
+		 struct buf *outs, enum thumb_format *fmt, struct buf *err);
 
 /* Ask a worker to open a file and a socket: 0 with the errno each got
  * (0: it was allowed), or an errno when the worker did not answer. */

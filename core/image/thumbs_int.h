@@ -48,7 +48,8 @@
 
 /* One decode of every size; lives on the requester's stack. */
 struct thumbs_job {
-	const void *src;
+	const void *src;         /* the source's bytes, or */
+	int fd;                  /* a memfd holding them (src NULL); -1 */
 	size_t len;
 	const char *name;
 	struct buf *outs;        /* one per size of the engine */

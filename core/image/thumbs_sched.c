@@ -65,8 +65,14 @@ static void job_run(struct thumbs *t, struct thumbs_job *job)
 {
 	/* In a sandboxed worker process: nothing of the source is parsed
 	 * here. */
-	job->rc = pool_make(t->pool, &t->conf, job->src, job->len, job->name,
-			    t->nsizes, job->outs, &job->fmt, job->err);
+	if (job->fd >= 0)
+		job->rc = pool_make_fd(t->pool, &t->conf, job->fd, job->len,
+				       job->name, t->nsizes, job->outs,
+				       &job->fmt, job->err);
+	else
+		job->rc = pool_make(t->pool, &t->conf, job->src, job->len,
+				    job->name, t->nsizes, job->outs, &job->fmt,
+				    job->err);
 }
 
 static void decode_loop(struct thumbs *t, enum thumbs_role role)
