@@ -35,7 +35,7 @@ CORE_OBJ := $(CORE_SRC:%.c=$(BUILD)/%.o)
 FS_OBJ := $(FS_SRC:%.c=$(BUILD)/%.o)
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps deps-demo deps-bench test unit e2e demo asan tsan valgrind bench fuzz \
+.PHONY: all deps deps-demo deps-bench test unit e2e demo asan tsan valgrind bench bench-pool fuzz \
 	install uninstall clean check-all format
 
 all: $(BUILD)/imgfs $(UNIT_BIN)
@@ -101,8 +101,15 @@ tsan: deps
 demo: deps-demo all
 	DEMO_KEEP_MOUNTED=$(KEEP) tests/demo.sh
 
-bench: deps-bench all
+bench: deps-bench all bench-pool
 	$(PYTHON) tests/bench/bench.py
+
+# Thumbnail throughput of the sandboxed worker pool against decoding in
+# the daemon's own process, on 40 of Debian's wallpapers, 2 threads.
+BENCH_IMAGES = $(shell find /usr/share/wallpapers /usr/share/backgrounds -type f \
+	\( -name '*.jpg' -o -name '*.png' \) 2>/dev/null | sort | head -40)
+bench-pool: all
+	$(BUILD)/tools/thumbbench -j 2 -r 2 $(BENCH_IMAGES)
 
 install: $(BUILD)/imgfs
 	install -D -m 755 $(BUILD)/imgfs $(DESTDIR)$(PREFIX)/bin/imgfs

@@ -75,7 +75,7 @@ const struct key_def cfg_keys[] = {
 	{"thumb_concurrency", KIND_UINT, F(thumb.concurrency), {NULL, NULL},
 	 NULL, 1, 256, NULL, "thumbnails decoded at once",
 	 "the number of CPU cores"},
-	{"thumb_timeout", KIND_UINT, F(thumb.timeout), {NULL, NULL}, "5", 1,
+	{"thumb_timeout", KIND_UINT, F(thumb.timeout), {NULL, NULL}, "10", 1,
 	 600, NULL, "seconds a decode may take; then its worker is killed",
 	 NULL},
 	{"thumb_first_frame", KIND_BOOL, F(thumb.first_frame), {NULL, NULL},

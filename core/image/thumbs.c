@@ -570,7 +570,7 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 		return errno ? errno : EIO;
 	n = tconf->concurrency ? tconf->concurrency : 1;
 	t->sources_max = 2 * n;
-	t->pool = pool_create(n, (tconf->timeout ? tconf->timeout : 5) * 1000u,
+	t->pool = pool_create(n, (tconf->timeout ? tconf->timeout : 10) * 1000u,
 			      t->m);
 	if (!t->pool)
 		return errno ? errno : EIO;

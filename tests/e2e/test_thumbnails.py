@@ -225,10 +225,13 @@ def test_known_pixels(rgw, bucket, mount):
     assert alpha.getpixel((118, 64))[3] > 250 and alpha.getpixel((118, 64))[0] > 250
 
     gif = decode(t["anim.gif"])
-    assert gif.format == "GIF" and getattr(gif, "n_frames", 1) == 1
+    assert gif.format == "GIF" and getattr(gif, "n_frames", 1) == 2  # still animated
     assert gif.size == (EDGE, 80)
     r, g, b = gif.convert("RGB").getpixel((64, 40))
     assert r > 200 and b < 60  # the first frame, red
+    gif.seek(1)
+    r, g, b = gif.convert("RGB").getpixel((64, 40))
+    assert b > 200 and r < 60  # the second, blue
 
     dot = decode(t["dot.png"])
     assert dot.size == (1, 1) and dot.convert("RGB").getpixel((0, 0))[1] > 250
