@@ -109,7 +109,7 @@ bench: deps-bench all bench-pool
 BENCH_IMAGES = $(shell find /usr/share/wallpapers /usr/share/backgrounds -type f \
 	\( -name '*.jpg' -o -name '*.png' \) 2>/dev/null | sort | head -40)
 bench-pool: all
-	$(BUILD)/tools/thumbbench -j 2 -r 2 $(BENCH_IMAGES)
+	$(BUILD)/tools/thumbbench -j 2 -r 3 $(BENCH_IMAGES)
 
 install: $(BUILD)/imgfs
 	install -D -m 755 $(BUILD)/imgfs $(DESTDIR)$(PREFIX)/bin/imgfs

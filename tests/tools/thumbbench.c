@@ -4,9 +4,11 @@
  *
  * usage: thumbbench [-j THREADS] [-r ROUNDS] FILE...
  *
- * Reads every file into memory, then for each mode makes the thumbnails
- * (thumb_size 128) of all files ROUNDS times with THREADS threads and
- * prints one line per mode and one comparing them:
+ * Reads every file into memory, then makes the thumbnails (thumb_size
+ * 128) of all files with THREADS threads, in process and through the pool
+ * in turn, ROUNDS times (alternating, so that a change of the machine's
+ * load hits both modes alike; the pool's workers are started before the
+ * first round), and prints the totals of each mode and their ratio:
  *
  *     inprocess images=N seconds=S per_second=R failed=F
  *     pool      images=N seconds=S per_second=R failed=F
@@ -32,7 +34,6 @@ struct bench {
 	struct buf *files;
 	char **names;
 	size_t n;
-	unsigned rounds;
 	struct thumb_conf conf;
 	struct thumb_engine *engine; /* in-process mode */
 	struct pool *pool;           /* pool mode */
@@ -69,14 +70,14 @@ static void *run(void *arg)
 	struct bench *b = arg;
 	size_t i;
 
-	while ((i = atomic_fetch_add(&b->next, 1)) < b->n * b->rounds)
+	while ((i = atomic_fetch_add(&b->next, 1)) < b->n)
 		if (one(b, i))
 			atomic_fetch_add(&b->failed, 1);
 	thumb_thread_done();
 	return NULL;
 }
 
-static double measure(struct bench *b, unsigned threads, const char *label)
+static double measure(struct bench *b, unsigned threads)
 {
 	pthread_t tids[64];
 	double t0 = now_s(), secs;
@@ -90,10 +91,14 @@ static double measure(struct bench *b, unsigned threads, const char *label)
 	for (unsigned t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
 	secs = now_s() - t0;
+	return secs;
+}
+
+static void report(const char *label, size_t images, double secs,
+		   size_t failed)
+{
 	printf("%-9s images=%zu seconds=%.2f per_second=%.2f failed=%zu\n",
-	       label, b->n * b->rounds, secs,
-	       (double)(b->n * b->rounds) / secs, atomic_load(&b->failed));
-	return (double)(b->n * b->rounds) / secs;
+	       label, images, secs, (double)images / secs, failed);
 }
 
 static int load(struct bench *b, int argc, char **argv, int first)
@@ -118,23 +123,24 @@ static int load(struct bench *b, int argc, char **argv, int first)
 int main(int argc, char **argv)
 {
 	struct bench b;
-	unsigned threads = 2;
-	double in, pooled;
+	struct pool *pool;
+	unsigned threads = 2, rounds = 1;
+	double in = 0, pooled = 0;
+	size_t in_failed = 0, pool_failed = 0;
 	int opt;
 
 	if (worker_dispatch(argc, argv) >= 0)
 		return 1;
 	memset(&b, 0, sizeof(b));
-	b.rounds = 1;
 	while ((opt = getopt(argc, argv, "j:r:")) != -1) {
 		if (opt == 'j')
 			threads = (unsigned)atoi(optarg);
 		else if (opt == 'r')
-			b.rounds = (unsigned)atoi(optarg);
+			rounds = (unsigned)atoi(optarg);
 		else
 			return 2;
 	}
-	if (optind >= argc || threads < 1 || threads > 64 || b.rounds < 1) {
+	if (optind >= argc || threads < 1 || threads > 64 || rounds < 1) {
 		fprintf(stderr, "usage: thumbbench [-j THREADS] [-r ROUNDS] FILE...\n");
 		return 2;
 	}
@@ -143,15 +149,21 @@ int main(int argc, char **argv)
 	b.conf = (struct thumb_conf){.size = 128, .max_pixels = 100000000,
 				     .nsizes = 1, .sizes = {128}};
 	b.engine = thumb_engine_create(&b.conf);
-	if (!b.engine)
+	pool = pool_create(threads, 60000, NULL);
+	if (!b.engine || !pool)
 		return 2;
-	in = measure(&b, threads, "inprocess");
-	b.pool = pool_create(threads, 60000, NULL);
-	if (!b.pool)
-		return 2;
-	pooled = measure(&b, threads, "pool");
-	printf("pool/inprocess throughput %.3f\n", pooled / in);
-	pool_destroy(b.pool);
+	for (unsigned r = 0; r < rounds; r++) {
+		b.pool = NULL;
+		in += measure(&b, threads);
+		in_failed += atomic_load(&b.failed);
+		b.pool = pool;
+		pooled += measure(&b, threads);
+		pool_failed += atomic_load(&b.failed);
+	}
+	report("inprocess", b.n * rounds, in, in_failed);
+	report("pool", b.n * rounds, pooled, pool_failed);
+	printf("pool/inprocess throughput %.3f\n", in / pooled);
+	pool_destroy(pool);
 	thumb_engine_destroy(b.engine);
 	for (size_t i = 0; i < b.n; i++)
 		buf_release(&b.files[i]);
