@@ -83,7 +83,7 @@ static const int worker_allowed[] = {
 	SCMP_SYS(sysinfo), SCMP_SYS(uname), SCMP_SYS(getuid),
 	SCMP_SYS(geteuid), SCMP_SYS(getgid), SCMP_SYS(getegid),
 	SCMP_SYS(exit), SCMP_SYS(exit_group), SCMP_SYS(tgkill),
-	SCMP_SYS(restart_syscall), SCMP_SYS(eventfd2), SCMP_SYS(umask),
+	SCMP_SYS(restart_syscall), SCMP_SYS(eventfd2), SCMP_SYS(umask), SCMP_SYS(times),
 };
 
 /* Refused with an error the libraries handle (a file, a socket). */
@@ -113,6 +113,10 @@ static int worker_seccomp(void)
 	for (i = 0; !rc && i < sizeof(worker_refused) / sizeof(int); i++)
 		rc = -seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EACCES),
 				       worker_refused[i], 0);
+	/* Reading a limit (ImageMagick's probe does), never setting one. */
+	if (!rc)
+		rc = -seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64),
+				       1, SCMP_A2(SCMP_CMP_EQ, 0));
 	/* glibc falls back to clone() when clone3() is missing. */
 	if (!rc)
 		rc = -seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS),
