@@ -178,7 +178,10 @@ char *cfg_help_text(void)
 		 "INI file\n"
 		 "                            (also -o config=FILE)\n"
 		 "    -h, --help              print this help\n"
-		 "    -V, --version           print the version\n\n"
+		 "    -V, --version           print the version\n"
+		 "    --thumb-worker-probe    start a sandboxed thumbnail "
+		 "worker, show that it\n"
+		 "                            cannot open a file or a socket\n\n"
 		 "imgfs options (precedence: -o, environment, file, default):\n");
 	for (size_t i = 0; i < cfg_nkeys; i++)
 		help_key(&b, &cfg_keys[i]);

@@ -195,10 +195,22 @@ def test_probe_worker_cannot_open_files_or_sockets(imgfs_bin):
     assert p.stdout == "open: Permission denied\nsocket: Permission denied\n"
 
 
+def truncated_heif(tmp_path):
+    """Truncated HEIC and AVIF, made with vipsthumbnail's sibling, vips."""
+    src = tmp_path / "n.png"
+    hostile_images.photo(800, 600).save(src)
+    out = {}
+    for name, target in (("truncated.heic", "n.heic"), ("truncated.avif", "n.avif[compression=av1]")):
+        subprocess.run(["vips", "copy", str(src), str(tmp_path / target)], check=True,
+                       capture_output=True, timeout=120)
+        out[name] = hostile_images.half((tmp_path / target.split("[")[0]).read_bytes())
+    return out
+
+
 @pytest.mark.deadline(400)
-def test_hostile_files_fail_in_time_with_bounded_rss(rgw, bucket, mount):
+def test_hostile_files_fail_in_time_with_bounded_rss(rgw, bucket, mount, tmp_path):
     timeout = int(3 * SCALE)
-    fast, slow = hostile_images.truncated(), hostile_images.slow()
+    fast, slow = {**hostile_images.truncated(), **truncated_heif(tmp_path)}, hostile_images.slow()
     for name, data in {**fast, **slow}.items():
         rgw.s3.put_object(Bucket=bucket, Key=f"uploads/h/{name}", Body=data)
     rgw.s3.put_object(Bucket=bucket, Key="uploads/h/later.png", Body=hostile_images.ztxt_png())
