@@ -20,6 +20,8 @@
 #include "base/buf.h"
 #include "aws/creds.h"
 #include "base/log.h"
+#include "image/pool.h"
+#include "image/worker.h"
 
 extern char **environ;
 
@@ -261,6 +263,29 @@ out_creds:
 	return rc;
 }
 
+/* imgfs --thumb-worker-probe: start one sandboxed thumbnail worker, ask
+ * it to open a file and a socket, print what each got; 0 when both were
+ * refused. */
+static int thumb_worker_probe(void)
+{
+	struct pool *p = pool_create(1, 10000, NULL);
+	int open_err = 0, sock_err = 0, rc;
+
+	if (!p)
+		return 1;
+	rc = pool_probe(p, &open_err, &sock_err);
+	pool_destroy(p);
+	if (rc) {
+		fprintf(stderr, "imgfs: the worker did not answer: %s\n",
+			strerror(rc));
+		return 1;
+	}
+	printf("open: %s\nsocket: %s\n",
+	       open_err ? strerror(open_err) : "allowed",
+	       sock_err ? strerror(sock_err) : "allowed");
+	return open_err && sock_err ? 0 : 1;
+}
+
 int main(int argc, char **argv)
 {
 	struct cfg c;
@@ -271,6 +296,11 @@ int main(int argc, char **argv)
 	 * a session token or a signing key: they pass through buffers of
 	 * libcurl, OpenSSL and the stack that no madvise() can reach. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	rc = worker_dispatch(argc, argv);
+	if (rc >= 0)
+		return rc;
+	if (argc == 2 && strcmp(argv[1], "--thumb-worker-probe") == 0)
+		return thumb_worker_probe();
 	/* Blocks and other large buffers are mapped and unmapped, never kept
 	 * in malloc's per-thread arenas after they are freed (a fixed
 	 * threshold also stops glibc raising it after each free), so what

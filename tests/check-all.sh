@@ -6,20 +6,27 @@
 #   2. valgrind      tests/valgrind.sh: memcheck over mount, cp, ls,
 #                    thumbnails, links, unmount (plain build/imgfs)
 #   3. make fuzz     every libFuzzer target for FUZZ_SECONDS each
+#   4. corpus        when IMGFS_CORPUS names a directory of images (public
+#                    test suites and fuzzing corpora, see
+#                    tests/e2e/corpus_run.py for which and how to get them):
+#                    all of them through a mount of the ASan build, counting
+#                    thumbnails, EIOs, time and peak RSS
 #
 # Every stage runs even when an earlier one failed; the summary names the
 # failures and the exit status is non-zero if any stage failed. Expect about
 # an hour on 2 cores: the ASan e2e run dominates (~40 min), valgrind ~10 min,
 # fuzzing 5 targets x FUZZ_SECONDS (default 60 s here).
 #
-# Env: CHECK_STAGES   stages to run (default "asan valgrind fuzz")
+# Env: CHECK_STAGES   stages to run (default "asan valgrind fuzz", and
+#                     "corpus" when IMGFS_CORPUS is set)
+#      IMGFS_CORPUS   directory of images for the corpus stage
 #      FUZZ_SECONDS   per fuzz target (default 60)
 #      PYTEST_ARGS    passed to the ASan e2e run (e.g. -m "not slow")
 set -uo pipefail
 
 cd "$(dirname "$0")/.."
 MAKE=${MAKE:-make}
-STAGES=${CHECK_STAGES:-asan valgrind fuzz}
+STAGES=${CHECK_STAGES:-asan valgrind fuzz${IMGFS_CORPUS:+ corpus}}
 export FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 failed=()
 summary=()
@@ -43,6 +50,18 @@ run_asan() {
 		$MAKE asan
 }
 
+run_corpus() {
+	$MAKE BUILD=build/asan \
+		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
+		LDFLAGS="-fsanitize=address,undefined" all &&
+	IMGFS_BIN=$PWD/build/asan/imgfs IMGFS_BUILD=$PWD/build/asan \
+	IMGFS_TIMEOUT_SCALE=${IMGFS_TIMEOUT_SCALE:-3} \
+	ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0} \
+	UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1} \
+		/usr/bin/python3 -m pytest -q -s -p no:cacheprovider \
+		tests/e2e/corpus_run.py
+}
+
 run_valgrind() {
 	$MAKE -j2 all && tests/valgrind.sh
 }
@@ -52,6 +71,7 @@ for s in $STAGES; do
 	asan) stage asan run_asan ;;
 	valgrind) stage valgrind run_valgrind ;;
 	fuzz) stage fuzz $MAKE fuzz ;;
+	corpus) stage corpus run_corpus ;;
 	*) echo "check-all: unknown stage $s" >&2; failed+=("$s") ;;
 	esac
 done

@@ -77,6 +77,9 @@ static const struct counter_info counter_info[MC__COUNT] = {
 			     "Sources thumbnailed from the bytes uploaded."},
 	[MC_THUMBS_AHEAD] = {"imgfs_thumbnails_ahead_total",
 			     "Thumbnails queued ahead of a reader."},
+	[MC_THUMB_WORKER_RESTARTS] = {"imgfs_thumb_worker_restarts_total",
+				      "Thumbnail workers killed (crash, "
+				      "timeout) and replaced."},
 };
 
 static const char *const error_kinds[ME__COUNT] = {

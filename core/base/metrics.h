@@ -37,6 +37,8 @@ enum metrics_counter {
 	MC_DATA_EVICTIONS,
 	MC_THUMBS_EAGER,     /* sources thumbnailed from the bytes uploaded */
 	MC_THUMBS_AHEAD,     /* thumbnails queued ahead of a reader */
+	MC_THUMB_WORKER_RESTARTS, /* thumbnail workers that crashed, broke
+				     the protocol or timed out, replaced */
 	MC__COUNT
 };
 

@@ -65,6 +65,9 @@ struct thumb_conf {
 	char *sizes_text;         /* thumb_sizes as given, or NULL */
 	int eager;                /* 1: thumbnails of files written through
 				     the mount are made at close */
+	unsigned timeout;         /* seconds a decode may take before its
+				     worker is killed */
+	int first_frame;          /* 1: animations give still thumbnails */
 };
 
 struct link_conf {

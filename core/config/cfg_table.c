@@ -75,6 +75,12 @@ const struct key_def cfg_keys[] = {
 	{"thumb_concurrency", KIND_UINT, F(thumb.concurrency), {NULL, NULL},
 	 NULL, 1, 256, NULL, "thumbnails decoded at once",
 	 "the number of CPU cores"},
+	{"thumb_timeout", KIND_UINT, F(thumb.timeout), {NULL, NULL}, "10", 1,
+	 600, NULL, "seconds a decode may take; then its worker is killed",
+	 NULL},
+	{"thumb_first_frame", KIND_BOOL, F(thumb.first_frame), {NULL, NULL},
+	 "false", 0, 0, bool_names,
+	 "animated sources give still thumbnails (the first frame)", NULL},
 	{"link_expiry", KIND_UINT, F(link.expiry), {NULL, NULL}, "3600", 1,
 	 604800, NULL, "presigned link lifetime in seconds", NULL},
 	{"link_disposition", KIND_ENUM, F(link.attachment), {NULL, NULL},
@@ -209,7 +215,10 @@ char *cfg_help_text(void)
 		 "INI file\n"
 		 "                            (also -o config=FILE)\n"
 		 "    -h, --help              print this help\n"
-		 "    -V, --version           print the version\n\n"
+		 "    -V, --version           print the version\n"
+		 "    --thumb-worker-probe    start a sandboxed thumbnail "
+		 "worker, show that it\n"
+		 "                            cannot open a file or a socket\n\n"
 		 "imgfs options (precedence: -o, environment, file, default):\n");
 	for (size_t i = 0; i < cfg_nkeys; i++)
 		help_key(&b, &cfg_keys[i]);

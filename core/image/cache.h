@@ -37,7 +37,7 @@ struct cache;
 struct cache_key {
 	const char *key;  /* source object key */
 	const char *etag; /* source ETag, as S3 sends it */
-	const char *spec; /* thumbnail spec, e.g. "128/none/v1" */
+	const char *spec; /* thumbnail spec, e.g. "128/none/v2" */
 };
 
 /* Open (creating conf->dir with mode 0700 and the database as needed).

@@ -15,9 +15,11 @@
  * memory of a decode goes back to the system; all set once (pthread_once)
  * and never changed afterwards.
  */
+#define _GNU_SOURCE /* strcasestr */
 #include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,11 +31,15 @@
 
 #include "base/log.h"
 #include "image/thumb.h"
+#include "image/thumb_save.h"
 
-#define THUMB_SPEC_VERSION "v1"
+/* v2: TIFF sources give JPEG, animations stay animated, PNG is
+ * palette-quantised, WebP has no EXIF; "/first" marks thumb_first_frame. */
+#define THUMB_SPEC_VERSION "v2"
 #define THUMB_PROBE_EDGE 16
 #define THUMB_VIPS_THREADS_MAX 4
 #define THUMB_MMAP_THRESHOLD (256 * 1024)
+#define THUMB_FRAMES_MAX 64 /* frames of an animated thumbnail */
 
 struct thumb_engine {
 	struct thumb_conf conf;
@@ -44,6 +50,12 @@ struct thumb_engine {
 static pthread_once_t vips_once = PTHREAD_ONCE_INIT;
 static int vips_init_err;      /* 0 or the errno of a failed init */
 static unsigned vips_savable;  /* bit per enum thumb_format */
+/* Warnings of libvips' loaders that mean pixels are missing (truncated or
+ * corrupt data): libvips reports them from its own threads and still
+ * succeeds, so thumb_make_sizes() compares the count before and after. The
+ * one piece of mutable process-wide state, forced by GLib's log handler;
+ * exact only while one decode runs at a time (as in a worker). */
+static atomic_uint vips_damage;
 
 static const struct {
 	const char *ext;
@@ -105,38 +117,6 @@ int thumb_format_of_name(const char *name, enum thumb_format *out)
 	return ENOENT;
 }
 
-/* Encode im as fmt into a g_malloc'ed buffer, metadata stripped. */
-static int thumb_save(VipsImage *im, enum thumb_format fmt, void **data,
-		      size_t *len)
-{
-	switch (fmt) {
-	case THUMB_FMT_JPEG:
-		return vips_jpegsave_buffer(im, data, len, "Q", 80,
-					    "optimize_coding", TRUE, "strip",
-					    TRUE, NULL);
-	case THUMB_FMT_PNG:
-		return vips_pngsave_buffer(im, data, len, "compression", 6,
-					   "strip", TRUE, NULL);
-	case THUMB_FMT_WEBP:
-		return vips_webpsave_buffer(im, data, len, "Q", 80, "strip",
-					    TRUE, NULL);
-	case THUMB_FMT_GIF:
-		return vips_gifsave_buffer(im, data, len, "strip", TRUE, NULL);
-	case THUMB_FMT_TIFF:
-		return vips_tiffsave_buffer(
-			im, data, len, "compression",
-			VIPS_FOREIGN_TIFF_COMPRESSION_DEFLATE, "strip", TRUE,
-			NULL);
-	case THUMB_FMT_AVIF:
-		return vips_heifsave_buffer(
-			im, data, len, "Q", 50, "compression",
-			VIPS_FOREIGN_HEIF_COMPRESSION_AV1, "effort", 2, "strip",
-			TRUE, NULL);
-	default:
-		return -1;
-	}
-}
-
 /* Can fmt be written? A real encode of a small image, not a registry
  * look-up: a saver can be registered while its codec is missing. HEIC is
  * never written: browsers do not display it (the gallery would show
@@ -153,13 +133,32 @@ static int thumb_probe(VipsImage *sample, enum thumb_format fmt)
 	return ok;
 }
 
+/* Does a libvips warning say that the decoded pixels are incomplete? */
+static int thumb_damage_warning(const char *message)
+{
+	static const char *const damage[] = {
+		"read gave", "not enough data", "unexpected end",
+		"error in tile", "truncated", "premature end", "corrupt",
+		"read error", "incomplete", "unable to", "invalid",
+		"inconsistent", "bogus",
+	};
+
+	for (size_t i = 0; i < sizeof(damage) / sizeof(damage[0]); i++)
+		if (strcasestr(message, damage[i]))
+			return 1;
+	return 0;
+}
+
 /* libvips' warnings (about EXIF oddities, tiles of a truncated file...)
- * go to the daemon's log at debug level instead of stderr. */
+ * go to the log at debug level instead of stderr; those that mean damage
+ * are counted. */
 static void thumb_glib_log(const char *domain, GLogLevelFlags level,
 			   const char *message, void *arg)
 {
 	(void)level;
 	(void)arg;
+	if (message && thumb_damage_warning(message))
+		atomic_fetch_add(&vips_damage, 1);
 	log_debug("%s: %s", domain ? domain : "glib", message);
 }
 
@@ -188,8 +187,11 @@ static void *thumb_init_main(void *arg)
 	vips_cache_set_max_files(0);
 	if (vips_black(&sample, THUMB_PROBE_EDGE, THUMB_PROBE_EDGE, "bands", 3,
 		       NULL) == 0) {
+		/* TIFF, like HEIC, is never written: browsers do not show
+		 * it; such sources get JPEG thumbnails named NAME.tif.jpg. */
 		for (int f = 0; f < THUMB_FMT__COUNT; f++)
-			if (thumb_probe(sample, (enum thumb_format)f))
+			if (f != THUMB_FMT_TIFF &&
+			    thumb_probe(sample, (enum thumb_format)f))
 				vips_savable |= 1u << f;
 		g_object_unref(sample);
 	}
@@ -277,9 +279,9 @@ struct thumb_engine *thumb_engine_create(const struct thumb_conf *conf)
 		e->conf.sizes[0] = conf->size;
 	}
 	for (unsigned i = 0; i < e->conf.nsizes; i++)
-		snprintf(e->spec[i], sizeof(e->spec[i]), "%u/%s/%s",
+		snprintf(e->spec[i], sizeof(e->spec[i]), "%u/%s/%s%s",
 			 e->conf.sizes[i], thumb_crop_name(conf->crop),
-			 THUMB_SPEC_VERSION);
+			 THUMB_SPEC_VERSION, conf->first_frame ? "/first" : "");
 	vips_concurrency_set(thumb_vips_threads());
 	return e;
 }
@@ -373,29 +375,55 @@ static int thumb_fail(struct buf *err, const char *fallback)
 
 /* The source's size as shown: its header's, turned by EXIF orientations
  * 5 to 8 (a quarter turn). */
-static void thumb_shown_size(VipsImage *im, struct thumb_source_info *info)
+static void thumb_shown_size(VipsImage *im, struct thumb_source_info *shown)
 {
 	int o = 1;
 
-	if (!info)
+	if (!shown)
 		return;
 	if (vips_image_get_typeof(im, VIPS_META_ORIENTATION))
 		vips_image_get_int(im, VIPS_META_ORIENTATION, &o);
-	info->width = (unsigned)vips_image_get_width(im);
-	info->height = (unsigned)vips_image_get_height(im);
+	shown->width = (unsigned)vips_image_get_width(im);
+	shown->height = (unsigned)vips_image_get_height(im);
 	if (o >= 5 && o <= 8) {
-		unsigned w = info->width;
+		unsigned w = shown->width;
 
-		info->width = info->height;
-		info->height = w;
+		shown->width = shown->height;
+		shown->height = w;
 	}
 }
 
+/* What the header of a source says. */
+struct thumb_src_info {
+	int has_icc;     /* embeds an ICC profile */
+	int frames;      /* frames to decode: 1, or more for an animation */
+};
+
+/* Frames of an animation to decode: bounded by THUMB_FRAMES_MAX and by
+ * the pixel limit over all of them; 1 when the output is a still. */
+static int thumb_frames(const struct thumb_engine *e, VipsImage *im,
+			enum thumb_format out)
+{
+	uint64_t frame = (uint64_t)vips_image_get_width(im) *
+			 (uint64_t)vips_image_get_height(im);
+	int pages = vips_image_get_n_pages(im), n;
+
+	if (e->conf.first_frame || pages <= 1 || frame == 0 ||
+	    (out != THUMB_FMT_GIF && out != THUMB_FMT_WEBP))
+		return 1;
+	n = pages < THUMB_FRAMES_MAX ? pages : THUMB_FRAMES_MAX;
+	if ((uint64_t)n * frame > e->conf.max_pixels)
+		n = (int)(e->conf.max_pixels / frame);
+	return n > 1 ? n : 1;
+}
+
 /* Read the header only and refuse a source over the pixel limit; tell
- * whether it embeds an ICC profile, and its size (info may be NULL). */
+ * whether it embeds an ICC profile, how many frames to decode, and its
+ * size as shown (shown may be NULL). */
 static int thumb_check_header(const struct thumb_engine *e, const void *src,
-			      size_t len, int *has_icc,
-			      struct thumb_source_info *info, struct buf *err)
+			      size_t len, enum thumb_format out,
+			      struct thumb_src_info *info,
+			      struct thumb_source_info *shown, struct buf *err)
 {
 	VipsImage *im = vips_image_new_from_buffer(
 		src, len, "", "access", VIPS_ACCESS_SEQUENTIAL, "fail_on",
@@ -416,8 +444,9 @@ static int thumb_check_header(const struct thumb_engine *e, const void *src,
 		g_object_unref(im);
 		return EIO;
 	}
-	*has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
-	thumb_shown_size(im, info);
+	info->has_icc = vips_image_get_typeof(im, VIPS_META_ICC_NAME) != 0;
+	info->frames = thumb_frames(e, im, out);
+	thumb_shown_size(im, shown);
 	g_object_unref(im);
 	return 0;
 }
@@ -506,16 +535,25 @@ static unsigned thumb_edge_max(const struct thumb_engine *e, unsigned n)
  * other sizes are made from it) rendered to memory so that they do not
  * decode again. */
 static int thumb_decode(const struct thumb_engine *e, const void *src,
-			size_t len, unsigned edge, int has_icc, int to_memory,
+			size_t len, unsigned edge,
+			const struct thumb_src_info *info, int to_memory,
 			enum thumb_format f, VipsImage **out, struct buf *err)
 {
 	VipsImage *im = NULL, *mem;
+	char opts[64];
 
+	/* Only the loaders of animations know "n". */
+	if (info->frames > 1)
+		snprintf(opts, sizeof(opts), "fail_on=truncated,n=%d",
+			 info->frames);
+	else
+		snprintf(opts, sizeof(opts), "fail_on=truncated");
 	if (vips_thumbnail_buffer((void *)src, len, &im, (int)edge, "height",
 				  (int)edge, "size", VIPS_SIZE_DOWN, "crop",
 				  thumb_interesting(e->conf.crop),
-				  "export_profile", has_icc ? "srgb" : NULL,
-				  "option_string", "fail_on=truncated", NULL))
+				  "export_profile",
+				  info->has_icc ? "srgb" : NULL,
+				  "option_string", opts, NULL))
 		return thumb_fail(err, "cannot decode image");
 	if (thumb_normalise(&im, f)) {
 		g_object_unref(im);
@@ -541,7 +579,7 @@ static int thumb_emit(const struct thumb_engine *e, VipsImage *big,
 	int rc;
 
 	if (edge >= (unsigned)vips_image_get_width(big) &&
-	    edge >= (unsigned)vips_image_get_height(big))
+	    edge >= (unsigned)vips_image_get_page_height(big))
 		return thumb_encode(big, f, out, err);
 	if (vips_thumbnail_image(big, &im, (int)edge, "height", (int)edge,
 				 "size", VIPS_SIZE_DOWN, "crop",
@@ -552,6 +590,23 @@ static int thumb_emit(const struct thumb_engine *e, VipsImage *big,
 				     : thumb_encode(im, f, out, err);
 	g_object_unref(im);
 	return rc;
+}
+
+/* Did libvips report damage during the pipeline, although every call
+ * succeeded? (truncated data: "error in tile", "read gave N warnings",
+ * "not enough data"...; in its error buffer or as a warning. Not every
+ * error it records is one: the HEIF loader's probing leaves "bad seek".) */
+static int thumb_damaged(unsigned damage0, struct buf *err)
+{
+	const char *msg = vips_error_buffer();
+
+	if (msg && *msg && thumb_damage_warning(msg))
+		return thumb_fail(err, "decoder error");
+	if (atomic_load(&vips_damage) == damage0)
+		return 0;
+	if (err)
+		buf_adds(err, "damaged or truncated image data");
+	return EIO;
 }
 
 int thumb_make_sizes(const struct thumb_engine *e, const void *src,
@@ -565,12 +620,13 @@ int thumb_make_sizes(const struct thumb_engine *e, const void *src,
 int thumb_make_sizes_info(const struct thumb_engine *e, const void *src,
 			  size_t len, const char *src_name, unsigned n,
 			  struct buf *outs, enum thumb_format *fmt,
-			  struct buf *err, struct thumb_source_info *info)
+			  struct buf *err, struct thumb_source_info *shown)
 {
 	enum thumb_format f = THUMB_FMT_JPEG;
+	struct thumb_src_info info = {0, 1};
 	VipsImage *big = NULL;
-	unsigned edge;
-	int has_icc = 0, rc;
+	unsigned edge, damage0;
+	int rc;
 
 	if (n == 0 || n > e->conf.nsizes)
 		n = e->conf.nsizes;
@@ -581,15 +637,20 @@ int thumb_make_sizes_info(const struct thumb_engine *e, const void *src,
 			buf_adds(err, "empty file");
 		return EIO;
 	}
-	rc = thumb_check_header(e, src, len, &has_icc, info, err);
+	vips_error_clear();
+	damage0 = atomic_load(&vips_damage);
+	rc = thumb_check_header(e, src, len, f, &info, shown, err);
 	edge = thumb_edge_max(e, n);
 	if (!rc)
-		rc = thumb_decode(e, src, len, edge, has_icc, n > 1, f, &big,
+		rc = thumb_decode(e, src, len, edge, &info, n > 1, f, &big,
 				  err);
 	for (unsigned i = 0; !rc && i < n; i++)
 		rc = thumb_emit(e, big, e->conf.sizes[i], f, &outs[i], err);
 	if (big)
 		g_object_unref(big);
+	if (rc == 0)
+		rc = thumb_damaged(damage0, err);
+	vips_error_clear();
 	if (rc == 0)
 		*fmt = f;
 	return rc;

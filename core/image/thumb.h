@@ -4,16 +4,23 @@
  * Turns the bytes of a source image into the bytes of its thumbnail:
  * shrink-on-load, fit inside size x size (or fill it exactly when
  * cropping), never upscaled, EXIF orientation applied, converted to sRGB,
- * 8 bits per sample, all metadata stripped, first frame of an animation,
- * transparency kept where the output format has it and flattened on white
- * for JPEG. The output format follows the source's file name extension;
- * where libvips cannot write that format on this machine (and always for
- * HEIC, which browsers cannot show) the output is JPEG and ".jpg" is
+ * 8 bits per sample, all metadata stripped (EXIF, XMP, ICC; WebP too),
+ * animations (GIF, WebP) kept as animations of at most 64 frames within
+ * max_pixels unless conf->first_frame, transparency kept where the output
+ * format has it and flattened on white for JPEG, PNG palette-quantised.
+ * The output format follows the source's file name extension; where
+ * libvips cannot write that format on this machine (and always for HEIC
+ * and TIFF, which browsers cannot show) the output is JPEG and ".jpg" is
  * appended to the name.
  *
  * Safety: libvips' untrusted loaders are blocked, its operation cache is
  * off, a source over conf->max_pixels is refused from its header before
- * any pixel is decoded, and truncated data is an error.
+ * any pixel is decoded, and truncated data is an error: any damage libvips
+ * reports during the pipeline (its error buffer, or a loader's warning
+ * such as "error in tile") fails the decode, also when every call
+ * succeeded. That check counts warnings process-wide, so it is exact only
+ * while one decode runs at a time, as in a worker (worker.h), where the
+ * daemon runs every decode.
  *
  * libvips is initialised once per process, the first time any function
  * here needs it (thumb_engine_create or thumb_output_name); do that after
@@ -53,12 +60,12 @@ struct thumb_engine;
 struct thumb_engine *thumb_engine_create(const struct thumb_conf *conf);
 void thumb_engine_destroy(struct thumb_engine *e);
 
-/* The cache spec of this engine's output, e.g. "128/none/v1": two engines
+/* The cache spec of this engine's output, e.g. "128/none/v2": two engines
  * with the same spec make the same thumbnails. Owned by the engine. */
 const char *thumb_engine_spec(const struct thumb_engine *e);
 
 /* The sizes this engine makes (conf->sizes, at least one) and the cache
- * spec of size i ("256/none/v1"); NULL / 0 past the last. */
+ * spec of size i ("256/none/v2"); NULL / 0 past the last. */
 unsigned thumb_engine_nsizes(const struct thumb_engine *e);
 unsigned thumb_engine_size(const struct thumb_engine *e, unsigned i);
 const char *thumb_engine_spec_n(const struct thumb_engine *e, unsigned i);

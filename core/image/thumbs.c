@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "image/thumbs_int.h"
@@ -109,19 +110,41 @@ int thumbs_key_for(struct thumbs *t, const char *src_key, struct buf *out)
 /* ---- producing a thumbnail ----------------------------------------- */
 
 struct thumbs_sink {
-	struct buf *b;
+	struct buf *b;   /* into memory, or */
+	int fd;          /* into this file (a memfd for a worker) when b is
+			    NULL */
+	size_t len;      /* bytes written to fd */
 	size_t max;
 	int too_big; /* stopped at max, not for lack of memory */
 };
 
+static int thumbs_sink_fd(struct thumbs_sink *s, const char *p, size_t len)
+{
+	while (len > 0) {
+		ssize_t k = write(s->fd, p, len);
+
+		if (k < 0 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return 1;
+		p += k;
+		len -= (size_t)k;
+		s->len += (size_t)k;
+	}
+	return 0;
+}
+
 static int thumbs_sink_add(void *arg, const void *data, size_t len)
 {
 	struct thumbs_sink *s = arg;
+	size_t have = s->b ? s->b->len : s->len;
 
-	if (len > s->max - s->b->len) {
+	if (len > s->max - have) {
 		s->too_big = 1;
 		return 1;
 	}
+	if (!s->b)
+		return thumbs_sink_fd(s, data, len);
 	return buf_add(s->b, data, len) ? 1 : 0;
 }
 
@@ -142,7 +165,7 @@ static int thumbs_from_bucket(struct thumbs *t, unsigned idx,
 			      struct buf *out)
 {
 	struct buf b = BUF_INIT;
-	struct thumbs_sink sink = {&b, THUMBS_OBJECT_MAX, 0};
+	struct thumbs_sink sink = {&b, -1, 0, THUMBS_OBJECT_MAX, 0};
 	struct store_object info;
 	char stamp[STORE_ETAG_MAX];
 	int rc;
@@ -189,19 +212,22 @@ struct thumbs_gen {
 	struct thumb_source_info info; /* the source's size, once decoded */
 };
 
-/* Read the source (it must still have the ETag) into src. */
+/* Read the source (it must still have the ETag) into fd, a memfd that
+ * goes to a worker as it is: the daemon holds no other copy. *len gets
+ * its length. */
 static int thumbs_read_source(struct thumbs *t, const struct thumbs_gen *g,
-			      struct buf *src, struct buf *err)
+			      int fd, size_t *len, struct buf *err)
 {
-	struct thumbs_sink sink = {src, THUMBS_SOURCE_MAX, 0};
+	struct thumbs_sink sink = {NULL, fd, 0, THUMBS_SOURCE_MAX, 0};
 	struct store_object info;
 	int rc;
 
 	memset(&info, 0, sizeof(info));
 	rc = store_get(t->store, g->key, 0, 0, g->etag, thumbs_sink_add, &sink,
 		       &info);
+	*len = sink.len;
 	/* A body cut short must not be remembered as a broken image. */
-	if (rc == 0 && info.size != src->len)
+	if (rc == 0 && info.size != sink.len)
 		rc = EIO;
 	if (rc == EAGAIN || rc == ENOENT)
 		return ENOENT; /* replaced or deleted: the caller re-stats */
@@ -222,13 +248,14 @@ static int thumbs_read_decode(struct thumbs *t, struct thumbs_gen *g)
 	int rc;
 
 	memset(&job, 0, sizeof(job));
-	if (g->src)
+	job.fd = -1;
+	if (g->src) {
 		rc = thumbs_src_bytes(g->src, &src, &job.src, &job.len);
-	else
-		rc = thumbs_read_source(t, g, &src, &err);
-	if (!g->src && !rc) {
-		job.src = src.data;
-		job.len = src.len;
+	} else {
+		job.fd = pool_memfd();
+		rc = job.fd < 0 ? ENOMEM
+				: thumbs_read_source(t, g, job.fd, &job.len,
+						     &err);
 	}
 	if (!rc) {
 		job.name = thumbs_leaf(g->key);
@@ -240,6 +267,8 @@ static int thumbs_read_decode(struct thumbs *t, struct thumbs_gen *g)
 		if (rc == EIO)
 			rc = thumbs_failed(t, g->key, g->etag, err.data);
 	}
+	if (job.fd >= 0)
+		close(job.fd);
 	buf_release(&src);
 	buf_release(&err);
 	return rc;
@@ -558,11 +587,21 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 	if (!t->engine)
 		return errno ? errno : EIO;
 	t->nsizes = thumb_engine_nsizes(t->engine);
+	t->conf = *tconf;
+	t->conf.sizes_text = NULL;
+	if (t->conf.nsizes == 0) {
+		t->conf.nsizes = 1;
+		t->conf.sizes[0] = tconf->size;
+	}
 	t->cache = cache_open(cconf, t->m);
 	if (!t->cache)
 		return errno ? errno : EIO;
 	n = tconf->concurrency ? tconf->concurrency : 1;
 	t->sources_max = 2 * n;
+	t->pool = pool_create(n, (tconf->timeout ? tconf->timeout : 10) * 1000u,
+			      t->m);
+	if (!t->pool)
+		return errno ? errno : EIO;
 	return thumbs_sched_start(t, n);
 }
 
@@ -598,6 +637,7 @@ void thumbs_destroy(struct thumbs *t)
 	if (!t)
 		return;
 	thumbs_sched_stop(t);
+	pool_destroy(t->pool);
 	cache_close(t->cache);
 	thumb_engine_destroy(t->engine);
 	free(t->uploads_prefix);

@@ -5,7 +5,9 @@
  * thumbnails prefix, and produces a thumbnail on demand: from the SQLite
  * cache, else from the bucket (a thumbnail object whose source-etag
  * metadata matches), else by reading the source and running the libvips
- * engine, after which it is stored in both. Sources that failed are
+ * engine in a sandboxed worker process (pool.h; nothing of the source is
+ * parsed in the daemon), after which it is stored in both. A worker that
+ * crashes or passes conf->timeout costs that thumbnail an EIO. Sources that failed are
  * remembered per ETag and fail again at once. Concurrent requests for the
  * same missing thumbnail wait for a single generation.
  *

@@ -36,6 +36,7 @@
 #include <stdint.h>
 
 #include "image/cache.h"
+#include "image/pool.h"
 #include "image/thumb.h"
 #include "image/thumbs.h"
 
@@ -47,7 +48,8 @@
 
 /* One decode of every size; lives on the requester's stack. */
 struct thumbs_job {
-	const void *src;
+	const void *src;         /* the source's bytes, or */
+	int fd;                  /* a memfd holding them (src NULL); -1 */
 	size_t len;
 	const char *name;
 	struct buf *outs;        /* one per size of the engine */
@@ -97,7 +99,10 @@ struct thumbs_flight {
 };
 
 struct thumbs {
-	struct thumb_engine *engine;
+	struct thumb_engine *engine;   /* names and specs only: decoding is
+					  done by the pool's workers */
+	struct pool *pool;
+	struct thumb_conf conf;        /* what the workers are asked for */
 	struct cache *cache;
 	struct store *store;
 	struct metrics *m;

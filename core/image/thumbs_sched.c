@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdlib.h>
@@ -63,12 +62,16 @@ static struct thumbs_job *job_take(struct thumbs *t, enum thumbs_role role)
 
 static void job_run(struct thumbs *t, struct thumbs_job *job)
 {
-	job->rc = thumb_make_sizes_info(t->engine, job->src, job->len,
-					job->name, t->nsizes, job->outs,
-					&job->fmt, job->err, &job->info);
-	/* A decode frees tens of megabytes in pieces (a progressive JPEG's
-	 * coefficients); give the pages back to the system. */
-	malloc_trim(0);
+	/* In a sandboxed worker process: nothing of the source is parsed
+	 * here. */
+	if (job->fd >= 0)
+		job->rc = pool_make_fd(t->pool, &t->conf, job->fd, job->len,
+				       job->name, t->nsizes, job->outs,
+				       &job->fmt, job->err, &job->info);
+	else
+		job->rc = pool_make(t->pool, &t->conf, job->src, job->len,
+				    job->name, t->nsizes, job->outs, &job->fmt,
+				    job->err, &job->info);
 }
 
 static void decode_loop(struct thumbs *t, enum thumbs_role role)

@@ -15,6 +15,7 @@
 
 #include <openssl/evp.h>
 
+#include "image/worker.h"
 #include "check.h"
 #include "base/buf.h"
 #include "ns/gallery_page.h"
@@ -491,8 +492,11 @@ static void test_links_object_matches_botocore(void)
 	buf_release(&out);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+	/* The thumbnail workers this test starts are this binary. */
+	if (worker_dispatch(argc, argv) >= 0)
+		return 1;
 	test_expiry_cap();
 	test_html_escape();
 	test_disposition();

@@ -14,6 +14,7 @@
 
 #include <vips/vips.h>
 
+#include "image/worker.h"
 #include "check.h"
 #include "aws/creds.h"
 #include "base/metrics.h"
@@ -127,7 +128,7 @@ static const char *list(struct rig *r, const char *path, struct names *n)
 /* Open path, read it all into out. 0 or errno. */
 static int slurp(struct rig *r, const char *path, struct buf *out)
 {
-	struct ns_file *f;
+	struct ns_file *f = NULL;
 	char chunk[65536];
 	size_t got;
 	uint64_t off = 0;
@@ -623,9 +624,13 @@ static void test_part_failure(struct rig *r)
 	free(data);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	struct rig r;
+
+	/* The thumbnail workers this test starts are this binary. */
+	if (worker_dispatch(argc, argv) >= 0)
+		return 1;
 
 	if (rig_up(&r, 0) != 0) {
 		fprintf(stderr, "test_ns: cannot set up\n");

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 
+#include "image/worker.h"
 #include "base/buf.h"
 #include "image/thumb.h"
 #include "image/thumbs.h"
@@ -107,10 +108,14 @@ static void test_keys(const char *dir)
 	thumbs_destroy(t);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	char dir[] = "/tmp/imgfs-test-thumbs-XXXXXX";
 	struct buf cmd = BUF_INIT;
+
+	/* The thumbnail workers this test starts are this binary. */
+	if (worker_dispatch(argc, argv) >= 0)
+		return 1;
 
 	if (!mkdtemp(dir)) {
 		perror("mkdtemp");

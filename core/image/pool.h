@@ -1,0 +1,69 @@
+/*
+ * pool: the thumbnail workers of the daemon.
+ *
+ * n worker processes (worker.h), each started by posix_spawn() of
+ * /proc/self/exe in its worker mode with an empty environment (sanitizer
+ * options excepted) and no descriptor of the daemon but stderr. A decode
+ * takes a free worker (waiting for one when all n are busy), hands it the
+ * source in a sealed memfd and waits for the reply until a wall-clock
+ * deadline of timeout_ms. A worker that crashes, breaks the protocol or
+ * misses the deadline is killed (SIGKILL) and reaped at once, that
+ * decode fails with EIO and a reason in err, the restart is counted
+ * (imgfs_thumb_worker_restarts_total) and a replacement is started; the
+ * caller remembers the failure and logs it. A worker that has used half
+ * its CPU limit is replaced quietly between two decodes.
+ *
+ * Thread safety: every function but pool_destroy may be called from any
+ * thread at once; pool_destroy when no call is under way.
+ */
+#ifndef IMGFS_POOL_H
+#define IMGFS_POOL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "base/buf.h"
+#include "base/metrics.h"
+#include "config/cfg.h"
+#include "image/thumb.h"
+
+struct pool;
+
+/* Start n (>= 1) workers; m may be NULL. NULL with errno set (and a log
+ * line) when none can be started. */
+struct pool *pool_create(unsigned n, unsigned timeout_ms, struct metrics *m);
+/* Kill and reap every worker. */
+void pool_destroy(struct pool *p);
+
+/*
+ * thumb_make_sizes_info() of conf's first nsizes sizes (0: all) in a
+ * worker: the same results (0, EIO with the reason in err, ENOMEM; the
+ * source's shown size in *shown when it is not NULL), plus EIO when the
+ * worker died or timed out. The bytes at src are copied once,
+ * into the memfd the worker maps (pool_make_fd() takes one filled by the
+ * caller).
+ */
+int pool_make(struct pool *p, const struct thumb_conf *conf, const void *src,
+	      size_t len, const char *name, unsigned nsizes, struct buf *outs,
+	      enum thumb_format *fmt, struct buf *err,
+	      struct thumb_source_info *shown);
+
+/* A memfd to fill with a source for pool_make_fd(); -1 with errno. */
+int pool_memfd(void);
+
+/* pool_make() of the len bytes written into fd (from pool_memfd()), which
+ * is sealed and handed to the worker as it is: no copy. The caller still
+ * closes fd. */
+int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
+		 size_t len, const char *name, unsigned nsizes,
+		 struct buf *outs, enum thumb_format *fmt, struct buf *err,
+		 struct thumb_source_info *shown);
+
+/* Ask a worker to open a file and a socket: 0 with the errno each got
+ * (0: it was allowed), or an errno when the worker did not answer. */
+int pool_probe(struct pool *p, int *open_err, int *socket_err);
+
+/* The pid of worker i (0 while it is not running), for tests. */
+pid_t pool_worker_pid(struct pool *p, unsigned i);
+
+#endif
