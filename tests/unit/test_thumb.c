@@ -430,6 +430,15 @@ static double now(void)
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
+/* IMGFS_TIMEOUT_SCALE (sanitizer builds are slower), default 1. */
+static double timeout_scale(void)
+{
+	const char *v = getenv("IMGFS_TIMEOUT_SCALE");
+	double x = v ? atof(v) : 1.0;
+
+	return x > 0 ? x : 1.0;
+}
+
 static void expect_eio_fast(struct thumb_engine *e, const struct buf *src,
 			    const char *name)
 {
@@ -440,7 +449,9 @@ static void expect_eio_fast(struct thumb_engine *e, const struct buf *src,
 
 	dt = now() - t0;
 	CHECK_INT(rc, EIO);
-	CHECK(dt < 1.0);
+	/* refused from its header: far below the tens of seconds decoding
+	 * such a file takes, loose enough for a loaded machine */
+	CHECK(dt < 3.0 * timeout_scale());
 	CHECK(err.len > 0 && !memchr(err.data, '\n', err.len));
 	printf("hostile %s: %s (%.3f s)\n", name, err.data ? err.data : "", dt);
 	buf_release(&out);
