@@ -1,8 +1,9 @@
 /*
  * Unit tests of core/cfg: defaults, every option, precedence (-o over the
  * environment over the INI file over defaults), bad values, unknown
- * options, the mount.fuse3 argument shape, FUSE pass-through and broken
- * INI files. Fixtures live in tests/unit/data/cfg; run from the repo root.
+ * options, the mount.fuse3 argument shape and FUSE pass-through (the INI
+ * file's own errors are in test_cfg_ini.c). Fixtures live in
+ * tests/unit/data/cfg; run from the repo root.
  */
 #include <errno.h>
 #include <stdarg.h>
@@ -16,85 +17,7 @@
 #include "config/cfg.h"
 #include "base/log.h"
 
-#define DATA "tests/unit/data/cfg/"
-
-/* A NULL-terminated vector of copies of the given strings. */
-static char **vec(const char *first, ...)
-{
-	char **v = calloc(64, sizeof(*v));
-	va_list ap;
-	int n = 0;
-
-	va_start(ap, first);
-	for (const char *s = first; s && n < 63; s = va_arg(ap, const char *))
-		v[n++] = strdup(s);
-	va_end(ap);
-	return v;
-}
-
-static int vec_len(char **v)
-{
-	int n = 0;
-
-	while (v[n])
-		n++;
-	return n;
-}
-
-static void vec_free(char **v)
-{
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
-
-struct run {
-	struct cfg c;
-	enum cfg_result res;
-	char err[512];
-	char *out;
-};
-
-/* Parse argv (a vec, freed here) with envp (a vec, freed here). */
-static void run(struct run *r, char **argv, char **envp)
-{
-	memset(r, 0, sizeof(*r));
-	r->res = cfg_parse(&r->c, vec_len(argv), argv, envp, r->err,
-			   sizeof(r->err), &r->out);
-	vec_free(argv);
-	vec_free(envp);
-}
-
-static void done(struct run *r)
-{
-	free(r->out);
-	cfg_release(&r->c);
-}
-
-/* A minimal environment: no AWS variables from the caller. */
-static char **base_env(void)
-{
-	return vec("HOME=/home/tester", NULL);
-}
-
-/* Expect CFG_ERROR with a message holding every given fragment. */
-static void expect_error(char **argv, char **envp, const char *frag1,
-			 const char *frag2)
-{
-	struct run r;
-
-	run(&r, argv, envp);
-	CHECK_INT(r.res, CFG_ERROR);
-	CHECK(strncmp(r.err, "imgfs: ", 7) == 0);
-	CHECK(strchr(r.err, '\n') == NULL);
-	if (frag1 && !strstr(r.err, frag1))
-		fprintf(stderr, "  error '%s' lacks '%s'\n", r.err, frag1);
-	CHECK(!frag1 || strstr(r.err, frag1));
-	if (frag2 && !strstr(r.err, frag2))
-		fprintf(stderr, "  error '%s' lacks '%s'\n", r.err, frag2);
-	CHECK(!frag2 || strstr(r.err, frag2));
-	done(&r);
-}
+#include "cfg_rig.h"
 
 static void test_defaults(void)
 {
@@ -604,118 +527,6 @@ static void test_addressing(void)
 	}
 }
 
-static void test_ini_errors(void)
-{
-	expect_error(vec("imgfs", "--config", DATA "unknown_key.ini", "bkt",
-			 "/tmp", NULL),
-		     base_env(), DATA "unknown_key.ini:3", "unknown key 'colour'");
-	expect_error(vec("imgfs", "--config", DATA "bad_value.ini", "bkt",
-			 "/tmp", NULL),
-		     base_env(), DATA "bad_value.ini:2", "thumb_size");
-	expect_error(vec("imgfs", "--config", DATA "garbage.ini", "bkt", "/tmp",
-			 NULL),
-		     base_env(), DATA "garbage.ini:3", NULL);
-	expect_error(vec("imgfs", "--config", DATA "wrong_section.ini", "bkt",
-			 "/tmp", NULL),
-		     base_env(), "wrong_section.ini:2", "[imgsf]");
-	expect_error(vec("imgfs", "--config", DATA "no_section.ini", "bkt",
-			 "/tmp", NULL),
-		     base_env(), "no_section.ini:1", "[imgfs]");
-	expect_error(vec("imgfs", "--config", DATA "unterminated.ini", "bkt",
-			 "/tmp", NULL),
-		     base_env(), "unterminated.ini:1", NULL);
-	expect_error(vec("imgfs", "--config", DATA "missing.ini", "bkt", "/tmp",
-			 NULL),
-		     base_env(), DATA "missing.ini", "No such file");
-	/* a key given twice is refused, naming both lines */
-	expect_error(vec("imgfs", "--config", DATA "duplicate_key.ini", "bkt",
-			 "/tmp", NULL),
-		     base_env(), DATA "duplicate_key.ini:4",
-		     "key 'region' set again (first on line 2)");
-	expect_error(vec("imgfs", "--config", "/dev/zero", "bkt", "/tmp", NULL),
-		     base_env(), "/dev/zero", "regular file");
-	expect_error(vec("imgfs", "--config", "tests", "bkt", "/tmp", NULL),
-		     base_env(), "tests", NULL);
-	/* control characters from the input never break the line */
-	expect_error(vec("imgfs", "-o", "bad\nkey\x1b[2J", "bkt", "/tmp",
-			 NULL),
-		     base_env(), "unknown option", NULL);
-	/* -o wins over a bad file value: the file value is never used */
-	{
-		struct run r;
-
-		run(&r, vec("imgfs", "--config", DATA "bad_value.ini", "-o",
-			    "thumb_size=100", "bkt", "/tmp", NULL),
-		    base_env());
-		CHECK_INT(r.res, CFG_OK);
-		CHECK_INT(r.c.thumb.size, 100);
-		done(&r);
-		run(&r, vec("imgfs", "--config", DATA "empty.ini", "bkt",
-			    "/tmp", NULL),
-		    base_env());
-		CHECK_INT(r.res, CFG_OK);
-		done(&r);
-	}
-}
-
-/* inih stops at 200 bytes a line; longer values arrive whole and line
- * numbers stay those of the file. */
-static void test_long_lines(void)
-{
-	char want[1024];
-	struct run r;
-	int n = snprintf(want, sizeof(want), "/var/tmp");
-
-	for (int i = 0; i < 30; i++)
-		n += snprintf(want + n, sizeof(want) - (size_t)n,
-			      "%sdir %02d with spaces", i ? "/" : "/", i);
-	run(&r, vec("imgfs", "--config", DATA "long_lines.ini", "bkt", "/tmp",
-		    NULL),
-	    base_env());
-	CHECK_INT(r.res, CFG_OK);
-	CHECK_STR(r.c.cache.dir, want);
-	CHECK(r.c.s3.sse_kms_key_id && strlen(r.c.s3.sse_kms_key_id) == 250 &&
-	      strspn(r.c.s3.sse_kms_key_id, "k") == 250);
-	CHECK_INT(r.c.thumb.size, 64);
-	done(&r);
-	expect_error(vec("imgfs", "--config", DATA "long_then_unknown.ini",
-			 "bkt", "/tmp", NULL),
-		     base_env(), "long_then_unknown.ini:4", "'colour'");
-	expect_error(vec("imgfs", "--config", DATA "long_garbage.ini", "bkt",
-			 "/tmp", NULL),
-		     base_env(), "long_garbage.ini:3", "syntax error");
-}
-
-static int count_keys(void *user, const char *section, const char *name,
-		      const char *value, int line)
-{
-	int *lines = user;
-
-	if (lines[0] < 63)
-		lines[++lines[0]] = line;
-	return strcmp(name, "refuse") != 0;
-}
-
-static void test_ini_read(void)
-{
-	int lines[64] = {0}, bad = -1;
-
-	CHECK_INT(cfg_ini_read(DATA "full.ini", count_keys, lines, &bad), 0);
-	CHECK_INT(bad, 0);
-	CHECK_INT(lines[0], 27);
-	CHECK_INT(lines[1], 3);
-	CHECK_INT(lines[27], 29);
-	CHECK_INT(cfg_ini_read(DATA "missing.ini", count_keys, lines, &bad),
-		  ENOENT);
-	CHECK_INT(cfg_ini_read("/dev/null", count_keys, lines, &bad), EFBIG);
-	CHECK_INT(cfg_ini_read(DATA, count_keys, lines, &bad), EFBIG);
-	CHECK_INT(cfg_ini_read("/proc/self/pagemap", count_keys, lines, &bad),
-		  EFBIG);
-	CHECK_INT(cfg_ini_read(DATA "garbage.ini", count_keys, lines, &bad),
-		  EBADMSG);
-	CHECK_INT(bad, 3);
-}
-
 static void test_cache_dir(void)
 {
 	struct run r;
@@ -805,9 +616,6 @@ int main(void)
 	test_mount_helper_shape();
 	test_fuse_passthrough();
 	test_addressing();
-	test_ini_errors();
-	test_long_lines();
-	test_ini_read();
 	test_cache_dir();
 	test_getenv();
 	return check_done("test_cfg");
