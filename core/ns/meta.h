@@ -85,6 +85,9 @@ int meta_dir_walked(struct meta *m, const char *dir);
 int meta_dir_listable(struct meta *m, const char *dir);
 /* Remember that dir holds more than one page of entries. */
 void meta_dir_set_big(struct meta *m, const char *dir);
+/* How many listings, entries, walks and changes are held (each bounded:
+ * see meta.c). */
+size_t meta_held(struct meta *m);
 /* Forget everything known about dir's listing and its entries' attributes. */
 void meta_forget_dir(struct meta *m, const char *dir);
 
