@@ -30,6 +30,8 @@ struct s3_conf {
 	int insecure;             /* 1: do not verify TLS (logged loudly) */
 	unsigned max_connections; /* concurrent requests to S3 */
 	unsigned retries;         /* attempts after the first */
+	unsigned retry_window;    /* seconds after a request's first attempt
+				     in which a retry may start */
 	unsigned connect_timeout; /* seconds */
 	unsigned request_timeout; /* seconds without progress before giving up */
 	char *sse;                /* NULL, "AES256" or "aws:kms" */

@@ -94,8 +94,11 @@ const struct key_def cfg_keys[] = {
 	 1, 1024, NULL, "concurrent requests to S3", NULL},
 	{"metadata_ttl", KIND_SECS, F(fs.metadata_ttl), {NULL, NULL}, "5", 0,
 	 86400, NULL, "seconds listings and attributes are cached", NULL},
-	{"retries", KIND_UINT, F(s3.retries), {NULL, NULL}, "5", 0, 100, NULL,
-	 "retries of a failed request", NULL},
+	{"retries", KIND_UINT, F(s3.retries), {NULL, NULL}, "30", 0, 100, NULL,
+	 "most retries of a failed request", NULL},
+	{"retry_window", KIND_UINT, F(s3.retry_window), {NULL, NULL}, "60", 0,
+	 86400, NULL, "seconds after a request's first attempt in which it "
+	 "is retried (0: no limit but retries)", NULL},
 	{"connect_timeout", KIND_UINT, F(s3.connect_timeout), {NULL, NULL}, "10",
 	 1, 3600, NULL, "seconds to connect to S3", NULL},
 	{"request_timeout", KIND_UINT, F(s3.request_timeout), {NULL, NULL}, "30",

@@ -104,6 +104,8 @@ int ns_check(struct ns *ns, char *err, size_t errlen)
 		conf.connect_timeout = NS_CHECK_TIMEOUT;
 	if (conf.retries > NS_CHECK_RETRIES)
 		conf.retries = NS_CHECK_RETRIES;
+	if (conf.retry_window > NS_CHECK_TIMEOUT)
+		conf.retry_window = NS_CHECK_TIMEOUT;
 	s3 = s3_create(&conf, ns->creds, ns->metrics);
 	if (!s3) {
 		snprintf(err, errlen, "cannot create the S3 client: %s",

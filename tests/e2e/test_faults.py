@@ -367,3 +367,61 @@ def test_startup_sweep_spares_uploads_it_never_learnt(rgw, bucket, mount, tmp_pa
              or other not in {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)},
              30, what="the start-up sweep to handle the unbound record")
     assert other in {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)}, m.stderr_text()
+
+
+def outage_opts(proxy, **extra):
+    """fault_opts with the default retries and retry_window."""
+    opts = fault_opts(proxy, **extra)
+    if "retries" not in extra:
+        del opts["retries"]
+    return opts
+
+
+@pytest.mark.deadline(300)
+def test_cp_rides_out_a_nine_second_outage(rgw, bucket, mount, tmp_path, proxy):
+    """S3 answering 503 (then resetting connections) to everything for
+    about 9 s: a cp running through it completes, byte-identical, with the
+    default retries and retry_window."""
+    m = mount(bucket, opts=outage_opts(proxy))
+    src = tmp_path / "big"
+    write_random(src, 12 * MIB, seed=9)
+    proxy.set_rules([{"action": "error", "status": 503}])
+    t0 = time.monotonic()
+    cp = subprocess.Popen(["cp", str(src), str(m.uploads / "big")],
+                          stderr=subprocess.PIPE)
+    wait_for(lambda: sum(proxy.stats()["injected"].values()) >= 3, 60,
+             what="the outage to meet the cp")
+    wait_for(lambda: time.monotonic() - t0 >= 5, 30, what="5 s of 503s")
+    proxy.set_rules([{"action": "reset_request"}])
+    wait_for(lambda: time.monotonic() - t0 >= 9, 30, what="4 s of resets")
+    proxy.set_rules([])
+    _, err = cp.communicate(timeout=120)
+    assert cp.returncode == 0, err
+    assert sha256_object(rgw.s3, bucket, "uploads/big") == sha256_file(src)
+    assert m.metric("imgfs_retries_total") >= 3
+
+
+@pytest.mark.deadline(300)
+def test_retry_window_bounds_reads_and_getattr(rgw, bucket, mount, tmp_path, proxy):
+    """With many retries allowed, retry_window still bounds an operation:
+    cat, stat and cp fail with EIO within the window (plus one attempt)
+    while S3 answers 503 to everything."""
+    window = 4
+    m = mount(bucket, opts=outage_opts(proxy, retries=100, retry_window=window))
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/there.bin", Body=b"x" * 1000)
+    src = tmp_path / "f"
+    src.write_bytes(b"y" * 1000)
+    proxy.set_rules([{"action": "error", "status": 503}])
+    # a lookup, then the operation's own request(s): each may use the window
+    bound = 4 * (window + REQUEST_TIMEOUT + CONNECT_TIMEOUT)
+    for cmd in (["stat", str(m.uploads / "there.bin")],
+                ["cat", str(m.uploads / "there.bin")],
+                ["cp", str(src), str(m.uploads / "f")]):
+        t0 = time.monotonic()
+        p = subprocess.run(cmd, capture_output=True, timeout=bound + 60)
+        took = time.monotonic() - t0
+        assert p.returncode != 0, cmd
+        assert b"Input/output error" in p.stderr, (cmd, p.stderr)
+        assert took < bound, (cmd, took)
+    proxy.set_rules([])
+    assert "uploads/f" not in list_keys(rgw.s3, bucket, "uploads/")
