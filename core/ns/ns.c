@@ -69,7 +69,8 @@ static int writer_attr(struct ns *ns, const char *key, struct meta_attr *out)
 
 struct collect;
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct store_list_page *page, struct collect *c);
+		    const struct store_list_page *page, time_t dir_mtime,
+		    struct collect *c);
 
 /* List dir into the cache when it fits in one page. Once one name in a
  * folder is missing, the next ones (cp or rsync of new files) are then
@@ -90,7 +91,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 	}
 	if (!rc) {
 		l = meta_listing_new();
-		rc = l ? add_page(l, dir, &page, NULL) : ENOMEM;
+		rc = l ? add_page(l, dir, &page, ns->started, NULL) : ENOMEM;
 	}
 	if (!rc)
 		meta_dir_store_since(ns->meta, dir, l, gen);
@@ -429,9 +430,11 @@ struct collect;
 static int collect_entry(void *arg, const char *name,
 			 const struct meta_attr *a);
 
-/* Add one page of a listing of prefix to l, and to c unless NULL. */
+/* Add one page of a listing of prefix to l, and to c unless NULL. S3
+ * keeps no time of a folder: its folders get dir_mtime. */
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct store_list_page *page, struct collect *c)
+		    const struct store_list_page *page, time_t dir_mtime,
+		    struct collect *c)
 {
 	size_t plen = strlen(prefix);
 	int rc = 0;
@@ -451,7 +454,7 @@ static int add_page(struct meta_listing *l, const char *prefix,
 	for (size_t i = 0; i < page->nprefixes && !rc; i++) {
 		char *name = page->prefixes[i] + plen;
 		size_t len = strlen(name);
-		struct meta_attr a = {.is_dir = 1};
+		struct meta_attr a = {.is_dir = 1, .mtime = dir_mtime};
 
 		if (len && name[len - 1] == '/')
 			len--;
@@ -481,7 +484,7 @@ static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 		free(token);
 		token = NULL;
 		if (!rc)
-			rc = add_page(l, prefix, &page, c);
+			rc = add_page(l, prefix, &page, ns->started, c);
 		if (!rc && page.next_token)
 			token = strdup(page.next_token);
 		store_list_page_release(&page);
@@ -499,6 +502,7 @@ struct collect {
 	struct hmap *seen;       /* name -> struct meta_attr * */
 	const char *prefix;
 	size_t plen;
+	time_t now;              /* the time shown for local entries */
 	int err;
 };
 
@@ -537,6 +541,7 @@ static int collect_local(void *arg, const char *key, void *value)
 	if (rest[len] == '/' && rest[len + 1] != '\0')
 		return 0; /* deeper than one level */
 	a.is_dir = value == (void *)1 && rest[len] == '/';
+	a.mtime = c->now;
 	memcpy(name, rest, len);
 	name[len] = '\0';
 	if (!hmap_get(c->seen, name))
@@ -725,6 +730,7 @@ int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg)
 	rc = c.seen ? ns_dir_prefix(ns, pi.rel, &prefix) : ENOMEM;
 	c.prefix = prefix.data;
 	c.plen = prefix.len;
+	c.now = ns->started;
 	if (!rc)
 		rc = list_uploads(ns, prefix.data, &c);
 	e.area = pi.area;

@@ -195,25 +195,84 @@ static int key_under(void *arg, const char *key, void *value)
 	return strncmp(key, u->prefix, u->plen) == 0 && key[u->plen] != '\0';
 }
 
-/* Does anything live below the folder prefix: objects other than its own
- * marker, local folders, files being written? Lock not held. */
-static int dir_empty(struct ns *ns, const char *prefix, int *empty)
+/* Is the name of a listed key or common prefix below the folder prefix
+ * (plen bytes) one the mount shows? The folder's own marker is not. */
+static int shown_below(const char *key, size_t plen)
 {
-	struct store_list_page page = {0};
-	struct under u = {prefix, strlen(prefix)};
-	int rc = store_list(ns->store, prefix, "/", NULL, 2, &page);
+	const char *name = key + plen;
+	size_t len = strlen(name);
 
-	*empty = !rc && page.nprefixes == 0;
-	for (size_t i = 0; *empty && i < page.nentries; i++)
-		if (strcmp(page.entries[i].key, prefix) != 0)
-			*empty = 0;
-	store_list_page_release(&page);
+	if (len && name[len - 1] == '/')
+		len--;
+	return path_name_ok(name, len);
+}
+
+/* Does anything the mount shows live below the folder prefix: objects
+ * other than its own marker and the keys listings hide (promise 19),
+ * local folders, files being written? *hidden counts the hidden ones
+ * seen. Lock not held. */
+static int dir_empty(struct ns *ns, const char *prefix, int *empty,
+		     size_t *hidden)
+{
+	struct under u = {prefix, strlen(prefix)};
+	char *token = NULL;
+	int rc;
+
+	*empty = 1;
+	*hidden = 0;
+	do {
+		struct store_list_page page = {0};
+
+		rc = store_list(ns->store, prefix, "/", token, 1000, &page);
+		free(token);
+		token = NULL;
+		for (size_t i = 0; !rc && *empty && i < page.nentries; i++) {
+			if (shown_below(page.entries[i].key, u.plen))
+				*empty = 0;
+			else if (strcmp(page.entries[i].key, prefix))
+				(*hidden)++;
+		}
+		for (size_t i = 0; !rc && *empty && i < page.nprefixes; i++) {
+			if (shown_below(page.prefixes[i], u.plen))
+				*empty = 0;
+			else
+				(*hidden)++;
+		}
+		if (!rc && *empty && page.next_token)
+			token = strdup(page.next_token);
+		store_list_page_release(&page);
+	} while (!rc && token);
+	free(token);
 	pthread_mutex_lock(&ns->lock);
-	if (*empty && (hmap_each(ns->local_dirs, key_under, &u) ||
-		       hmap_each(ns->writers, key_under, &u)))
+	if (!rc && *empty && (hmap_each(ns->local_dirs, key_under, &u) ||
+			      hmap_each(ns->writers, key_under, &u)))
 		*empty = 0;
 	pthread_mutex_unlock(&ns->lock);
+	if (rc)
+		*empty = 0;
 	return rc;
+}
+
+/* Delete every key below the folder prefix (its marker included): what
+ * is left of a folder whose shown content is gone. */
+static int delete_below(struct ns *ns, const char *prefix)
+{
+	int rc;
+
+	do {
+		struct store_list_page page = {0};
+
+		rc = store_list(ns->store, prefix, NULL, NULL, 1000, &page);
+		for (size_t i = 0; !rc && i < page.nentries; i++) {
+			rc = store_delete(ns->store, page.entries[i].key);
+			if (rc == ENOENT)
+				rc = 0;
+		}
+		if (!rc && !page.nentries)
+			rc = -1; /* nothing left */
+		store_list_page_release(&page);
+	} while (!rc);
+	return rc == -1 ? 0 : rc;
 }
 
 int ns_rmdir(struct ns *ns, const char *path)
@@ -221,6 +280,7 @@ int ns_rmdir(struct ns *ns, const char *path)
 	struct buf prefix = BUF_INIT;
 	struct meta_attr a;
 	const char *rel;
+	size_t hidden = 0;
 	int empty = 0, rc = upload_rel(ns, path, &rel);
 
 	if (!rc)
@@ -230,10 +290,12 @@ int ns_rmdir(struct ns *ns, const char *path)
 	if (!rc)
 		rc = ns_dir_prefix(ns, rel, &prefix);
 	if (!rc)
-		rc = dir_empty(ns, prefix.data, &empty);
+		rc = dir_empty(ns, prefix.data, &empty, &hidden);
 	if (!rc && !empty)
 		rc = ENOTEMPTY;
-	if (!rc)
+	if (!rc && hidden) /* keys no name reaches: they go with the folder */
+		rc = delete_below(ns, prefix.data);
+	else if (!rc)
 		rc = store_delete(ns->store, prefix.data); /* a marker, if any */
 	if (!rc) {
 		pthread_mutex_lock(&ns->lock);
@@ -406,6 +468,7 @@ static int may_replace(struct ns *ns, const struct meta_attr *src,
 		       const char *to_rel, const struct meta_attr *dst)
 {
 	struct buf prefix = BUF_INIT;
+	size_t hidden;
 	int empty = 0, rc;
 
 	if (!src->is_dir && dst->is_dir)
@@ -416,7 +479,7 @@ static int may_replace(struct ns *ns, const struct meta_attr *src,
 		return 0;
 	rc = ns_dir_prefix(ns, to_rel, &prefix);
 	if (!rc)
-		rc = dir_empty(ns, prefix.data, &empty);
+		rc = dir_empty(ns, prefix.data, &empty, &hidden);
 	buf_release(&prefix);
 	return rc ? rc : empty ? 0 : ENOTEMPTY;
 }
