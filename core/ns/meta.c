@@ -624,6 +624,22 @@ void meta_set_absent(struct meta *m, const char *dir, const char *name)
 	free(key);
 }
 
+void meta_forget(struct meta *m, const char *dir, const char *name)
+{
+	char *key = attr_key(dir, name);
+	struct mdir *d;
+
+	pthread_mutex_lock(&m->lock);
+	note_change(m, dir);
+	if (key)
+		free(hmap_remove(m->attrs, key));
+	d = hmap_remove(m->dirs, dir);
+	pthread_mutex_unlock(&m->lock);
+	if (d)
+		mdir_free(d);
+	free(key);
+}
+
 int meta_dir_walked(struct meta *m, const char *dir)
 {
 	struct mwalk *w;

@@ -252,6 +252,16 @@ static int thumb_file_source(struct ns *ns, const char *rel,
 	return !rc && src->is_dir ? EISDIR : rc;
 }
 
+/* Drop the cached attributes of the source at key. */
+static void forget_source(struct ns *ns, const char *key)
+{
+	char *dir = malloc(strlen(key) + 1);
+
+	if (dir)
+		meta_forget(ns->meta, dir, ns_split_key(key, dir));
+	free(dir);
+}
+
 static int make_thumb(struct ns *ns, const struct path_info *pi,
 		      struct buf *out)
 {
@@ -266,6 +276,19 @@ static int make_thumb(struct ns *ns, const struct path_info *pi,
 		ns_thumb_ahead(ns, idx, src_key.data);
 	if (!rc)
 		rc = thumbs_get_n(ns->thumbs, idx, src_key.data, src.etag, out);
+	if (rc == ENOENT && src_key.len) {
+		/* the source was replaced or removed since its ETag was
+		 * cached: ask S3 again and make the thumbnail of what is
+		 * there now (EIO if that changes under us again) */
+		forget_source(ns, src_key.data);
+		buf_reset(&src_key);
+		rc = thumb_file_source(ns, pi->rel, &src_key, &src);
+		if (!rc)
+			rc = thumbs_get_n(ns->thumbs, idx, src_key.data,
+					  src.etag, out);
+		if (rc == ENOENT && src_key.len)
+			rc = EIO;
+	}
 	buf_release(&src_key);
 	return rc;
 }
