@@ -49,6 +49,7 @@ struct cache_conf {
 	char *dir;                /* cache directory (spools, SQLite database) */
 	uint64_t max_bytes;       /* thumbnail cache bound */
 	uint64_t data_max_bytes;  /* data cache bound; 0 disables it */
+	uint64_t spool_max;       /* bytes all spool files may hold; 0: no bound */
 };
 
 enum thumb_crop { THUMB_CROP_NONE, THUMB_CROP_ATTENTION, THUMB_CROP_CENTRE };

@@ -61,6 +61,9 @@ const struct key_def cfg_keys[] = {
 	{"data_cache_max", KIND_SIZE, F(cache.data_max_bytes), {NULL, NULL}, "2G",
 	 0, 1024 * 1024 * GIB, NULL,
 	 "local cache of object data (0 disables it)", NULL},
+	{"spool_max", KIND_SIZE, F(cache.spool_max), {NULL, NULL}, "1G", 0,
+	 1024 * 1024 * GIB, NULL, "bytes the spool files of files being "
+	 "written may hold in cache_dir (0: no bound)", NULL},
 	{"thumb_size", KIND_UINT, F(thumb.size), {NULL, NULL}, "128", 16, 4096,
 	 NULL, "thumbnail bounding box edge in pixels", NULL},
 	{"thumb_sizes", KIND_STR, F(thumb.sizes_text), {NULL, NULL}, NULL, 0, 0,

@@ -321,7 +321,7 @@ static int write_any(struct upload *u, const void *data, size_t len,
 	}
 	rc = up_to_spool(u, "a write that seeks back");
 	if (!rc)
-		rc = up_spool_pwrite(u->spool_fd, data, len, off);
+		rc = up_spool_pwrite(u, data, len, off);
 	if (!rc && off + len > u->size)
 		u->size = off + len;
 	return rc;

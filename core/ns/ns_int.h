@@ -43,6 +43,7 @@ struct ns {
 	struct meta *meta;
 	struct mime *mime;        /* Content-Type sniffer for uploads */
 	struct upload_conf upconf;
+	struct upload_budget spool_budget; /* upconf.spool_budget once set up */
 	uid_t uid;
 	gid_t gid;
 	time_t started;

@@ -29,6 +29,8 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->upconf.parts_in_flight = cfg->fs.parts_in_flight;
 	ns->upconf.spool_dir = cfg->cache.dir;
 	ns->upconf.tee_spool = 1; /* seeking back into a streamed file works */
+	if (upload_budget_init(&ns->spool_budget, cfg->cache.spool_max) == 0)
+		ns->upconf.spool_budget = &ns->spool_budget;
 	ns->mime = mime_create();
 	ns->upconf.mime = ns->mime;
 	ns->metrics = metrics_create();
@@ -37,7 +39,7 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->local_dirs = hmap_create();
 	ns->seen = hmap_create();
 	if (!ns->metrics || !ns->meta || !ns->mime || !ns->writers || !ns->local_dirs ||
-	    !ns->seen ||
+	    !ns->seen || !ns->upconf.spool_budget ||
 	    pthread_mutex_init(&ns->lock, NULL)) {
 		ns_free(ns);
 		errno = ENOMEM;
@@ -193,6 +195,8 @@ void ns_free(struct ns *ns)
 	hmap_destroy(ns->local_dirs, NULL);
 	hmap_destroy(ns->seen, free);
 	metrics_destroy(ns->metrics);
+	if (ns->upconf.spool_budget)
+		upload_budget_destroy(ns->upconf.spool_budget);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);
 }
