@@ -50,7 +50,7 @@ $(BUILD)/libimgfs.a: $(CORE_OBJ)
 $(BUILD)/imgfs: $(FS_OBJ) $(BUILD)/libimgfs.a
 	$(CC) $(CFLAGS) -o $@ $^ $(LDFLAGS) $(LDLIBS)
 
-$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimgfs.a tests/unit/check.h
+$(BUILD)/tests/%: tests/unit/%.c $(BUILD)/libimgfs.a $(wildcard tests/unit/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libimgfs.a $(LDFLAGS) $(LDLIBS)
 

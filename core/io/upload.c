@@ -489,6 +489,19 @@ int upload_rekey(struct upload *u, const char *key)
 	return 0;
 }
 
+int upload_detach(struct upload *u)
+{
+	int rc;
+
+	if (u->mode != UPLOAD_REMOTE || u->broken)
+		return 0;
+	rc = up_to_spool(u, "a removal of its name");
+	if (rc)
+		upload_break(u, "loading the content before its object goes",
+			     rc);
+	return rc;
+}
+
 uint64_t upload_size(const struct upload *u)
 {
 	return u->size;

@@ -124,6 +124,12 @@ int upload_read(struct upload *u, void *data, size_t len, uint64_t off,
  * largest object (5 TiB) is EFBIG, and a spool that cannot take the size
  * gives its errno; neither changes the file nor breaks the upload. */
 int upload_truncate(struct upload *u, uint64_t size);
+/* The object at the key is about to be removed or replaced (unlink, a
+ * rename over it) while this file stays open: make the content stop
+ * depending on it (an existing object nobody has written yet is loaded
+ * into the spool). 0, or errno: the upload is then broken (every later
+ * call fails with EIO), never reading another object's bytes. */
+int upload_detach(struct upload *u);
 /* The file's current size. */
 uint64_t upload_size(const struct upload *u);
 /* Has anything changed since create or the last successful commit? */

@@ -706,6 +706,8 @@ size_t ns_files_unlink(struct ns *ns, const char *key)
 
 	if (writers_lock(ns, key, &w))
 		return 0;
+	for (size_t i = 0; i < w.n; i++) /* their content outlives the object */
+		upload_detach(w.f[i]->upload);
 	pthread_mutex_lock(&ns->lock);
 	for (size_t i = 0; i < w.n; i++) {
 		w.f[i]->unlinked = 1;

@@ -58,6 +58,11 @@ REGRESSIONS = [
     [("open_w", 0, "b", True), ("write", 0, 0, 7), ("close", 0),
      ("open_w", 1, "a", True), ("write", 1, 0, 3), ("rename", "b", "a"),
      ("write", 1, 3, 3), ("close", 1)],
+    # found by tests/unit/test_model.c (seed 1717): a file open for writing
+    # but not written yet, replaced by a rename, read the new object's bytes
+    [("open_w", 0, "a", True), ("write", 0, 15, 155), ("close", 0),
+     ("open_w", 1, "b", False), ("ftruncate", 1, 425), ("open_w", 2, "a", False),
+     ("close", 1), ("rename", "b", "a"), ("read", 2, 362, 142)],
 ]
 
 
