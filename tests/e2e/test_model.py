@@ -22,10 +22,10 @@ are kept in REGRESSIONS. IMGFS_MODEL_SEQS (default 24) sequences of
 IMGFS_MODEL_OPS (default 40) ops run in two threads, each in its own
 folder of one mount.
 
-The same generator is meant to run thousands of sequences against the
-namespace over the in-memory store once that store is on main (a C unit
-test calling ns_* directly); this file is its shorter run through a real
-mount on RGW.
+tests/unit/test_model.c runs the same model and generator, ported to C,
+over thousands of sequences against the namespace over the in-memory store
+(ns_* called directly); this file is its shorter run through a real mount
+on RGW.
 """
 
 import errno
