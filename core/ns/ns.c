@@ -136,6 +136,21 @@ static int probe_folder(struct ns *ns, const char *key, const char *dir,
 	return rc;
 }
 
+/* Does any key live below key + "/"? Errors count as no. */
+static int has_children(struct ns *ns, const char *key)
+{
+	struct store_list_page page = {0};
+	struct buf prefix = BUF_INIT;
+	int found = 0;
+
+	if (!buf_addf(&prefix, "%s/", key) &&
+	    !store_list(ns->store, prefix.data, "/", NULL, 1, &page))
+		found = page.nentries + page.nprefixes > 0;
+	store_list_page_release(&page);
+	buf_release(&prefix);
+	return found;
+}
+
 /* Ask S3 about key (in dir): an object, or a folder (a key below
  * key + "/"). */
 static int probe_key(struct ns *ns, const char *key, const char *dir,
@@ -145,6 +160,13 @@ static int probe_key(struct ns *ns, const char *key, const char *dir,
 	int rc = store_head(ns->store, key, &obj);
 
 	memset(out, 0, sizeof(*out));
+	if (rc == 0 && has_children(ns, key)) {
+		/* both an object key and keys below key/: the folder wins, as
+		 * in listings (docs/SEMANTICS.md, promise 19) */
+		out->is_dir = 1;
+		out->mtime = ns->started;
+		return 0;
+	}
 	if (rc == 0) {
 		out->size = obj.size;
 		out->mtime = obj.mtime;

@@ -275,6 +275,38 @@ static int delete_below(struct ns *ns, const char *prefix)
 	return rc == -1 ? 0 : rc;
 }
 
+/* An object named as the folder prefix without its '/', which other tools
+ * may have written next to the folder's keys: the mount shows the folder
+ * (promise 19), and the object goes with it. 0 (its size in *size),
+ * ENOENT or errno. */
+static int shadowed_object(struct ns *ns, const char *prefix, struct buf *key,
+			   uint64_t *size)
+{
+	struct store_object obj;
+	int rc = buf_add(key, prefix, strlen(prefix) - 1);
+
+	if (!rc)
+		rc = store_head(ns->store, key->data, &obj);
+	if (!rc)
+		*size = obj.size;
+	return rc;
+}
+
+/* Delete the object the folder prefix shadows, if any. */
+static int delete_shadowed(struct ns *ns, const char *prefix)
+{
+	struct buf key = BUF_INIT;
+	uint64_t size;
+	int rc = shadowed_object(ns, prefix, &key, &size);
+
+	if (!rc)
+		rc = store_delete(ns->store, key.data);
+	if (!rc)
+		ns_forget_thumb(ns, key.data);
+	buf_release(&key);
+	return rc == ENOENT ? 0 : rc;
+}
+
 int ns_rmdir(struct ns *ns, const char *path)
 {
 	struct buf prefix = BUF_INIT;
@@ -297,6 +329,8 @@ int ns_rmdir(struct ns *ns, const char *path)
 		rc = delete_below(ns, prefix.data);
 	else if (!rc)
 		rc = store_delete(ns->store, prefix.data); /* a marker, if any */
+	if (!rc)
+		rc = delete_shadowed(ns, prefix.data);
 	if (!rc) {
 		pthread_mutex_lock(&ns->lock);
 		hmap_remove(ns->local_dirs, prefix.data);
@@ -394,6 +428,23 @@ static void move_local_dirs(struct ns *ns, const char *from, const char *to)
 	buf_release(&m.moved);
 }
 
+/* Move the object the folder prefix from shadows, if any, along with the
+ * folder: it stays shadowed by the folder's new name. */
+static int move_shadowed(struct ns *ns, const char *from, const char *to)
+{
+	struct buf key = BUF_INIT, dst = BUF_INIT;
+	uint64_t size = 0;
+	int rc = shadowed_object(ns, from, &key, &size);
+
+	if (!rc)
+		rc = buf_add(&dst, to, strlen(to) - 1);
+	if (!rc)
+		rc = move_object(ns, key.data, dst.data, size, NULL);
+	buf_release(&key);
+	buf_release(&dst);
+	return rc == ENOENT ? 0 : rc;
+}
+
 static int rename_dir(struct ns *ns, const char *from_rel, const char *to_rel)
 {
 	struct buf from = BUF_INIT, to = BUF_INIT;
@@ -405,6 +456,8 @@ static int rename_dir(struct ns *ns, const char *from_rel, const char *to_rel)
 		rc = EINVAL; /* into itself */
 	if (!rc)
 		rc = move_tree(ns, from.data, to.data);
+	if (!rc)
+		rc = move_shadowed(ns, from.data, to.data);
 	if (!rc) {
 		move_local_dirs(ns, from.data, to.data);
 		pthread_mutex_lock(&ns->lock);

@@ -57,3 +57,34 @@ def test_folders_show_the_mount_time_not_1970(rgw, bucket, mount):
             times["scan " + entry.name] = entry.stat().st_mtime
     for name, t in times.items():
         assert before <= t <= after, (name, t)
+
+
+def keys(rgw, bucket):
+    return set(list_keys(rgw.s3, bucket, "uploads/"))
+
+
+def test_an_object_and_a_folder_of_one_name_show_the_folder(rgw, bucket, mount):
+    """Another tool wrote both uploads/x and uploads/x/in: the folder wins
+    everywhere (stat before any listing, the listing, stat after it), mv
+    takes the object along, and after rm -r returns 0 nothing reappears."""
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/x", Body=b"the file")
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/x/in", Body=b"inside")
+    m = mount(bucket)
+    assert os.path.isdir(m.uploads / "x")  # a lookup before any listing
+    assert os.listdir(m.uploads) == ["x"]
+    assert os.path.isdir(m.uploads / "x")
+    assert os.listdir(m.uploads / "x") == ["in"]
+    assert (m.uploads / "x" / "in").read_bytes() == b"inside"
+
+    fresh = mount(bucket, opts={"metadata_ttl": "0"})
+    assert os.path.isdir(fresh.uploads / "x")
+    assert os.listdir(fresh.uploads) == ["x"]
+
+    os.rename(m.uploads / "x", m.uploads / "y")
+    assert keys(rgw, bucket) == {"uploads/y", "uploads/y/in"}
+    assert os.listdir(m.uploads) == ["y"]
+    p = subprocess.run(["rm", "-r", str(m.uploads / "y")], capture_output=True)
+    assert p.returncode == 0, p.stderr
+    assert os.listdir(m.uploads) == []
+    assert keys(rgw, bucket) == set()
+    assert os.listdir(fresh.uploads) == []
