@@ -16,13 +16,21 @@
 
 #include "base/log.h"
 
-static struct ns_file *file_new(struct ns *ns, enum ns_file_kind kind)
+/* A new file of kind (with its key, or NULL), listed in ns->files only
+ * once complete: others walk that list reading kind and key. */
+static struct ns_file *file_new(struct ns *ns, enum ns_file_kind kind,
+				const char *key)
 {
 	struct ns_file *f = calloc(1, sizeof(*f));
 
 	if (!f)
 		return NULL;
+	if (key && !(f->key = strdup(key))) {
+		free(f);
+		return NULL;
+	}
 	if (pthread_mutex_init(&f->lock, NULL)) {
+		free(f->key);
 		free(f);
 		return NULL;
 	}
@@ -109,11 +117,10 @@ static int open_writer(struct ns *ns, const char *key, int existed,
 		       uint64_t size, const struct store_attrs *posix,
 		       struct ns_file **out)
 {
-	struct ns_file *f = file_new(ns, NF_WRITE);
+	struct ns_file *f = file_new(ns, NF_WRITE, key);
 
 	if (!f)
 		return ENOMEM;
-	f->key = strdup(key);
 	f->existed = existed;
 	if (posix)
 		f->posix = *posix;
@@ -161,11 +168,10 @@ static int note_seen(struct ns *ns, const char *key, const char *etag)
 static int open_reader(struct ns *ns, const char *key,
 		       const struct meta_attr *a, struct ns_file **out)
 {
-	struct ns_file *f = file_new(ns, NF_READ);
+	struct ns_file *f = file_new(ns, NF_READ, key);
 
 	if (!f)
 		return ENOMEM;
-	f->key = strdup(key);
 	f->open_size = a->size;
 	f->mtime = a->mtime;
 	f->writer = borrow_writer(ns, key); /* read what it has written */
@@ -228,7 +234,7 @@ static int open_blob(struct ns *ns,
 		     const struct path_info *pi, int sized_at_open,
 		     struct ns_file **out)
 {
-	struct ns_file *f = file_new(ns, NF_BLOB);
+	struct ns_file *f = file_new(ns, NF_BLOB, NULL);
 	int rc;
 
 	if (!f)
@@ -252,16 +258,6 @@ static int thumb_file_source(struct ns *ns, const char *rel,
 	return !rc && src->is_dir ? EISDIR : rc;
 }
 
-/* Drop the cached attributes of the source at key. */
-static void forget_source(struct ns *ns, const char *key)
-{
-	char *dir = malloc(strlen(key) + 1);
-
-	if (dir)
-		meta_forget(ns->meta, dir, ns_split_key(key, dir));
-	free(dir);
-}
-
 static int make_thumb(struct ns *ns, const struct path_info *pi,
 		      struct buf *out)
 {
@@ -280,7 +276,7 @@ static int make_thumb(struct ns *ns, const struct path_info *pi,
 		/* the source was replaced or removed since its ETag was
 		 * cached: ask S3 again and make the thumbnail of what is
 		 * there now (EIO if that changes under us again) */
-		forget_source(ns, src_key.data);
+		ns_forget_source(ns, src_key.data);
 		buf_reset(&src_key);
 		rc = thumb_file_source(ns, pi->rel, &src_key, &src);
 		if (!rc)
