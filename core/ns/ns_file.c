@@ -570,21 +570,6 @@ int ns_file_size_changed(const struct ns_file *f)
 	return f->size_changed;
 }
 
-/* truncate(2) of a path nobody has open for writing. */
-static int truncate_closed(struct ns *ns, const char *rel, uint64_t size)
-{
-	struct ns_file *f;
-	int rc = open_upload(ns, rel, O_WRONLY, &f);
-
-	if (rc)
-		return rc;
-	rc = upload_truncate(f->upload, size);
-	if (!rc)
-		rc = ns_flush(f);
-	ns_release(f);
-	return rc;
-}
-
 /* truncate(2) or ftruncate(2) of a file open for writing. */
 static int truncate_open(struct ns_file *f, uint64_t size)
 {
@@ -596,6 +581,21 @@ static int truncate_open(struct ns_file *f, uint64_t size)
 	rc = upload_truncate(f->upload, size);
 	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+/* truncate(2) of a path nobody has open for writing. */
+static int truncate_closed(struct ns *ns, const char *rel, uint64_t size)
+{
+	struct ns_file *f;
+	int rc = open_upload(ns, rel, O_WRONLY, &f);
+
+	if (rc)
+		return rc;
+	rc = truncate_open(f, size); /* readers may borrow f already */
+	if (!rc)
+		rc = ns_flush(f);
+	ns_release(f);
 	return rc;
 }
 

@@ -157,6 +157,24 @@ def assert_no_multipart_left(rgw, bucket, within=15):
              what="ListMultipartUploads to be empty")
 
 
+def assert_only_strays_left(rgw, bucket, m, stats, within=15):
+    """No multipart upload is left but the strays docs/SEMANTICS.md
+    (promise 15) leaves to the lifecycle rule: at most one per
+    CreateMultipartUpload whose reply the proxy lost (reset or stalled),
+    each of a key the daemon logged as such."""
+    by = stats["injected_by_op"].get("CreateMultipartUpload", {})
+    lost = by.get("reset_response", 0) + by.get("stall", 0)
+
+    def few_enough():
+        left = list_multipart_uploads(rgw.s3, bucket)
+        return (left,) if len(left) <= lost else None
+
+    (left,) = wait_for(few_enough, within, what=f"at most {lost} stray multipart uploads")
+    log = m.stderr_text()
+    for u in left:
+        assert f"multipart upload of {u['Key']} may have been created" in log, (u, by)
+
+
 @pytest.mark.deadline(900)
 def test_500_files_through_faults_land_intact(rgw, bucket, mount, images, tmp_path, proxy):
     sources = make_sources(tmp_path, images, n_small=500 - len(images) - 20, n_large=20)
@@ -169,7 +187,7 @@ def test_500_files_through_faults_land_intact(rgw, bucket, mount, images, tmp_pa
     stats = proxy.stats()
     proxy.set_rules([])
     failed = check_outcomes(rgw, bucket, sources, results)
-    assert_no_multipart_left(rgw, bucket)
+    assert_only_strays_left(rgw, bucket, m, stats)
 
     inj = stats["injected"]
     assert inj.get("error503", 0) >= 100, stats
