@@ -30,6 +30,8 @@ struct s3_conf {
 	int insecure;             /* 1: do not verify TLS (logged loudly) */
 	unsigned max_connections; /* concurrent requests to S3 */
 	unsigned retries;         /* attempts after the first */
+	unsigned retry_window;    /* seconds after a request's first attempt
+				     in which a retry may start */
 	unsigned connect_timeout; /* seconds */
 	unsigned request_timeout; /* seconds without progress before giving up */
 	char *sse;                /* NULL, "AES256" or "aws:kms" */
@@ -47,6 +49,7 @@ struct cache_conf {
 	char *dir;                /* cache directory (spools, SQLite database) */
 	uint64_t max_bytes;       /* thumbnail cache bound */
 	uint64_t data_max_bytes;  /* data cache bound; 0 disables it */
+	uint64_t spool_max;       /* bytes all spool files may hold; 0: no bound */
 };
 
 enum thumb_crop { THUMB_CROP_NONE, THUMB_CROP_ATTENTION, THUMB_CROP_CENTRE };

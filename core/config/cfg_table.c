@@ -61,6 +61,9 @@ const struct key_def cfg_keys[] = {
 	{"data_cache_max", KIND_SIZE, F(cache.data_max_bytes), {NULL, NULL}, "2G",
 	 0, 1024 * 1024 * GIB, NULL,
 	 "local cache of object data (0 disables it)", NULL},
+	{"spool_max", KIND_SIZE, F(cache.spool_max), {NULL, NULL}, "1G", 0,
+	 1024 * 1024 * GIB, NULL, "bytes the spool files of files being "
+	 "written may hold in cache_dir (0: no bound)", NULL},
 	{"thumb_size", KIND_UINT, F(thumb.size), {NULL, NULL}, "128", 16, 4096,
 	 NULL, "thumbnail bounding box edge in pixels", NULL},
 	{"thumb_sizes", KIND_STR, F(thumb.sizes_text), {NULL, NULL}, NULL, 0, 0,
@@ -106,8 +109,11 @@ const struct key_def cfg_keys[] = {
 	 1, 1024, NULL, "concurrent requests to S3", NULL},
 	{"metadata_ttl", KIND_SECS, F(fs.metadata_ttl), {NULL, NULL}, "5", 0,
 	 86400, NULL, "seconds listings and attributes are cached", NULL},
-	{"retries", KIND_UINT, F(s3.retries), {NULL, NULL}, "5", 0, 100, NULL,
-	 "retries of a failed request", NULL},
+	{"retries", KIND_UINT, F(s3.retries), {NULL, NULL}, "30", 0, 100, NULL,
+	 "most retries of a failed request", NULL},
+	{"retry_window", KIND_UINT, F(s3.retry_window), {NULL, NULL}, "60", 0,
+	 86400, NULL, "seconds after a request's first attempt in which it "
+	 "is retried (0: no limit but retries)", NULL},
 	{"connect_timeout", KIND_UINT, F(s3.connect_timeout), {NULL, NULL}, "10",
 	 1, 3600, NULL, "seconds to connect to S3", NULL},
 	{"request_timeout", KIND_UINT, F(s3.request_timeout), {NULL, NULL}, "30",

@@ -265,7 +265,9 @@ static int scan_subdir(struct datacache *dc, const char *sub, struct scan *s)
 		}
 		if (stat(path, &st) || !S_ISREG(st.st_mode))
 			continue;
-		snprintf(name, sizeof(name), "%s/%s", sub, de->d_name);
+		if (snprintf(name, sizeof(name), "%s/%s", sub, de->d_name) >=
+		    (int)sizeof(name))
+			continue; /* cannot happen: the length was checked */
 		rc = scan_add(s, name, &st);
 	}
 	closedir(d);

@@ -321,7 +321,7 @@ static int write_any(struct upload *u, const void *data, size_t len,
 	}
 	rc = up_to_spool(u, "a write that seeks back");
 	if (!rc)
-		rc = up_spool_pwrite(u->spool_fd, data, len, off);
+		rc = up_spool_pwrite(u, data, len, off);
 	if (!rc && off + len > u->size)
 		u->size = off + len;
 	return rc;
@@ -487,6 +487,19 @@ int upload_rekey(struct upload *u, const char *key)
 	free(u->key);
 	u->key = copy;
 	return 0;
+}
+
+int upload_detach(struct upload *u)
+{
+	int rc;
+
+	if (u->mode != UPLOAD_REMOTE || u->broken)
+		return 0;
+	rc = up_to_spool(u, "a removal of its name");
+	if (rc)
+		upload_break(u, "loading the content before its object goes",
+			     rc);
+	return rc;
 }
 
 uint64_t upload_size(const struct upload *u)

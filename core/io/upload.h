@@ -60,6 +60,7 @@
 #define UPLOAD_PROGRESS_SECONDS 5.0
 
 #include <stddef.h>
+#include <pthread.h>
 #include <stdint.h>
 
 #include "base/metrics.h"
@@ -68,6 +69,20 @@
 struct mime;
 struct journal;
 struct membudget;
+
+/* A bound on the bytes the spool files of the uploads sharing it may hold
+ * (spool_max). Thread-safe. */
+struct upload_budget {
+	pthread_mutex_t lock;
+	uint64_t max;  /* 0: no bound */
+	uint64_t used; /* protected by lock */
+};
+
+/* 0 or errno. */
+int upload_budget_init(struct upload_budget *b, uint64_t max);
+void upload_budget_destroy(struct upload_budget *b);
+/* Bytes charged now. */
+uint64_t upload_budget_used(struct upload_budget *b);
 
 struct upload_conf {
 	uint64_t part_size;       /* bytes per multipart part (>= 5 MiB) */
@@ -84,6 +99,13 @@ struct upload_conf {
 	int tee_spool;            /* 1: parts streamed are also written to a spool
 				   * file, so a later seek back into them works
 				   * (see "Seeking back" below) */
+	struct upload_budget *spool_budget; /* bounds every spool file's
+				   * bytes (the highest offset written), or
+				   * NULL. A streamed file whose spool copy
+				   * would pass it goes on without the copy
+				   * (seeking back into sent parts then fails
+				   * with EIO); a spooled write that would
+				   * pass it fails with ENOSPC */
 };
 
 struct upload;
@@ -107,6 +129,12 @@ int upload_read(struct upload *u, void *data, size_t len, uint64_t off,
  * largest object (5 TiB) is EFBIG, and a spool that cannot take the size
  * gives its errno; neither changes the file nor breaks the upload. */
 int upload_truncate(struct upload *u, uint64_t size);
+/* The object at the key is about to be removed or replaced (unlink, a
+ * rename over it) while this file stays open: make the content stop
+ * depending on it (an existing object nobody has written yet is loaded
+ * into the spool). 0, or errno: the upload is then broken (every later
+ * call fails with EIO), never reading another object's bytes. */
+int upload_detach(struct upload *u);
 /* The file's current size. */
 uint64_t upload_size(const struct upload *u);
 /* Has anything changed since create or the last successful commit? */

@@ -94,6 +94,8 @@ struct upload {
 	int tee;                /* parts handed out also go to the spool */
 
 	int spool_fd;           /* -1 when there is no spool file */
+	uint64_t spool_charged; /* bytes charged to conf->spool_budget;
+				 * protected by the budget's lock */
 
 	/* The multipart upload in progress, NULL when none; the workers read
 	 * it, and it changes only while none are running. */
@@ -161,8 +163,10 @@ int up_mpu_complete(struct upload *u);
 /* Close the spool; no worker may be running. */
 void up_spool_close(struct upload *u);
 
-/* Write all of data at off. 0 or errno (ENOSPC, EIO). */
-int up_spool_pwrite(int fd, const void *data, size_t len, uint64_t off);
+/* Write all of data at off into u's spool, charged to its budget. 0 or
+ * errno (ENOSPC, also when the budget would be passed; EIO). Any thread. */
+int up_spool_pwrite(struct upload *u, const void *data, size_t len,
+		    uint64_t off);
 
 /* Read len bytes at off; the spool always holds them. 0 or errno. */
 int up_spool_pread(int fd, void *data, size_t len, uint64_t off);

@@ -192,9 +192,9 @@ static void *upload_worker(void *arg)
 		tee_rc = 0;
 		pthread_mutex_unlock(&u->lock);
 		if (p->tee)
-			tee_rc = up_spool_pwrite(u->spool_fd, p->data, p->len,
-					      (uint64_t)(p->number - 1) *
-					      up_part_size(u));
+			tee_rc = up_spool_pwrite(u, p->data, p->len,
+						 (uint64_t)(p->number - 1) *
+						 up_part_size(u));
 		if (!rc)
 			rc = store_mpu_part(u->store, u->key, u->upload_id, p->number,
 					 p->data, p->len, etag);

@@ -54,12 +54,70 @@ static int spool_open(struct upload *u)
 	return 0;
 }
 
+int upload_budget_init(struct upload_budget *b, uint64_t max)
+{
+	b->max = max;
+	b->used = 0;
+	return pthread_mutex_init(&b->lock, NULL);
+}
+
+void upload_budget_destroy(struct upload_budget *b)
+{
+	pthread_mutex_destroy(&b->lock);
+}
+
+uint64_t upload_budget_used(struct upload_budget *b)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&b->lock);
+	n = b->used;
+	pthread_mutex_unlock(&b->lock);
+	return n;
+}
+
+/* Charge u's spool for holding bytes up to end. 0 or ENOSPC. */
+static int spool_charge(struct upload *u, uint64_t end)
+{
+	struct upload_budget *b = u->conf->spool_budget;
+	int rc = 0;
+
+	if (!b)
+		return 0;
+	pthread_mutex_lock(&b->lock);
+	if (end > u->spool_charged) {
+		uint64_t more = end - u->spool_charged;
+
+		if (b->max && (more > b->max || b->used > b->max - more))
+			rc = ENOSPC;
+		if (!rc) {
+			b->used += more;
+			u->spool_charged = end;
+		}
+	}
+	pthread_mutex_unlock(&b->lock);
+	return rc;
+}
+
+static void spool_uncharge(struct upload *u)
+{
+	struct upload_budget *b = u->conf->spool_budget;
+
+	if (!b)
+		return;
+	pthread_mutex_lock(&b->lock);
+	b->used -= u->spool_charged;
+	u->spool_charged = 0;
+	pthread_mutex_unlock(&b->lock);
+}
+
 /* Close the spool; no worker may be running. */
 void up_spool_close(struct upload *u)
 {
 	if (u->spool_fd >= 0)
 		close(u->spool_fd);
 	u->spool_fd = -1;
+	spool_uncharge(u);
 	pthread_mutex_lock(&u->lock);
 	u->tee_err = 0;
 	pthread_mutex_unlock(&u->lock);
@@ -84,10 +142,19 @@ static int spool_io(int fd, char *p, size_t len, uint64_t off, int writing)
 	return 0;
 }
 
-/* Write all of data at off. 0 or errno (ENOSPC, EIO). */
-int up_spool_pwrite(int fd, const void *data, size_t len, uint64_t off)
+int up_spool_pwrite(struct upload *u, const void *data, size_t len,
+		    uint64_t off)
 {
-	return spool_io(fd, (char *)data, len, off, 1); /* only read from */
+	int rc = spool_charge(u, off + len);
+
+	if (rc) {
+		log_debug("upload %s: the spool would pass spool_max (%llu "
+			  "bytes)", u->lkey,
+			 (unsigned long long)u->conf->spool_budget->max);
+		return rc;
+	}
+	/* only read from */
+	return spool_io(u->spool_fd, (char *)data, len, off, 1);
 }
 
 /* Read len bytes at off; the spool always holds them. 0 or errno. */
@@ -134,7 +201,7 @@ void up_mem_tee(struct upload *u, const struct upload_part *p,
 		return;
 	rc = u->spool_fd < 0 ? spool_open(u) : 0;
 	if (!rc)
-		rc = up_spool_pwrite(u->spool_fd, p->data, p->len, off);
+		rc = up_spool_pwrite(u, p->data, p->len, off);
 	if (rc) {
 		log_warn("upload %s: spool copy stopped (%s): seeking back "
 			 "into parts already sent will fail", u->lkey,
@@ -270,10 +337,10 @@ static int mem_to_spool(struct upload *u, const char *why)
 	if (u->spool_fd < 0)
 		rc = spool_open(u);
 	if (!rc && u->first)
-		rc = up_spool_pwrite(u->spool_fd, u->first->data, u->first->len, 0);
+		rc = up_spool_pwrite(u, u->first->data, u->first->len, 0);
 	if (!rc && u->cur)
-		rc = up_spool_pwrite(u->spool_fd, u->cur->data, u->cur->len,
-				  up_cur_start(u));
+		rc = up_spool_pwrite(u, u->cur->data, u->cur->len,
+				     up_cur_start(u));
 	if (!rc && ftruncate(u->spool_fd, (off_t)u->size) != 0)
 		rc = errno;
 	if (rc) {
@@ -289,7 +356,7 @@ static int mem_to_spool(struct upload *u, const char *why)
 /* ---- REMOTE mode ------------------------------------------------------ */
 
 struct load_sink {
-	int fd;
+	struct upload *u;
 	uint64_t off;
 	int err;
 };
@@ -298,7 +365,7 @@ static int load_sink_write(void *arg, const void *data, size_t len)
 {
 	struct load_sink *s = arg;
 
-	s->err = up_spool_pwrite(s->fd, data, len, s->off);
+	s->err = up_spool_pwrite(s->u, data, len, s->off);
 	s->off += len;
 	return s->err;
 }
@@ -306,12 +373,11 @@ static int load_sink_write(void *arg, const void *data, size_t len)
 /* Copy the object into a new spool; a missing object is empty. */
 static int remote_to_spool(struct upload *u)
 {
-	struct load_sink sink = {.fd = -1};
+	struct load_sink sink = {.u = u};
 	int rc = u->spool_fd < 0 ? spool_open(u) : 0;
 
 	if (rc)
 		return rc;
-	sink.fd = u->spool_fd;
 	rc = ftruncate(u->spool_fd, 0) ? errno : 0;
 	if (!rc && u->size > 0)
 		rc = store_get(u->store, u->key, 0, 0, NULL, load_sink_write, &sink,

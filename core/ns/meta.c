@@ -6,6 +6,13 @@
  * daemon's own writes, positive or negative. Both expire after ttl.
  * walks maps a prefix that was ever listed to the misses counted since
  * (see meta_dir_walked()).
+ *
+ * Bounds: whenever the four maps together have doubled since the last
+ * sweep, expired listings and entries are dropped; then, above
+ * META_ATTRS_MAX entries or META_DIRS_MAX listings, the oldest are dropped
+ * down to half of that, and above META_WALKS_MAX walks (or changes) those
+ * of prefixes without a listing are forgotten. Forgetting is always safe:
+ * a dropped change marks every listing under way as stale (untracked).
  */
 #include "ns/meta.h"
 
@@ -38,6 +45,14 @@ struct mwalk {
 	unsigned misses; /* lookups that missed since it was stored */
 };
 
+#define META_SWEEP_MIN 1024   /* the maps' size at the first sweep */
+#define META_ATTRS_MAX 65536  /* single entries kept at most */
+#define META_DIRS_MAX 4096    /* listings kept at most */
+#define META_WALKS_MAX 16384  /* walks and changes kept at most */
+
+struct meta;
+static void bound_locked(struct meta *m);
+
 struct meta {
 	double ttl;
 	pthread_mutex_t lock;
@@ -48,6 +63,8 @@ struct meta {
 				 protected by lock */
 	uint64_t gen;       /* counts changes; protected by lock */
 	uint64_t untracked; /* gen of a change not recorded by dir; protected
+			       by lock */
+	size_t sweep_at;    /* sweep when the maps hold this many; protected
 			       by lock */
 };
 
@@ -113,6 +130,7 @@ struct meta *meta_create(double ttl)
 	if (!m)
 		return NULL;
 	m->ttl = ttl;
+	m->sweep_at = META_SWEEP_MIN;
 	m->dirs = hmap_create();
 	m->attrs = hmap_create();
 	m->walks = hmap_create();
@@ -320,6 +338,7 @@ void meta_dir_store_since(struct meta *m, const char *dir,
 	} else {
 		walk_reset(m, dir, hmap_count(l->names));
 	}
+	bound_locked(m);
 	pthread_mutex_unlock(&m->lock);
 	if (old)
 		mdir_free(old);
@@ -382,6 +401,179 @@ uint64_t meta_gen(struct meta *m)
 	return g;
 }
 
+/* Sweeping: the keys of the entries to drop, chosen under the lock. */
+struct sweep_ctx {
+	struct meta *m;
+	double now;
+	double cutoff;     /* drop entries stamped at or before it; -1: none */
+	struct buf doomed; /* NUL-separated keys */
+	double *stamps;    /* gathered by gather_*(), for the cutoff */
+	size_t n;
+};
+
+static double attr_stamp(void *value)
+{
+	return ((struct mattr *)value)->stamp;
+}
+
+static double dir_stamp(void *value)
+{
+	return ((struct mdir *)value)->stamp;
+}
+
+static int doom(struct sweep_ctx *c, const char *key, double stamp)
+{
+	if (c->now - stamp > c->m->ttl || stamp <= c->cutoff)
+		buf_add(&c->doomed, key, strlen(key) + 1);
+	return 0;
+}
+
+static int doom_attr(void *arg, const char *key, void *value)
+{
+	return doom(arg, key, attr_stamp(value));
+}
+
+static int doom_dir(void *arg, const char *key, void *value)
+{
+	return doom(arg, key, dir_stamp(value));
+}
+
+static int gather_attr(void *arg, const char *key, void *value)
+{
+	struct sweep_ctx *c = arg;
+
+	c->stamps[c->n++] = attr_stamp(value);
+	return 0;
+}
+
+static int gather_dir(void *arg, const char *key, void *value)
+{
+	struct sweep_ctx *c = arg;
+
+	c->stamps[c->n++] = dir_stamp(value);
+	return 0;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The stamp at or below which entries go so that at most keep remain of
+ * h (-1: none need to). */
+static double cutoff_for(struct hmap *h, size_t keep,
+			 int (*gather)(void *, const char *, void *))
+{
+	struct sweep_ctx c = {0};
+	double cut;
+	size_t n = hmap_count(h);
+
+	if (n <= keep)
+		return -1;
+	c.stamps = malloc(n * sizeof(*c.stamps));
+	if (!c.stamps)
+		return 1e300; /* out of memory: drop them all */
+	hmap_each(h, gather, &c);
+	qsort(c.stamps, c.n, sizeof(*c.stamps), cmp_double);
+	cut = c.stamps[n - keep - 1];
+	free(c.stamps);
+	return cut;
+}
+
+/* Drop from h what is stale or stamped at or before cutoff. Lock held. */
+static void drop_from(struct meta *m, struct hmap *h, double cutoff,
+		      int (*pick)(void *, const char *, void *),
+		      void (*release)(void *))
+{
+	struct sweep_ctx c = {m, now_sec(), cutoff, BUF_INIT, NULL, 0};
+
+	hmap_each(h, pick, &c);
+	for (size_t off = 0; off < c.doomed.len;) {
+		const char *k = c.doomed.data + off;
+
+		release(hmap_remove(h, k));
+		off += strlen(k) + 1;
+	}
+	buf_release(&c.doomed);
+}
+
+static int doom_any(void *arg, const char *key, void *value)
+{
+	struct sweep_ctx *c = arg;
+
+	buf_add(&c->doomed, key, strlen(key) + 1);
+	return 0;
+}
+
+static int doom_unlisted(void *arg, const char *key, void *value)
+{
+	struct sweep_ctx *c = arg;
+
+	if (!hmap_get(c->m->dirs, key))
+		buf_add(&c->doomed, key, strlen(key) + 1);
+	return 0;
+}
+
+/* Forget the walks of prefixes without a listing. Lock held. */
+static void drop_walks(struct meta *m)
+{
+	struct sweep_ctx c = {m, 0, -1, BUF_INIT, NULL, 0};
+
+	hmap_each(m->walks, doom_unlisted, &c);
+	for (size_t off = 0; off < c.doomed.len;) {
+		const char *k = c.doomed.data + off;
+
+		free(hmap_remove(m->walks, k));
+		off += strlen(k) + 1;
+	}
+	buf_release(&c.doomed);
+}
+
+static size_t held(const struct meta *m)
+{
+	return hmap_count(m->attrs) + hmap_count(m->dirs) +
+	       hmap_count(m->walks) + hmap_count(m->changed);
+}
+
+/* Keep the maps bounded (see the top of this file). Lock held. */
+static void bound_locked(struct meta *m)
+{
+	if (held(m) < m->sweep_at)
+		return;
+	if (hmap_count(m->attrs) > META_ATTRS_MAX)
+		drop_from(m, m->attrs,
+			  cutoff_for(m->attrs, META_ATTRS_MAX / 2, gather_attr),
+			  doom_attr, free);
+	else
+		drop_from(m, m->attrs, -1, doom_attr, free);
+	if (hmap_count(m->dirs) > META_DIRS_MAX)
+		drop_from(m, m->dirs,
+			  cutoff_for(m->dirs, META_DIRS_MAX / 2, gather_dir),
+			  doom_dir, mdir_free);
+	else
+		drop_from(m, m->dirs, -1, doom_dir, mdir_free);
+	if (hmap_count(m->walks) > META_WALKS_MAX)
+		drop_walks(m);
+	if (hmap_count(m->changed) > META_WALKS_MAX) {
+		m->untracked = m->gen; /* every listing under way is stale */
+		drop_from(m, m->changed, 1e300, doom_any, free);
+	}
+	m->sweep_at = held(m) * 2 > META_SWEEP_MIN ? held(m) * 2
+						   : META_SWEEP_MIN;
+}
+
+size_t meta_held(struct meta *m)
+{
+	size_t n;
+
+	pthread_mutex_lock(&m->lock);
+	n = held(m);
+	pthread_mutex_unlock(&m->lock);
+	return n;
+}
+
 /* Record one entry (a = NULL: absent) in both maps. Lock held. */
 static void set_locked(struct meta *m, const char *dir, const char *name,
 		       const char *key, const struct meta_attr *a)
@@ -404,6 +596,7 @@ static void set_locked(struct meta *m, const char *dir, const char *name,
 	if (hmap_put(m->attrs, key, e, &old))
 		free(e);
 	free(old);
+	bound_locked(m);
 }
 
 void meta_set(struct meta *m, const char *dir, const char *name,
@@ -428,6 +621,22 @@ void meta_set_absent(struct meta *m, const char *dir, const char *name)
 	pthread_mutex_lock(&m->lock);
 	set_locked(m, dir, name, key, NULL);
 	pthread_mutex_unlock(&m->lock);
+	free(key);
+}
+
+void meta_forget(struct meta *m, const char *dir, const char *name)
+{
+	char *key = attr_key(dir, name);
+	struct mdir *d;
+
+	pthread_mutex_lock(&m->lock);
+	note_change(m, dir);
+	if (key)
+		free(hmap_remove(m->attrs, key));
+	d = hmap_remove(m->dirs, dir);
+	pthread_mutex_unlock(&m->lock);
+	if (d)
+		mdir_free(d);
 	free(key);
 }
 

@@ -69,6 +69,9 @@ int meta_dir_each(struct meta *m, const char *dir,
 /* Record that dir/name exists with attributes a (updates a cached listing). */
 void meta_set(struct meta *m, const char *dir, const char *name,
 	      const struct meta_attr *a);
+/* Forget what is known of dir/name (another client changed it): its entry
+ * and dir's listing, so the next lookup asks S3. */
+void meta_forget(struct meta *m, const char *dir, const char *name);
 /* Record that dir/name does not exist. */
 void meta_set_absent(struct meta *m, const char *dir, const char *name);
 /* A lookup under dir missed (META_MISS). Returns 1 to the one caller that
@@ -85,6 +88,9 @@ int meta_dir_walked(struct meta *m, const char *dir);
 int meta_dir_listable(struct meta *m, const char *dir);
 /* Remember that dir holds more than one page of entries. */
 void meta_dir_set_big(struct meta *m, const char *dir);
+/* How many listings, entries, walks and changes are held (each bounded:
+ * see meta.c). */
+size_t meta_held(struct meta *m);
 /* Forget everything known about dir's listing and its entries' attributes. */
 void meta_forget_dir(struct meta *m, const char *dir);
 

@@ -69,7 +69,8 @@ static int writer_attr(struct ns *ns, const char *key, struct meta_attr *out)
 
 struct collect;
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct store_list_page *page, struct collect *c);
+		    const struct store_list_page *page, time_t dir_mtime,
+		    struct collect *c);
 
 /* List dir into the cache when it fits in one page. Once one name in a
  * folder is missing, the next ones (cp or rsync of new files) are then
@@ -90,7 +91,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 	}
 	if (!rc) {
 		l = meta_listing_new();
-		rc = l ? add_page(l, dir, &page, NULL) : ENOMEM;
+		rc = l ? add_page(l, dir, &page, ns->started, NULL) : ENOMEM;
 	}
 	if (!rc)
 		meta_dir_store_since(ns->meta, dir, l, gen);
@@ -135,6 +136,21 @@ static int probe_folder(struct ns *ns, const char *key, const char *dir,
 	return rc;
 }
 
+/* Does any key live below key + "/"? Errors count as no. */
+static int has_children(struct ns *ns, const char *key)
+{
+	struct store_list_page page = {0};
+	struct buf prefix = BUF_INIT;
+	int found = 0;
+
+	if (!buf_addf(&prefix, "%s/", key) &&
+	    !store_list(ns->store, prefix.data, "/", NULL, 1, &page))
+		found = page.nentries + page.nprefixes > 0;
+	store_list_page_release(&page);
+	buf_release(&prefix);
+	return found;
+}
+
 /* Ask S3 about key (in dir): an object, or a folder (a key below
  * key + "/"). */
 static int probe_key(struct ns *ns, const char *key, const char *dir,
@@ -144,6 +160,13 @@ static int probe_key(struct ns *ns, const char *key, const char *dir,
 	int rc = store_head(ns->store, key, &obj);
 
 	memset(out, 0, sizeof(*out));
+	if (rc == 0 && has_children(ns, key)) {
+		/* both an object key and keys below key/: the folder wins, as
+		 * in listings (docs/SEMANTICS.md, promise 19) */
+		out->is_dir = 1;
+		out->mtime = ns->started;
+		return 0;
+	}
 	if (rc == 0) {
 		out->size = obj.size;
 		out->mtime = obj.mtime;
@@ -430,9 +453,11 @@ struct collect;
 static int collect_entry(void *arg, const char *name,
 			 const struct meta_attr *a);
 
-/* Add one page of a listing of prefix to l, and to c unless NULL. */
+/* Add one page of a listing of prefix to l, and to c unless NULL. S3
+ * keeps no time of a folder: its folders get dir_mtime. */
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct store_list_page *page, struct collect *c)
+		    const struct store_list_page *page, time_t dir_mtime,
+		    struct collect *c)
 {
 	size_t plen = strlen(prefix);
 	int rc = 0;
@@ -452,7 +477,7 @@ static int add_page(struct meta_listing *l, const char *prefix,
 	for (size_t i = 0; i < page->nprefixes && !rc; i++) {
 		char *name = page->prefixes[i] + plen;
 		size_t len = strlen(name);
-		struct meta_attr a = {.is_dir = 1};
+		struct meta_attr a = {.is_dir = 1, .mtime = dir_mtime};
 
 		if (len && name[len - 1] == '/')
 			len--;
@@ -482,7 +507,7 @@ static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 		free(token);
 		token = NULL;
 		if (!rc)
-			rc = add_page(l, prefix, &page, c);
+			rc = add_page(l, prefix, &page, ns->started, c);
 		if (!rc && page.next_token)
 			token = strdup(page.next_token);
 		store_list_page_release(&page);
@@ -500,6 +525,7 @@ struct collect {
 	struct hmap *seen;       /* name -> struct meta_attr * */
 	const char *prefix;
 	size_t plen;
+	time_t now;              /* the time shown for local entries */
 	int err;
 };
 
@@ -538,6 +564,7 @@ static int collect_local(void *arg, const char *key, void *value)
 	if (rest[len] == '/' && rest[len + 1] != '\0')
 		return 0; /* deeper than one level */
 	a.is_dir = value == (void *)1 && rest[len] == '/';
+	a.mtime = c->now;
 	memcpy(name, rest, len);
 	name[len] = '\0';
 	if (!hmap_get(c->seen, name))
@@ -563,7 +590,7 @@ static int list_uploads(struct ns *ns, const char *prefix, struct collect *c)
 
 int ns_list_folder(struct ns *ns, const char *prefix, struct hmap *seen)
 {
-	struct collect c = {seen, prefix, strlen(prefix), 0};
+	struct collect c = {seen, prefix, strlen(prefix), ns->started, 0};
 
 	return list_uploads(ns, prefix, &c);
 }
@@ -737,6 +764,7 @@ int ns_readdir(struct ns *ns, const char *path, ns_fill_fn fn, void *arg)
 	rc = c.seen ? ns_dir_prefix(ns, pi.rel, &prefix) : ENOMEM;
 	c.prefix = prefix.data;
 	c.plen = prefix.len;
+	c.now = ns->started;
 	if (!rc)
 		rc = list_uploads(ns, prefix.data, &c);
 	e.area = pi.area;

@@ -195,25 +195,116 @@ static int key_under(void *arg, const char *key, void *value)
 	return strncmp(key, u->prefix, u->plen) == 0 && key[u->plen] != '\0';
 }
 
-/* Does anything live below the folder prefix: objects other than its own
- * marker, local folders, files being written? Lock not held. */
-static int dir_empty(struct ns *ns, const char *prefix, int *empty)
+/* Is the name of a listed key or common prefix below the folder prefix
+ * (plen bytes) one the mount shows? The folder's own marker is not. */
+static int shown_below(const char *key, size_t plen)
 {
-	struct store_list_page page = {0};
-	struct under u = {prefix, strlen(prefix)};
-	int rc = store_list(ns->store, prefix, "/", NULL, 2, &page);
+	const char *name = key + plen;
+	size_t len = strlen(name);
 
-	*empty = !rc && page.nprefixes == 0;
-	for (size_t i = 0; *empty && i < page.nentries; i++)
-		if (strcmp(page.entries[i].key, prefix) != 0)
-			*empty = 0;
-	store_list_page_release(&page);
+	if (len && name[len - 1] == '/')
+		len--;
+	return path_name_ok(name, len);
+}
+
+/* Does anything the mount shows live below the folder prefix: objects
+ * other than its own marker and the keys listings hide (promise 19),
+ * local folders, files being written? *hidden counts the hidden ones
+ * seen. Lock not held. */
+static int dir_empty(struct ns *ns, const char *prefix, int *empty,
+		     size_t *hidden)
+{
+	struct under u = {prefix, strlen(prefix)};
+	char *token = NULL;
+	int rc;
+
+	*empty = 1;
+	*hidden = 0;
+	do {
+		struct store_list_page page = {0};
+
+		rc = store_list(ns->store, prefix, "/", token, 1000, &page);
+		free(token);
+		token = NULL;
+		for (size_t i = 0; !rc && *empty && i < page.nentries; i++) {
+			if (shown_below(page.entries[i].key, u.plen))
+				*empty = 0;
+			else if (strcmp(page.entries[i].key, prefix))
+				(*hidden)++;
+		}
+		for (size_t i = 0; !rc && *empty && i < page.nprefixes; i++) {
+			if (shown_below(page.prefixes[i], u.plen))
+				*empty = 0;
+			else
+				(*hidden)++;
+		}
+		if (!rc && *empty && page.next_token)
+			token = strdup(page.next_token);
+		store_list_page_release(&page);
+	} while (!rc && token);
+	free(token);
 	pthread_mutex_lock(&ns->lock);
-	if (*empty && (hmap_each(ns->local_dirs, key_under, &u) ||
-		       hmap_each(ns->writers, key_under, &u)))
+	if (!rc && *empty && (hmap_each(ns->local_dirs, key_under, &u) ||
+			      hmap_each(ns->writers, key_under, &u)))
 		*empty = 0;
 	pthread_mutex_unlock(&ns->lock);
+	if (rc)
+		*empty = 0;
 	return rc;
+}
+
+/* Delete every key below the folder prefix (its marker included): what
+ * is left of a folder whose shown content is gone. */
+static int delete_below(struct ns *ns, const char *prefix)
+{
+	int rc;
+
+	do {
+		struct store_list_page page = {0};
+
+		rc = store_list(ns->store, prefix, NULL, NULL, 1000, &page);
+		for (size_t i = 0; !rc && i < page.nentries; i++) {
+			rc = store_delete(ns->store, page.entries[i].key);
+			if (rc == ENOENT)
+				rc = 0;
+		}
+		if (!rc && !page.nentries)
+			rc = -1; /* nothing left */
+		store_list_page_release(&page);
+	} while (!rc);
+	return rc == -1 ? 0 : rc;
+}
+
+/* An object named as the folder prefix without its '/', which other tools
+ * may have written next to the folder's keys: the mount shows the folder
+ * (promise 19), and the object goes with it. 0 (its size in *size),
+ * ENOENT or errno. */
+static int shadowed_object(struct ns *ns, const char *prefix, struct buf *key,
+			   uint64_t *size)
+{
+	struct store_object obj;
+	int rc = buf_add(key, prefix, strlen(prefix) - 1);
+
+	if (!rc)
+		rc = store_head(ns->store, key->data, &obj);
+	if (!rc)
+		*size = obj.size;
+	return rc;
+}
+
+/* Delete the object the folder prefix shadows, if any. */
+static int delete_shadowed(struct ns *ns, const char *prefix)
+{
+	struct buf key = BUF_INIT;
+	uint64_t size;
+	int rc = shadowed_object(ns, prefix, &key, &size);
+
+	if (!rc)
+		rc = store_delete(ns->store, key.data);
+	if (!rc)
+		ns_forget_thumb(ns, key.data);
+	buf_release(&key);
+	return rc == ENOENT ? 0 : rc;
 }
 
 int ns_rmdir(struct ns *ns, const char *path)
@@ -221,6 +312,7 @@ int ns_rmdir(struct ns *ns, const char *path)
 	struct buf prefix = BUF_INIT;
 	struct meta_attr a;
 	const char *rel;
+	size_t hidden = 0;
 	int empty = 0, rc = upload_rel(ns, path, &rel);
 
 	if (!rc)
@@ -230,11 +322,15 @@ int ns_rmdir(struct ns *ns, const char *path)
 	if (!rc)
 		rc = ns_dir_prefix(ns, rel, &prefix);
 	if (!rc)
-		rc = dir_empty(ns, prefix.data, &empty);
+		rc = dir_empty(ns, prefix.data, &empty, &hidden);
 	if (!rc && !empty)
 		rc = ENOTEMPTY;
-	if (!rc)
+	if (!rc && hidden) /* keys no name reaches: they go with the folder */
+		rc = delete_below(ns, prefix.data);
+	else if (!rc)
 		rc = store_delete(ns->store, prefix.data); /* a marker, if any */
+	if (!rc)
+		rc = delete_shadowed(ns, prefix.data);
 	if (!rc) {
 		pthread_mutex_lock(&ns->lock);
 		hmap_remove(ns->local_dirs, prefix.data);
@@ -332,6 +428,23 @@ static void move_local_dirs(struct ns *ns, const char *from, const char *to)
 	buf_release(&m.moved);
 }
 
+/* Move the object the folder prefix from shadows, if any, along with the
+ * folder: it stays shadowed by the folder's new name. */
+static int move_shadowed(struct ns *ns, const char *from, const char *to)
+{
+	struct buf key = BUF_INIT, dst = BUF_INIT;
+	uint64_t size = 0;
+	int rc = shadowed_object(ns, from, &key, &size);
+
+	if (!rc)
+		rc = buf_add(&dst, to, strlen(to) - 1);
+	if (!rc)
+		rc = move_object(ns, key.data, dst.data, size, NULL);
+	buf_release(&key);
+	buf_release(&dst);
+	return rc == ENOENT ? 0 : rc;
+}
+
 static int rename_dir(struct ns *ns, const char *from_rel, const char *to_rel)
 {
 	struct buf from = BUF_INIT, to = BUF_INIT;
@@ -343,6 +456,8 @@ static int rename_dir(struct ns *ns, const char *from_rel, const char *to_rel)
 		rc = EINVAL; /* into itself */
 	if (!rc)
 		rc = move_tree(ns, from.data, to.data);
+	if (!rc)
+		rc = move_shadowed(ns, from.data, to.data);
 	if (!rc) {
 		move_local_dirs(ns, from.data, to.data);
 		pthread_mutex_lock(&ns->lock);
@@ -406,6 +521,7 @@ static int may_replace(struct ns *ns, const struct meta_attr *src,
 		       const char *to_rel, const struct meta_attr *dst)
 {
 	struct buf prefix = BUF_INIT;
+	size_t hidden;
 	int empty = 0, rc;
 
 	if (!src->is_dir && dst->is_dir)
@@ -416,7 +532,7 @@ static int may_replace(struct ns *ns, const struct meta_attr *src,
 		return 0;
 	rc = ns_dir_prefix(ns, to_rel, &prefix);
 	if (!rc)
-		rc = dir_empty(ns, prefix.data, &empty);
+		rc = dir_empty(ns, prefix.data, &empty, &hidden);
 	buf_release(&prefix);
 	return rc ? rc : empty ? 0 : ENOTEMPTY;
 }

@@ -16,13 +16,21 @@
 
 #include "base/log.h"
 
-static struct ns_file *file_new(struct ns *ns, enum ns_file_kind kind)
+/* A new file of kind (with its key, or NULL), listed in ns->files only
+ * once complete: others walk that list reading kind and key. */
+static struct ns_file *file_new(struct ns *ns, enum ns_file_kind kind,
+				const char *key)
 {
 	struct ns_file *f = calloc(1, sizeof(*f));
 
 	if (!f)
 		return NULL;
+	if (key && !(f->key = strdup(key))) {
+		free(f);
+		return NULL;
+	}
 	if (pthread_mutex_init(&f->lock, NULL)) {
+		free(f->key);
 		free(f);
 		return NULL;
 	}
@@ -109,11 +117,10 @@ static int open_writer(struct ns *ns, const char *key, int existed,
 		       uint64_t size, const struct store_attrs *posix,
 		       struct ns_file **out)
 {
-	struct ns_file *f = file_new(ns, NF_WRITE);
+	struct ns_file *f = file_new(ns, NF_WRITE, key);
 
 	if (!f)
 		return ENOMEM;
-	f->key = strdup(key);
 	f->existed = existed;
 	if (posix)
 		f->posix = *posix;
@@ -161,11 +168,10 @@ static int note_seen(struct ns *ns, const char *key, const char *etag)
 static int open_reader(struct ns *ns, const char *key,
 		       const struct meta_attr *a, struct ns_file **out)
 {
-	struct ns_file *f = file_new(ns, NF_READ);
+	struct ns_file *f = file_new(ns, NF_READ, key);
 
 	if (!f)
 		return ENOMEM;
-	f->key = strdup(key);
 	f->open_size = a->size;
 	f->mtime = a->mtime;
 	f->writer = borrow_writer(ns, key); /* read what it has written */
@@ -228,7 +234,7 @@ static int open_blob(struct ns *ns,
 		     const struct path_info *pi, int sized_at_open,
 		     struct ns_file **out)
 {
-	struct ns_file *f = file_new(ns, NF_BLOB);
+	struct ns_file *f = file_new(ns, NF_BLOB, NULL);
 	int rc;
 
 	if (!f)
@@ -267,6 +273,19 @@ static int make_thumb(struct ns *ns, const struct path_info *pi,
 	if (!rc) {
 		ns_thumb_ahead(ns, idx, src_key.data);
 		rc = thumbs_get_n(ns->thumbs, idx, src_key.data, src.etag, out);
+	}
+	if (rc == ENOENT && src_key.len) {
+		/* the source was replaced or removed since its ETag was
+		 * cached: ask S3 again and make the thumbnail of what is
+		 * there now (EIO if that changes under us again) */
+		ns_forget_source(ns, src_key.data);
+		buf_reset(&src_key);
+		rc = thumb_target(ns, pi, &idx, &src_key, &src);
+		if (!rc)
+			rc = thumbs_get_n(ns->thumbs, idx, src_key.data,
+					  src.etag, out);
+		if (rc == ENOENT && src_key.len)
+			rc = EIO;
 	}
 	buf_release(&src_key);
 	return rc;
@@ -546,21 +565,6 @@ int ns_file_size_changed(const struct ns_file *f)
 	return f->size_changed;
 }
 
-/* truncate(2) of a path nobody has open for writing. */
-static int truncate_closed(struct ns *ns, const char *rel, uint64_t size)
-{
-	struct ns_file *f;
-	int rc = open_upload(ns, rel, O_WRONLY, &f);
-
-	if (rc)
-		return rc;
-	rc = upload_truncate(f->upload, size);
-	if (!rc)
-		rc = ns_flush(f);
-	ns_release(f);
-	return rc;
-}
-
 /* truncate(2) or ftruncate(2) of a file open for writing. */
 static int truncate_open(struct ns_file *f, uint64_t size)
 {
@@ -572,6 +576,21 @@ static int truncate_open(struct ns_file *f, uint64_t size)
 	rc = upload_truncate(f->upload, size);
 	__atomic_store_n(&f->size, upload_size(f->upload), __ATOMIC_RELAXED);
 	pthread_mutex_unlock(&f->lock);
+	return rc;
+}
+
+/* truncate(2) of a path nobody has open for writing. */
+static int truncate_closed(struct ns *ns, const char *rel, uint64_t size)
+{
+	struct ns_file *f;
+	int rc = open_upload(ns, rel, O_WRONLY, &f);
+
+	if (rc)
+		return rc;
+	rc = truncate_open(f, size); /* readers may borrow f already */
+	if (!rc)
+		rc = ns_flush(f);
+	ns_release(f);
 	return rc;
 }
 
@@ -678,6 +697,8 @@ size_t ns_files_unlink(struct ns *ns, const char *key)
 
 	if (writers_lock(ns, key, &w))
 		return 0;
+	for (size_t i = 0; i < w.n; i++) /* their content outlives the object */
+		upload_detach(w.f[i]->upload);
 	pthread_mutex_lock(&ns->lock);
 	for (size_t i = 0; i < w.n; i++) {
 		w.f[i]->unlinked = 1;

@@ -44,6 +44,7 @@ struct ns {
 	struct mime *mime;        /* Content-Type sniffer for uploads */
 	struct membudget *budget; /* memory_max: part and read-ahead buffers */
 	struct upload_conf upconf;
+	struct upload_budget spool_budget; /* upconf.spool_budget once set up */
 	uid_t uid;
 	gid_t gid;
 	time_t started;
@@ -145,6 +146,9 @@ int ns_file_setattr(struct ns *ns, const char *key,
 
 /* Copy the attributes set->have names from set into dst. */
 void ns_attrs_merge(struct store_attrs *dst, const struct store_attrs *set);
+/* Another client replaced or removed the source at key: forget its cached
+ * attributes (and its folder's listing), so the next lookup asks S3. */
+void ns_forget_source(struct ns *ns, const char *key);
 /* The source at key was replaced or removed: forget its thumbnail. */
 void ns_forget_thumb(struct ns *ns, const char *key);
 

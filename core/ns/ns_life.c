@@ -30,6 +30,8 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->upconf.parts_in_flight = cfg->fs.parts_in_flight;
 	ns->upconf.spool_dir = cfg->cache.dir;
 	ns->upconf.tee_spool = 1; /* seeking back into a streamed file works */
+	if (upload_budget_init(&ns->spool_budget, cfg->cache.spool_max) == 0)
+		ns->upconf.spool_budget = &ns->spool_budget;
 	ns->mime = mime_create();
 	ns->upconf.mime = ns->mime;
 	ns->metrics = metrics_create();
@@ -45,7 +47,7 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->gallery_made = hmap_create();
 	if (!ns->metrics || (cfg->fs.memory_max && !ns->budget) || !ns->meta ||
 	    !ns->mime || !ns->writers || !ns->local_dirs || !ns->seen ||
-	    !ns->gallery_made ||
+	    !ns->gallery_made || !ns->upconf.spool_budget ||
 	    pthread_mutex_init(&ns->lock, NULL)) {
 		ns_free(ns);
 		errno = ENOMEM;
@@ -112,6 +114,8 @@ int ns_check(struct ns *ns, char *err, size_t errlen)
 		conf.connect_timeout = NS_CHECK_TIMEOUT;
 	if (conf.retries > NS_CHECK_RETRIES)
 		conf.retries = NS_CHECK_RETRIES;
+	if (conf.retry_window > NS_CHECK_TIMEOUT)
+		conf.retry_window = NS_CHECK_TIMEOUT;
 	s3 = s3_create(&conf, ns->creds, ns->metrics);
 	if (!s3) {
 		snprintf(err, errlen, "cannot create the S3 client: %s",
@@ -201,6 +205,8 @@ void ns_free(struct ns *ns)
 	ns_gallery_free_made(ns);
 	membudget_destroy(ns->budget);
 	metrics_destroy(ns->metrics);
+	if (ns->upconf.spool_budget)
+		upload_budget_destroy(ns->upconf.spool_budget);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);
 }

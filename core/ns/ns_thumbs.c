@@ -29,6 +29,15 @@ int ns_thumb_idx(const struct ns *ns, unsigned thumb_size, unsigned *idx)
 	return ENOENT;
 }
 
+void ns_forget_source(struct ns *ns, const char *key)
+{
+	char *dir = malloc(strlen(key) + 1);
+
+	if (dir)
+		meta_forget(ns->meta, dir, ns_split_key(key, dir));
+	free(dir);
+}
+
 /* The first n image names after `after` in name order, with ETags. */
 struct ahead {
 	const char *after;

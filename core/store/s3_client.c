@@ -54,8 +54,8 @@ static uint64_t next_random(struct s3_client *c)
 }
 
 /* Full jitter: a random pause in [0, min(cap, base * 2^attempt)]. */
-void s3_backoff_sleep(struct s3_client *c, unsigned attempt,
-			  unsigned *slept_ms)
+void s3_backoff_sleep(struct s3_client *c, unsigned attempt, uint64_t max_ms,
+		      unsigned *slept_ms)
 {
 	uint64_t ceiling = S3_BACKOFF_BASE_MS;
 	struct timespec ts;
@@ -65,6 +65,8 @@ void s3_backoff_sleep(struct s3_client *c, unsigned attempt,
 	if (ceiling > S3_BACKOFF_CAP_MS)
 		ceiling = S3_BACKOFF_CAP_MS;
 	*slept_ms = (unsigned)(next_random(c) % (ceiling + 1));
+	if (*slept_ms > max_ms)
+		*slept_ms = (unsigned)max_ms;
 	ts.tv_sec = *slept_ms / 1000;
 	ts.tv_nsec = (long)(*slept_ms % 1000) * 1000000L;
 	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)

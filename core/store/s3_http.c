@@ -605,10 +605,24 @@ static void log_attempt(const struct s3_req *req, const struct s3_resp *r,
 		what, attempt, attempts);
 }
 
+/* Milliseconds left of the retry window of a request first tried at
+ * start (s3_now_mono()), 0 when it has passed; a window of 0 has no end. */
+static uint64_t window_left_ms(const struct s3_client *c, double start)
+{
+	double left;
+
+	if (!c->conf->retry_window)
+		return UINT64_MAX;
+	left = (double)c->conf->retry_window - (s3_now_mono() - start);
+
+	return left > 0 ? (uint64_t)(left * 1000.0) : 0;
+}
+
 /* Run req with retries; on 0, r holds the successful response. */
 int s3_run(struct s3_client *c, struct s3_req *req, struct s3_resp *r)
 {
 	unsigned attempts = c->conf->retries + 1, slept, i;
+	double start = s3_now_mono();
 	int err = 0, retry = 0;
 
 	r->req = req;
@@ -619,7 +633,8 @@ int s3_run(struct s3_client *c, struct s3_req *req, struct s3_resp *r)
 	for (i = 0; i < attempts; i++) {
 		if (i) {
 			metrics_add(c->m, MC_RETRIES, 1);
-			s3_backoff_sleep(c, i - 1, &slept);
+			s3_backoff_sleep(c, i - 1, window_left_ms(c, start),
+					 &slept);
 		}
 		resp_reset(r);
 		r->req = req;
@@ -631,7 +646,8 @@ int s3_run(struct s3_client *c, struct s3_req *req, struct s3_resp *r)
 			return err;
 		}
 		err = classify(req, r, &retry);
-		if (!err || !retry || i + 1 == attempts)
+		if (!err || !retry || i + 1 == attempts ||
+		    !window_left_ms(c, start))
 			break;
 		log_attempt(req, r, err, i + 1, attempts, 0);
 	}

@@ -16,7 +16,8 @@
  * is used by one thread at a time; everything else in the client is
  * immutable after s3_create().
  *
- * Retries: up to conf->retries attempts after the first, on transport
+ * Retries: up to conf->retries attempts after the first, each begun
+ * within conf->retry_window seconds of the first attempt, on transport
  * errors (connect, reset, timeout), 500/502/503/504, and the SlowDown,
  * RequestTimeout, InternalError and ServiceUnavailable codes (also in a 200
  * <Error> body of CompleteMultipartUpload/CopyObject). Before attempt n the
@@ -118,9 +119,10 @@ struct s3_client *s3_client_of(struct store *st);
 
 double s3_now_mono(void);
 
-/* Full jitter: a random pause in [0, min(cap, base * 2^attempt)]. */
-void s3_backoff_sleep(struct s3_client *c, unsigned attempt,
-			  unsigned *slept_ms);
+/* Full jitter: a random pause in [0, min(cap, base * 2^attempt)], cut to
+ * at most max_ms. */
+void s3_backoff_sleep(struct s3_client *c, unsigned attempt, uint64_t max_ms,
+		      unsigned *slept_ms);
 
 /* A header value we send must not be able to end the header. */
 int s3_value_is_safe(const char *v);

@@ -22,10 +22,10 @@ are kept in REGRESSIONS. IMGFS_MODEL_SEQS (default 24) sequences of
 IMGFS_MODEL_OPS (default 40) ops run in two threads, each in its own
 folder of one mount.
 
-The same generator is meant to run thousands of sequences against the
-namespace over the in-memory store once that store is on main (a C unit
-test calling ns_* directly); this file is its shorter run through a real
-mount on RGW.
+tests/unit/test_model.c runs the same model and generator, ported to C,
+over thousands of sequences against the namespace over the in-memory store
+(ns_* called directly); this file is its shorter run through a real mount
+on RGW.
 """
 
 import errno
@@ -58,6 +58,11 @@ REGRESSIONS = [
     [("open_w", 0, "b", True), ("write", 0, 0, 7), ("close", 0),
      ("open_w", 1, "a", True), ("write", 1, 0, 3), ("rename", "b", "a"),
      ("write", 1, 3, 3), ("close", 1)],
+    # found by tests/unit/test_model.c (seed 1717): a file open for writing
+    # but not written yet, replaced by a rename, read the new object's bytes
+    [("open_w", 0, "a", True), ("write", 0, 15, 155), ("close", 0),
+     ("open_w", 1, "b", False), ("ftruncate", 1, 425), ("open_w", 2, "a", False),
+     ("close", 1), ("rename", "b", "a"), ("read", 2, 362, 142)],
 ]
 
 

@@ -337,6 +337,20 @@ def test_source_replaced_by_another_client(rgw, bucket, mount):
     assert t.size == (EDGE, 64) and t.convert("RGB").getpixel((5, 5))[1] > 250
 
 
+def test_thumbnail_of_a_source_replaced_within_metadata_ttl(rgw, bucket, mount):
+    """The daemon still holds the old ETag (a long metadata_ttl) when
+    another client replaces the source: the first thumbnail read re-stats
+    the source and returns the new image's thumbnail, not ENOENT."""
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/swap.png",
+                      Body=encode(Image.new("RGB", (200, 200), (255, 0, 0)), "PNG"))
+    m = mount(bucket, opts={"metadata_ttl": "3600"})
+    assert "swap.png" in os.listdir(m.uploads)  # the old ETag is cached
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/swap.png",
+                      Body=encode(Image.new("RGB", (200, 100), (0, 255, 0)), "PNG"))
+    t = decode(read_thumb(m.thumbs / "swap.png"))
+    assert t.size == (EDGE, 64) and t.convert("RGB").getpixel((5, 5))[1] > 250
+
+
 @pytest.mark.deadline(300)
 def test_listing_1000_images_decodes_nothing(rgw, bucket, mount):
     """ls -l thumbnails/ over 1,000 images: all listed, none generated,

@@ -4,6 +4,7 @@ bucket checked independently with boto3."""
 import contextlib
 import errno
 import os
+import pathlib
 import random
 import subprocess
 import threading
@@ -595,3 +596,77 @@ def test_listing_is_cached_and_own_writes_invalidate_it(rgw, bucket, mount):
     assert "mine.txt" in os.listdir(m.uploads)
     os.unlink(m.uploads / "mine.txt")
     assert "mine.txt" not in os.listdir(m.uploads)
+
+
+# ------------------------------------------------------------- spool_max
+
+
+def spool_bytes(m):
+    """Bytes on disk of the daemon's spool files (unlinked, in cache_dir)."""
+    total = 0
+    fds = pathlib.Path(f"/proc/{m.pid}/fd")
+    for fd in fds.iterdir():
+        try:
+            target = os.readlink(fd)
+            if target.startswith(str(m.cache_dir)) and target.endswith("(deleted)"):
+                total += os.stat(fd).st_blocks * 512
+        except FileNotFoundError:
+            pass  # closed meanwhile
+    return total
+
+
+def test_spool_max_bounds_the_spool_of_sequential_writes(rgw, bucket, mount):
+    """Four files of 40 MB written at once with spool_max=20M: the spool
+    files never hold more than 20 MiB together, and every file lands whole
+    (their spool copies stop; streaming needs none)."""
+    m = mount(bucket, opts={"spool_max": "20M", "part_size": "5M"})
+    names = [f"seq{i}.bin" for i in range(4)]
+    blobs = {n: random.Random(n).randbytes(40 * MIB) for n in names}
+    files = {n: open(m.uploads / n, "wb") for n in names}
+    peak = 0
+    try:
+        for off in range(0, 40 * MIB, MIB):
+            for n, f in files.items():
+                f.write(blobs[n][off:off + MIB])
+            peak = max(peak, spool_bytes(m))
+        for f in files.values():
+            f.flush()
+        peak = max(peak, spool_bytes(m))
+    finally:
+        for f in files.values():
+            f.close()
+    assert peak <= 20 * MIB, peak
+    for n in names:
+        got = rgw.s3.get_object(Bucket=bucket, Key=f"uploads/{n}")["Body"].read()
+        assert got == blobs[n], n
+    assert list_multipart_uploads(rgw.s3, bucket) == []
+
+
+def test_spool_max_refuses_a_spooled_write_cleanly(rgw, bucket, mount):
+    """A write that needs the spool (it leaves a gap) and would pass
+    spool_max fails with ENOSPC, the close with EIO, and nothing lands;
+    seeking back into parts streamed without a spool copy is EIO too."""
+    m = mount(bucket, opts={"spool_max": "20M", "part_size": "5M"})
+    fd = os.open(m.uploads / "sparse.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        with pytest.raises(OSError) as e:
+            os.pwrite(fd, b"x" * 4096, 30 * MIB)
+        assert e.value.errno == errno.ENOSPC
+    finally:
+        with pytest.raises(OSError) as e:
+            os.close(fd)
+        assert e.value.errno == errno.EIO
+    fd = os.open(m.uploads / "back.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for _ in range(30):
+            os.write(fd, b"y" * MIB)
+        with pytest.raises(OSError) as e:
+            os.pwrite(fd, b"PATCH", 6 * MIB)
+        assert e.value.errno == errno.EIO
+    finally:
+        with pytest.raises(OSError):
+            os.close(fd)
+    assert not [k for k in list_keys(rgw.s3, bucket, "uploads/")
+                if k in ("uploads/sparse.bin", "uploads/back.bin")]
+    assert wait_for(lambda: list_multipart_uploads(rgw.s3, bucket) == [], 30,
+                    what="the aborted upload to go")

@@ -33,7 +33,8 @@ static void test_defaults(void)
 	CHECK(r.c.s3.ca_file == NULL);
 	CHECK_INT(r.c.s3.insecure, 0);
 	CHECK_INT(r.c.s3.max_connections, 16);
-	CHECK_INT(r.c.s3.retries, 5);
+	CHECK_INT(r.c.s3.retries, 30);
+	CHECK_INT(r.c.s3.retry_window, 60);
 	CHECK_INT(r.c.s3.connect_timeout, 10);
 	CHECK_INT(r.c.s3.request_timeout, 30);
 	CHECK(r.c.s3.sse == NULL && r.c.s3.sse_kms_key_id == NULL);

@@ -135,8 +135,52 @@ static void test_listing_generation(void)
 	meta_destroy(m);
 }
 
+/* The cache stays bounded: a long ttl and more distinct entries and
+ * listings than it keeps; the newest are still found. */
+static void test_bounded(void)
+{
+	struct meta *m = meta_create(3600);
+	struct meta_attr a = {0}, out;
+	char name[32], dir[40];
+	size_t most = 0;
+
+	CHECK(m != NULL);
+	a.size = 1;
+	for (unsigned i = 0; i < 300000; i++) {
+		snprintf(name, sizeof(name), "f%u", i);
+		meta_set(m, "uploads/big/", name, &a);
+		if (i % 20 == 0) {
+			struct meta_listing *l = meta_listing_new();
+
+			snprintf(dir, sizeof(dir), "uploads/d%u/", i);
+			meta_listing_add(l, "x", &a);
+			meta_dir_store(m, dir, l);
+		}
+		if (meta_held(m) > most)
+			most = meta_held(m);
+	}
+	CHECK(most < 200000);
+	CHECK_INT(meta_lookup(m, "uploads/big/", "f299999", &out), META_FOUND);
+	CHECK_INT(meta_dir_each(m, "uploads/d299980/", count_attr, &(int){0}),
+		  0);
+	meta_destroy(m);
+
+	/* ttl 0 keeps nothing worth keeping: entries go at the next sweep */
+	m = meta_create(0);
+	most = 0;
+	for (unsigned i = 0; i < 100000; i++) {
+		snprintf(name, sizeof(name), "f%u", i);
+		meta_set(m, "uploads/", name, &a);
+		if (meta_held(m) > most)
+			most = meta_held(m);
+	}
+	CHECK(most < 5000);
+	meta_destroy(m);
+}
+
 int main(void)
 {
+	test_bounded();
 	test_listing_generation();
 	test_hmap();
 	test_listing();

@@ -87,7 +87,7 @@ static void test_keys(const char *dir)
 {
 	struct thumb_conf tc = {.size = 128, .crop = THUMB_CROP_NONE,
 				.max_pixels = 100000000, .concurrency = 2};
-	struct cache_conf cc = {(char *)dir, 1 << 20, 0};
+	struct cache_conf cc = {.dir = (char *)dir, .max_bytes = 1 << 20};
 	char up[] = "uploads/", th[] = "thumbnails/";
 	struct fs_conf fc = {.uploads_prefix = up, .thumbs_prefix = th};
 	struct thumbs *t = thumbs_create(&tc, &cc, &fc, NULL, NULL);

@@ -250,6 +250,59 @@ static void test_seek_back_no_tee(void)
 	fx_release(&fx);
 }
 
+/* spool_max: a streamed file whose spool copy would pass the budget goes
+ * on without it (so it still lands whole, and seeking back into sent parts
+ * fails cleanly); a spooled write that would pass it is ENOSPC; the bytes
+ * are given back when the spool closes, and the budget is shared. */
+static void test_spool_budget(void)
+{
+	struct fixture fx;
+	struct upload_budget b;
+	unsigned char *data = pattern(4 * BIG, 4);
+	struct upload *u, *v;
+
+	fx_init(&fx, 1);
+	CHECK_INT(upload_budget_init(&b, 3 * PART), 0);
+	fx.conf.spool_budget = &b;
+	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/long", 0, 0);
+	CHECK_INT(write_seq(u, data, 4 * BIG), 0);
+	CHECK(upload_budget_used(&b) <= 3 * PART);
+	CHECK_INT(upload_commit(u, NULL), 0);
+	CHECK(holds(&fx, "u/long", data, 4 * BIG));
+	upload_destroy(u);
+	CHECK_INT(upload_budget_used(&b), 0);
+
+	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/patched", 0, 0);
+	CHECK_INT(write_seq(u, data, 4 * BIG), 0);
+	CHECK_INT(upload_write(u, "PATCH", 5, 6 * MIB), EIO);
+	CHECK_INT(upload_commit(u, NULL), EIO);
+	upload_destroy(u);
+	CHECK_INT(mem_object_count(fx.m), 1); /* u/long only */
+
+	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/sparse", 0, 0);
+	CHECK_INT(upload_write(u, data, MIB, 3 * PART), ENOSPC);
+	CHECK_INT(upload_commit(u, NULL), EIO);
+	upload_destroy(u);
+
+	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/a", 0, 0);
+	v = upload_create(fx.st, fx.metrics, &fx.conf, "u/b", 0, 0);
+	/* past the part being filled: spooled */
+	CHECK_INT(upload_write(u, data, MIB, 2 * PART + 1), 0);
+	CHECK_INT(upload_write(v, data, MIB, 2 * PART + 1), ENOSPC);
+	CHECK_INT(upload_commit(u, NULL), 0);
+	upload_destroy(u);
+	upload_destroy(v);
+	CHECK_INT(upload_budget_used(&b), 0);
+	v = upload_create(fx.st, fx.metrics, &fx.conf, "u/b", 0, 0);
+	CHECK_INT(upload_write(v, data, MIB, 2 * PART + 1), 0);
+	CHECK_INT(upload_commit(v, NULL), 0);
+	upload_destroy(v);
+	CHECK_INT(mem_upload_count(fx.m), 0);
+	upload_budget_destroy(&b);
+	free(data);
+	fx_release(&fx);
+}
+
 /* The server completed the upload, the reply was lost: one HEAD finds
  * the object made of these parts, and the commit succeeds. */
 static void test_lost_completion(void)
@@ -404,6 +457,7 @@ int main(void)
 	test_budget();
 	test_seek_back_spool();
 	test_seek_back_no_tee();
+	test_spool_budget();
 	test_lost_completion();
 	test_failed_completion();
 	test_part_failure();
