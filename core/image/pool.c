@@ -47,7 +47,13 @@ struct pool {
 	char asan_env[1024];   /* set by pool_create, then read-only */
 };
 
-/* The environment of a worker: sanitizer options only (no secret). In
+/* Set in every worker's environment: a process that has it never starts
+ * workers itself (a binary started as a worker that does not know the
+ * worker mode would otherwise start workers of its own, without end). */
+#define POOL_WORKER_MARK "IMGFS_THUMB_WORKER=1"
+
+/* The environment of a worker: the mark and sanitizer options only (no
+ * secret). In
  * an ASan build a worker's crash is an expected event that the pool
  * handles, not a report: ASan leaves SIGSEGV and SIGBUS alone there (its
  * handler would also make system calls the sandbox refuses). */
@@ -58,6 +64,7 @@ static void pool_env(struct pool *p, char **env, size_t max)
 	size_t n = 0;
 
 	env[n++] = p->asan_env;
+	env[n++] = (char *)POOL_WORKER_MARK;
 	for (char **e = environ; e && *e && n + 1 < max; e++)
 		for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
 			if (strncmp(*e, keep[k], strlen(keep[k])) == 0)
@@ -160,6 +167,12 @@ struct pool *pool_create(unsigned n, unsigned timeout_ms, struct metrics *m)
 
 	if (!p)
 		return NULL;
+	if (getenv("IMGFS_THUMB_WORKER")) {
+		free(p);
+		log_error("thumbnails: a thumbnail worker starts no workers");
+		errno = EPERM;
+		return NULL;
+	}
 	p->n = n ? n : 1;
 	p->timeout_ms = timeout_ms ? timeout_ms : 1000;
 	p->m = m;

@@ -30,7 +30,10 @@
 struct pool;
 
 /* Start n (>= 1) workers; m may be NULL. NULL with errno set (and a log
- * line) when none can be started. */
+ * line) when none can be started. Workers carry IMGFS_THUMB_WORKER=1 in
+ * their environment, and a process that has it gets EPERM here: a binary
+ * that was started as a worker but does not know the worker mode cannot
+ * start workers of its own, and so on without end. */
 struct pool *pool_create(unsigned n, unsigned timeout_ms, struct metrics *m);
 /* Kill and reap every worker. */
 void pool_destroy(struct pool *p);

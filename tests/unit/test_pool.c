@@ -241,11 +241,28 @@ static void test_pool(void)
 	buf_release(&outs[1]);
 }
 
+/* A worker never starts workers: a binary started as a worker that did
+ * not know the worker mode would start workers of its own without end. */
+static void test_no_pool_in_a_worker(void)
+{
+	struct pool *p;
+
+	setenv("IMGFS_THUMB_WORKER", "1", 1);
+	errno = 0;
+	p = pool_create(1, 1000, NULL);
+	CHECK(p == NULL);
+	CHECK_INT(errno, EPERM);
+	unsetenv("IMGFS_THUMB_WORKER");
+	if (p)
+		pool_destroy(p);
+}
+
 int main(int argc, char **argv)
 {
 	if (worker_dispatch(argc, argv) >= 0)
 		return 1;
 	test_wire_bounds();
 	test_pool();
+	test_no_pool_in_a_worker();
 	return check_done("pool");
 }
