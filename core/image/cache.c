@@ -360,6 +360,15 @@ static void cache_touch(struct cache *c, int64_t id, int64_t atime)
 	cache_done(st);
 }
 
+/* Bind k to st and take its first step: SQLITE_ROW, SQLITE_DONE or an
+ * error code. Lock held. */
+static int cache_step_key(sqlite3_stmt *st, const struct cache_key *k)
+{
+	int rc = cache_bind_key(st, k);
+
+	return rc == SQLITE_OK ? sqlite3_step(st) : rc;
+}
+
 int cache_get(struct cache *c, const struct cache_key *k, struct buf *out,
 	      char *format, struct buf *err)
 {
@@ -368,9 +377,7 @@ int cache_get(struct cache *c, const struct cache_key *k, struct buf *out,
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
-	rc = cache_bind_key(st, k);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
+	rc = cache_step_key(st, k);
 	if (rc == SQLITE_ROW) {
 		id = sqlite3_column_int64(st, 0);
 		atime = sqlite3_column_int64(st, 1);
@@ -393,9 +400,7 @@ int cache_peek(struct cache *c, const struct cache_key *k, uint64_t *size)
 	int rc;
 
 	pthread_mutex_lock(&c->lock);
-	rc = cache_bind_key(st, k);
-	if (rc == SQLITE_OK)
-		rc = sqlite3_step(st);
+	rc = cache_step_key(st, k);
 	if (rc == SQLITE_ROW) {
 		*size = (uint64_t)sqlite3_column_int64(st, 0);
 		rc = sqlite3_column_int(st, 1) ? EIO : 0;
