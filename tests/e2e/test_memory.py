@@ -72,7 +72,10 @@ def test_parallel_copies_and_thumbnails_share_one_budget(rgw, bucket, mount, ima
         while copying or not rounds:
             for name in mine:
                 data = (m.thumbs / "pics" / name).read_bytes()
-                assert len(data) > 100, name
+                # an image (a WebP thumbnail of a plain picture can be
+                # under 100 bytes now that it carries no EXIF)
+                assert data[:3] == b"\xff\xd8\xff" or data[:4] in (b"\x89PNG", b"RIFF", b"GIF8"), \
+                    (name, data[:16])
             rounds += 1
         return rounds
 
