@@ -17,7 +17,6 @@
  */
 #define _GNU_SOURCE /* strcasestr */
 #include <errno.h>
-#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -38,7 +37,6 @@
 #define THUMB_SPEC_VERSION "v2"
 #define THUMB_PROBE_EDGE 16
 #define THUMB_VIPS_THREADS_MAX 4
-#define THUMB_MMAP_THRESHOLD (256 * 1024)
 #define THUMB_FRAMES_MAX 64 /* frames of an animated thumbnail */
 
 struct thumb_engine {
@@ -177,10 +175,6 @@ static void *thumb_init_main(void *arg)
 	g_log_set_handler("VIPS", G_LOG_LEVEL_WARNING | G_LOG_LEVEL_MESSAGE |
 				  G_LOG_LEVEL_INFO | G_LOG_LEVEL_DEBUG,
 			  thumb_glib_log, NULL);
-	/* Decoders allocate and free tens of megabytes in pieces of one to
-	 * a few megabytes; glibc's sliding mmap threshold would keep them
-	 * in the heap for good after the first large image. */
-	mallopt(M_MMAP_THRESHOLD, THUMB_MMAP_THRESHOLD);
 	vips_block_untrusted_set(TRUE);
 	vips_cache_set_max(0);
 	vips_cache_set_max_mem(0);

@@ -22,6 +22,8 @@
 #include "image/thumb.h"
 #include "image/wire.h"
 
+#define WORKER_MMAP_THRESHOLD (256 * 1024)
+
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
 #define WORKER_SANITIZED 1
 #elif defined(__has_feature)
@@ -310,6 +312,10 @@ int worker_dispatch(int argc, char **argv)
 {
 	if (argc != 2 || strcmp(argv[1], WORKER_ARG) != 0)
 		return -1;
+	/* Decoders allocate and free tens of megabytes in pieces of one to
+	 * a few megabytes; glibc's sliding mmap threshold would keep them
+	 * in the heap for good after the first large image. */
+	mallopt(M_MMAP_THRESHOLD, WORKER_MMAP_THRESHOLD);
 	/* Exit without atexit handlers (a leak check would need ptrace). */
 	_exit(worker_main());
 }
