@@ -31,6 +31,7 @@ struct slot {
 	uint64_t used;    /* LRU stamp */
 	struct buf data;  /* the block's first data.len bytes */
 	int charged;      /* B bytes of the budget are taken for data */
+	unsigned waiters; /* reads waiting for it: not to be reused */
 };
 
 struct reader {
@@ -227,7 +228,7 @@ static struct slot *pick_slot(struct reader *r, int ahead)
 	for (int i = 0; i < READER_SLOTS; i++) {
 		struct slot *s = &r->slots[i];
 
-		if (s->state == SLOT_LOADING)
+		if (s->state == SLOT_LOADING || s->waiters)
 			continue;
 		if (!s->charged) {
 			if (!empty)
@@ -236,6 +237,8 @@ static struct slot *pick_slot(struct reader *r, int ahead)
 			lru = s;
 		}
 	}
+	if (lru && lru->state == SLOT_FREE)
+		return lru; /* a buffer already paid for (and faulted in) */
 	if (empty && membudget_try(r->mb, B)) {
 		empty->charged = 1;
 		return empty;
@@ -261,22 +264,36 @@ static struct slot *claim_slot(struct reader *r, uint64_t index, int ahead)
 		best->index = index;
 		best->used = ++r->clock;
 		buf_reset(&best->data);
+		/* the whole block at once: no regrowth copies as it fills */
+		if (buf_reserve(&best->data, block_len(r, index))) {
+			best->state = SLOT_FREE;
+			return NULL;
+		}
 	}
 	return best;
 }
 
-/* Give back the blocks a sequential read has left behind (the data cache
- * and the page cache have them). Lock held. */
+/* The blocks a sequential read has left READER_BEHIND blocks behind (the
+ * data cache and the page cache have them) are free for the window ahead,
+ * their buffers kept for it; when the budget is short they go back to it.
+ * Lock held. */
 static void release_behind(struct reader *r, uint64_t block)
 {
-	if (!r->mb || !r->sequential)
+	int shortage;
+
+	if (!r->sequential)
 		return;
+	shortage = membudget_short(r->mb);
 	for (int i = 0; i < READER_SLOTS; i++) {
 		struct slot *s = &r->slots[i];
 
-		if (s->charged && s->state != SLOT_LOADING &&
-		    s->index + 1 < block)
+		if (!s->charged || s->state == SLOT_LOADING || s->waiters ||
+		    s->index + READER_BEHIND >= block)
+			continue;
+		if (shortage)
 			slot_release(r, s);
+		else
+			s->state = SLOT_FREE;
 	}
 }
 
@@ -401,13 +418,22 @@ static int start_ahead(struct reader *r, uint64_t i, uint64_t last,
 	return 0;
 }
 
-/* Fetch the window of blocks after index in the background. Lock held. */
+/* Fetch the window of blocks after index in the background. Once the
+ * window is at its size, a GET starts only for a whole run (or the rest
+ * of the object): topping the window up by one block per read would make
+ * every GET one block long. Lock held. */
 static void read_ahead(struct reader *r, uint64_t index)
 {
 	uint64_t last = r->size ? (r->size - 1) / B : 0;
 	uint64_t end = index + r->window < last ? index + r->window : last;
+	uint64_t first = index + 1;
+	unsigned run = r->window < READER_RUN ? r->window : READER_RUN;
 
-	for (uint64_t i = index + 1; i <= end;)
+	while (first <= end && find_slot(r, first))
+		first++;
+	if (first > end || (end - first + 1 < run && end < last))
+		return;
+	for (uint64_t i = first; i <= end;)
 		if (start_ahead(r, i, end, &i))
 			return;
 }
@@ -426,7 +452,9 @@ static struct slot *get_block(struct reader *r, uint64_t index,
 			return s;
 		}
 		if (s && s->state == SLOT_LOADING) {
+			s->waiters++;
 			pthread_cond_wait(&r->cond, &r->lock);
+			s->waiters--;
 			continue;
 		}
 		if (!s)
@@ -452,15 +480,21 @@ static struct slot *get_block(struct reader *r, uint64_t index,
 	}
 }
 
-/* Sequential if this read starts near where the last one ended (the kernel
- * may hand us read-ahead requests slightly out of order); the window
- * doubles on entering a new block and closes on a seek. Lock held. */
+/* Sequential if this read starts near where the last one ended; the
+ * window doubles on entering a new block and closes on a seek. While a
+ * window is open, a read up to READER_BEHIND blocks before the end of the
+ * last is the kernel's read-ahead arriving out of order (its requests are
+ * served by several threads): it changes nothing. Lock held. */
 static void note_offset(struct reader *r, uint64_t off, size_t len)
 {
-	uint64_t slack = B, block = off / B;
+	uint64_t block = off / B;
 
-	r->sequential = off && off + slack >= r->next_off &&
-			off <= r->next_off + slack;
+	if (r->window && off < r->next_off &&
+	    off + READER_BEHIND * B >= r->next_off) {
+		r->sequential = 1;
+		return;
+	}
+	r->sequential = off && off + B >= r->next_off && off <= r->next_off + B;
 	if (!r->sequential) {
 		r->window = 0;
 		r->last_block = block;
@@ -491,14 +525,15 @@ int reader_read(struct reader *r, void *out, size_t len, uint64_t off,
 		uint64_t pos = off + *got, index = pos / B;
 		size_t in = (size_t)(pos - index * B);
 		size_t n = len - *got < B - in ? len - *got : (size_t)(B - in);
-		struct slot *s = get_block(r, index, in + n, &err);
+		struct slot *s;
 
+		if (r->window) /* before waiting for this block */
+			read_ahead(r, index);
+		s = get_block(r, index, in + n, &err);
 		if (!s)
 			break;
 		memcpy((char *)out + *got, s->data.data + in, n);
 		*got += n;
-		if (r->window)
-			read_ahead(r, index);
 	}
 	pthread_mutex_unlock(&r->lock);
 	return err;

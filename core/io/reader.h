@@ -14,12 +14,15 @@
  * without fetching its start again. Each time sequential reads enter a new
  * block the window of blocks fetched ahead in the background doubles, up
  * to READER_WINDOW_MAX, fetched by runs of up to READER_RUN blocks per GET
- * (several in flight); a seek drops it to none. Memory is bounded by
+ * (several in flight; once the window is full, a GET starts only for a
+ * whole run); a seek drops it to none. Memory is bounded by
  * READER_SLOTS blocks per open file, and every block buffer is taken from
  * the daemon-wide budget (base/membudget.h): a read-ahead block only when
  * it fits (else the window is cut short), the block a read needs at once
  * (reusing one of the reader's own buffers first when the budget is
- * spent). A sequential reader gives back the blocks it has passed.
+ * spent). A sequential reader reuses the buffers of the blocks it has
+ * passed (READER_BEHIND back, as the kernel's requests come slightly out
+ * of order) and gives them back when the budget is short.
  *
  * Thread-safe: FUSE may deliver reads of one file from several threads.
  */
@@ -33,9 +36,10 @@
 #include "store/store.h"
 
 #define READER_FIRST (256u << 10)   /* bytes of an open's first GET */
-#define READER_WINDOW_MAX 16        /* blocks fetched ahead at most */
-#define READER_RUN 8                /* blocks per read-ahead GET at most */
-#define READER_SLOTS (READER_WINDOW_MAX + 4)
+#define READER_WINDOW_MAX 32        /* blocks fetched ahead at most */
+#define READER_RUN 16                /* blocks per read-ahead GET at most */
+#define READER_BEHIND 4             /* blocks kept behind a sequential read */
+#define READER_SLOTS (READER_WINDOW_MAX + READER_BEHIND + 4)
 
 struct reader;
 

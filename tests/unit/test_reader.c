@@ -314,6 +314,44 @@ static void test_data_cache(void)
 	fx_release(&fx);
 }
 
+/* The kernel's read-ahead requests, served by several threads, arrive
+ * out of order: block 2's before block 1's, and so on. The window stays
+ * open (GETs of whole runs, not a block each), the passed blocks are not
+ * dropped before the late reads, and no byte is fetched twice. */
+static void test_reordered(void)
+{
+	enum { BLOCKS = 4 * READER_WINDOW_MAX };
+	size_t n = BLOCKS * (size_t)CHUNK;
+	unsigned char *data = malloc(n), *out = malloc(CHUNK);
+	struct mem_store *m = mem_create();
+	char etag[STORE_ETAG_MAX];
+	struct reader *r;
+	int ok = 1;
+
+	for (size_t i = 0; i < n; i++)
+		data[i] = (unsigned char)(i % 253);
+	mem_set(m, "big", data, n, NULL, etag);
+	mem_reset_counters(m);
+	r = reader_create(mem_store(m), NULL, NULL, "big", n, etag);
+	for (unsigned b = 0; b < BLOCKS; b++) {
+		uint64_t block = b == 0 ? 0 : b % 2 ? b + 1 : b - 1;
+		size_t got = 0;
+
+		if (block >= BLOCKS)
+			block = b;
+		ok &= reader_read(r, out, CHUNK, block * CHUNK, &got) == 0 &&
+		      got == CHUNK &&
+		      memcmp(out, data + block * CHUNK, CHUNK) == 0;
+	}
+	CHECK(ok);
+	reader_destroy(r);
+	CHECK_INT(mem_bytes_read(m), n);
+	CHECK(mem_calls(m, MEM_GET) <= BLOCKS / READER_RUN + 8);
+	mem_destroy(m);
+	free(out);
+	free(data);
+}
+
 /* Blocks come from the shared budget: with room for two, a sequential read
  * of the whole object still reads right, read-ahead stays within the
  * budget (the read's own block may go over by one), and destroy gives
@@ -347,6 +385,7 @@ int main(void)
 	test_get_failure();
 	test_threads();
 	test_data_cache();
+	test_reordered();
 	test_budget();
 	return check_done("reader");
 }
