@@ -255,6 +255,19 @@ void datacache_release(struct datacache *dc, const char *key,
 	pthread_mutex_unlock(&dc->lock);
 }
 
+int datacache_keeps(struct datacache *dc, uint64_t size, uint64_t block)
+{
+	uint64_t max;
+
+	if (!dc)
+		return 0;
+	pthread_mutex_lock(&dc->lock);
+	max = dc->max_bytes;
+	pthread_mutex_unlock(&dc->lock);
+	return size <= max / 4 ||
+	       block < datacache_stage_bound(max) / DATACACHE_BLOCK;
+}
+
 uint64_t datacache_bytes(struct datacache *dc)
 {
 	uint64_t n;

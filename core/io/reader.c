@@ -158,11 +158,17 @@ static int fetch_range(struct reader *r, struct slot *s, uint64_t want)
 	return err ? EIO : 0;
 }
 
+/* Does the data cache keep block index of this object? */
+static struct datacache *cache_of(struct reader *r, uint64_t index)
+{
+	return datacache_keeps(r->dc, r->size, index) ? r->dc : NULL;
+}
+
 /* Take what the cache holds of block s->index if it is more than s has. */
 static void from_cache(struct reader *r, struct slot *s, struct buf *tmp)
 {
-	if (datacache_get(r->dc, r->key, r->etag, s->index, s->data.len + 1,
-			  tmp))
+	if (datacache_get(cache_of(r, s->index), r->key, r->etag, s->index,
+			  s->data.len + 1, tmp))
 		return;
 	buf_reset(&s->data);
 	if (!buf_reserve(&s->data, tmp->len))
@@ -175,6 +181,7 @@ static void from_cache(struct reader *r, struct slot *s, struct buf *tmp)
 static int load_block(struct reader *r, struct slot *s, uint64_t need,
 		      uint64_t want)
 {
+	struct datacache *dc = cache_of(r, s->index);
 	struct buf tmp = BUF_INIT;
 	int err = 0;
 
@@ -182,18 +189,18 @@ static int load_block(struct reader *r, struct slot *s, uint64_t need,
 		from_cache(r, s, &tmp);
 		if (s->data.len >= need)
 			break;
-		if (!datacache_claim(r->dc, r->key, r->etag, s->index))
+		if (!datacache_claim(dc, r->key, r->etag, s->index))
 			continue; /* another reader fetched it: look again */
 		from_cache(r, s, &tmp);
 		if (s->data.len < need)
 			err = fetch_range(r, s, want > need ? want : need);
 		if (!err && s->data.len > tmp.len)
-			datacache_put(r->dc, r->key, r->etag, s->index,
+			datacache_put(dc, r->key, r->etag, s->index,
 				      s->data.data, s->data.len);
 		if (!err && !__atomic_exchange_n(&r->size_noted, 1,
 						 __ATOMIC_RELAXED))
 			datacache_put_size(r->dc, r->key, r->etag, r->size);
-		datacache_release(r->dc, r->key, r->etag, s->index);
+		datacache_release(dc, r->key, r->etag, s->index);
 		break;
 	}
 	buf_release(&tmp);
@@ -325,8 +332,8 @@ static int run_sink(void *arg, const void *data, size_t len)
 		p += n;
 		len -= n;
 		if (s->data.len == blen) {
-			datacache_put(r->dc, r->key, r->etag, s->index,
-				      s->data.data, s->data.len);
+			datacache_put(cache_of(r, s->index), r->key, r->etag,
+				      s->index, s->data.data, s->data.len);
 			job->next++;
 			publish(r, s, 0);
 		}

@@ -225,6 +225,25 @@ static void test_stage_bound(void)
 	datacache_close(dc);
 }
 
+/* Reads keep every block of an object up to a quarter of the cache, and
+ * of a larger one only the head a stage would keep. */
+static void test_keeps(void)
+{
+	struct datacache *dc = open_at("keeps", 8 * B);
+	uint64_t head = datacache_stage_bound(8 * B) / B; /* 4 blocks */
+
+	CHECK_INT(head, 4);
+	CHECK(datacache_keeps(dc, 2 * B, 1));
+	CHECK(datacache_keeps(dc, 5 * B, head - 1));
+	CHECK(!datacache_keeps(dc, 5 * B, head));
+	CHECK(!datacache_keeps(NULL, B, 0));
+	datacache_close(dc);
+	dc = open_at("keeps-big", 1ull << 40);
+	CHECK(datacache_keeps(dc, 1ull << 30, 1000));
+	CHECK(!datacache_keeps(dc, 1ull << 39, DATACACHE_STAGE_MAX / B));
+	datacache_close(dc);
+}
+
 struct claimer {
 	struct datacache *dc;
 	int mine;
@@ -303,6 +322,7 @@ int main(void)
 	test_eviction_and_reopen();
 	test_stage();
 	test_stage_bound();
+	test_keeps();
 	test_claim();
 	test_sigkill();
 	free(pattern);

@@ -314,6 +314,35 @@ static void test_data_cache(void)
 	fx_release(&fx);
 }
 
+/* Of an object larger than a quarter of the cache (here five blocks, the
+ * cache eight) a read keeps only the head: a second reader fetches the
+ * rest again, and nothing of the head. */
+static void test_data_cache_large(void)
+{
+	char dir[] = "/tmp/imgfs-test-reader-XXXXXX", cmd[64];
+	struct fixture fx;
+	struct datacache *dc;
+	struct reader *r;
+	uint64_t head;
+
+	fx_init(&fx);
+	CHECK(mkdtemp(dir) != NULL);
+	dc = datacache_open(dir, 8ull * CHUNK, NULL);
+	head = datacache_stage_bound(8ull * CHUNK);
+	CHECK(head == 4ull * CHUNK && head < SIZE);
+	for (int pass = 0; pass < 2; pass++) {
+		r = reader_create(mem_store(fx.m), dc, NULL, "k", SIZE, fx.etag);
+		CHECK(read_ok(&fx, r, 0, SIZE));
+		reader_destroy(r);
+	}
+	CHECK_INT(mem_bytes_read(fx.m), SIZE + (SIZE - head));
+	CHECK(datacache_bytes(dc) < head + CHUNK);
+	datacache_close(dc);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
+	CHECK(system(cmd) == 0);
+	fx_release(&fx);
+}
+
 /* The kernel's read-ahead requests, served by several threads, arrive
  * out of order: block 2's before block 1's, and so on. The window stays
  * open (GETs of whole runs, not a block each), the passed blocks are not
@@ -385,6 +414,7 @@ int main(void)
 	test_get_failure();
 	test_threads();
 	test_data_cache();
+	test_data_cache_large();
 	test_reordered();
 	test_budget();
 	return check_done("reader");
