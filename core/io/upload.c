@@ -219,6 +219,7 @@ struct upload *upload_create(struct store *store, struct metrics *m,
 	u->next = 2;
 	u->tee = conf->tee_spool;
 	u->spool_fd = -1;
+	u->spool_dfd = -1;
 	u->queue_tail = &u->queue;
 	if (u->dirty)
 		progress_start(u);

@@ -26,6 +26,17 @@
 
 /* ---- the spool file --------------------------------------------------- */
 
+/* The spool file fd opened again with O_DIRECT (its own descriptor, so
+ * reads and unaligned writes stay buffered), or -1 where the file system
+ * or /proc does not allow it. */
+static int spool_open_direct(int fd)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, O_WRONLY | O_DIRECT | O_CLOEXEC);
+}
+
 /* Create an anonymous 0600 file in the spool directory. */
 static int spool_open(struct upload *u)
 {
@@ -51,6 +62,7 @@ static int spool_open(struct upload *u)
 		return rc;
 	}
 	u->spool_fd = fd;
+	u->spool_dfd = spool_open_direct(fd);
 	return 0;
 }
 
@@ -116,7 +128,10 @@ void up_spool_close(struct upload *u)
 {
 	if (u->spool_fd >= 0)
 		close(u->spool_fd);
+	if (u->spool_dfd >= 0)
+		close(u->spool_dfd);
 	u->spool_fd = -1;
+	u->spool_dfd = -1;
 	spool_uncharge(u);
 	pthread_mutex_lock(&u->lock);
 	u->tee_err = 0;
@@ -142,6 +157,31 @@ static int spool_io(int fd, char *p, size_t len, uint64_t off, int writing)
 	return 0;
 }
 
+/* Write len bytes at off: the whole pages of an aligned buffer at an
+ * aligned offset by direct I/O (falling back to buffered writes where the
+ * file system refuses it), the rest buffered. Several workers may write
+ * disjoint ranges at once. */
+static int spool_write(struct upload *u, const void *data, size_t len,
+		       uint64_t off)
+{
+	size_t direct = len & ~(size_t)(UP_DIRECT_ALIGN - 1);
+	int dfd = u->spool_dfd;
+
+	if (dfd < 0 || off % UP_DIRECT_ALIGN ||
+	    (uintptr_t)data % UP_DIRECT_ALIGN)
+		direct = 0;
+	if (direct) {
+		int rc = spool_io(dfd, (char *)data, direct, off, 1);
+
+		if (rc == EINVAL)
+			direct = 0;
+		else if (rc)
+			return rc;
+	}
+	return spool_io(u->spool_fd, (char *)data + direct, len - direct,
+			off + direct, 1);
+}
+
 int up_spool_pwrite(struct upload *u, const void *data, size_t len,
 		    uint64_t off)
 {
@@ -154,7 +194,7 @@ int up_spool_pwrite(struct upload *u, const void *data, size_t len,
 		return rc;
 	}
 	/* only read from */
-	return spool_io(u->spool_fd, (char *)data, len, off, 1);
+	return spool_write(u, data, len, off);
 }
 
 /* Read len bytes at off; the spool always holds them. 0 or errno. */
