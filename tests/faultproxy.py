@@ -41,8 +41,9 @@ Filters and dice (all optional):
 
 Every decision comes from one random.Random(seed), so a run is repeatable
 for a given order of requests. Counters: requests seen by op, injections by
-action, and body bytes relayed to the client by op (replies passed through
-untouched only).
+action, body bytes relayed to the client by op (replies passed through
+untouched only), and requests by op and by kind of x-amz-content-sha256
+("signed": a SHA-256, "unsigned": UNSIGNED-PAYLOAD, "other").
 
 Use in-process (FaultProxy(upstream).start()) or as a program:
 
@@ -319,7 +320,7 @@ class FaultProxy:
     def reset_counts(self):
         with self.lock:
             self.counts = {"requests": 0, "by_op": {}, "injected": {}, "injected_by_op": {},
-                           "bytes_by_op": {}}
+                           "bytes_by_op": {}, "payload_by_op": {}}
 
     def stats(self):
         with self.lock:
@@ -358,6 +359,11 @@ class FaultProxy:
         with self.lock:
             self.counts["requests"] += 1
             self.counts["by_op"][op] = self.counts["by_op"].get(op, 0) + 1
+            sha = req.get("x-amz-content-sha256", "")
+            kind = "unsigned" if sha == "UNSIGNED-PAYLOAD" else \
+                "signed" if re.fullmatch(r"[0-9a-f]{64}", sha) else "other"
+            by = self.counts["payload_by_op"].setdefault(op, {})
+            by[kind] = by.get(kind, 0) + 1
             for r in self.rules:
                 if r.get("ops") and op not in r["ops"]:
                     continue

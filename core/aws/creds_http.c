@@ -14,14 +14,13 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/stat.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
 
 #include <curl/curl.h>
 #include <ini.h>
 #include <json-c/json.h>
 
 #include "base/buf.h"
+#include "base/loopback.h"
 #include "base/log.h"
 
 /* ---- HTTP: container credentials and EC2 instance metadata -------------- */
@@ -367,24 +366,13 @@ int creds_http_imds(struct creds_http *h, struct aws_creds *out,
 
 static int is_container_host(const char *host)
 {
-	static const char *const hosts[] = {"localhost", "169.254.170.2",
-					    "169.254.170.23", NULL};
-	struct in6_addr a6;
-	struct in_addr a4;
-	char bare[64];
-	size_t n = strlen(host);
+	static const char *const hosts[] = {"169.254.170.2", "169.254.170.23",
+					    "[fd00:ec2::23]", NULL};
 
 	for (const char *const *h = hosts; *h; h++)
 		if (strcasecmp(host, *h) == 0)
 			return 1;
-	if (inet_pton(AF_INET, host, &a4) == 1)
-		return (ntohl(a4.s_addr) >> 24) == 127;
-	if (n < 3 || n >= sizeof(bare) + 2 || host[0] != '[')
-		return 0;
-	snprintf(bare, sizeof(bare), "%.*s", (int)(n - 2), host + 1);
-	if (inet_pton(AF_INET6, bare, &a6) != 1)
-		return 0;
-	return IN6_IS_ADDR_LOOPBACK(&a6) || strcasecmp(bare, "fd00:ec2::23") == 0;
+	return host_is_loopback(host);
 }
 
 /* https anywhere; http only to loopback or the container agent's hosts. */

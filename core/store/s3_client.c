@@ -18,6 +18,7 @@
 #include <openssl/evp.h>
 
 #include "base/log.h"
+#include "base/loopback.h"
 #include "aws/sigv4.h"
 #include "store/xml.h"
 
@@ -182,6 +183,9 @@ static int client_addresses(struct s3_client *c, const struct s3_conf *conf)
 	int err = parse_endpoint(conf->endpoint, &c->scheme, &hostport);
 	struct buf b = BUF_INIT;
 
+	if (!err)
+		c->sign_payload = strcmp(c->scheme, "https") != 0 &&
+				  !hostport_is_loopback(hostport);
 	if (!err && conf->addressing == S3_ADDR_VIRTUAL) {
 		err = buf_addf(&b, "%s.%s", conf->bucket, hostport);
 		c->host = err ? NULL : buf_detach(&b, NULL);

@@ -51,6 +51,8 @@ struct s3_client {
 	char *scheme;          /* "http" or "https" */
 	char *host;            /* URL authority and Host header */
 	char *base;            /* path before the key: "/bucket" or "" */
+	int sign_payload;      /* bodies are hashed into the signature: only
+				* over http to another host (see s3_run) */
 	unsigned max_handles;
 	pthread_mutex_t lock;
 	pthread_cond_t handle_freed;

@@ -312,13 +312,13 @@ class FaultProxy:
     """A TCP proxy to RGW that can answer 503 SlowDown, cut a response in
     the middle of its body, or accept and never answer."""
 
-    def __init__(self, upstream_port):
+    def __init__(self, upstream_port, host="127.0.0.1"):
         self.upstream = ("127.0.0.1", upstream_port)
         self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+        self.sock.bind((host, 0))
         self.sock.listen(64)
         self.port = self.sock.getsockname()[1]
-        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.endpoint = f"http://{host}:{self.port}"
         self.slowdowns = 0       # answer this many requests with 503 SlowDown
         self.cut_gets = 0        # cut this many GET bodies halfway
         self.stall = False       # never answer
@@ -595,6 +595,38 @@ def test_sse_headers_are_sent(cli, proxy, tmp_path):
         assert "x-amz-server-side-encryption-aws-kms-key-id: alias/imgfs\r\n" in h
         # signed, like every x-amz-* header
         assert "x-amz-server-side-encryption" in re.search(r"signedheaders=([^,]*)", h).group(1)
+
+
+def own_address():
+    """An IPv4 address of this machine that is not loopback, or None."""
+    out = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True,
+                         text=True).stdout
+    addrs = [a for a in re.findall(r"inet (\d+\.\d+\.\d+\.\d+)", out)
+             if not a.startswith("127.")]
+    return addrs[0] if addrs else None
+
+
+def test_payload_is_signed_only_in_the_clear(cli, rgw, bucket, tmp_path):
+    """A body sent over http to another host carries its SHA-256 in the
+    signature; to a loopback endpoint it goes UNSIGNED-PAYLOAD (over https
+    too: TLS protects it). RGW accepts both."""
+    addr = own_address()
+    if addr is None:
+        pytest.skip("no IPv4 address other than loopback to reach the proxy by")
+    data = os.urandom(70000)
+    f = tmp_path / "f"
+    f.write_bytes(data)
+    for host, kind in (("127.0.0.1", "unsigned"), (addr, "signed")):
+        p = FaultProxy(rgw.port, host=host)
+        try:
+            cli.run("put", f"sign/{kind}", str(f), env={"IMGFS_ENDPOINT": p.endpoint})
+            put = [h for h in p.requests if h.startswith("PUT ")]
+        finally:
+            p.close()
+        sha = re.search(r"(?im)^x-amz-content-sha256:\s*(\S+)", put[0]).group(1)
+        want = "UNSIGNED-PAYLOAD" if kind == "unsigned" else hashlib.sha256(data).hexdigest()
+        assert sha == want, (host, sha)
+        assert rgw.s3.get_object(Bucket=bucket, Key=f"sign/{kind}")["Body"].read() == data
 
 
 class TlsServer:
