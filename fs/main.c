@@ -268,7 +268,7 @@ out_creds:
  * refused. */
 static int thumb_worker_probe(void)
 {
-	struct pool *p = pool_create(1, 10000, NULL);
+	struct pool *p = pool_create(1, 10000, 0, NULL);
 	int open_err = 0, sock_err = 0, rc;
 
 	if (!p)

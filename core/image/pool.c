@@ -42,6 +42,7 @@ struct pool {
 	pthread_cond_t freed;
 	unsigned n;
 	unsigned timeout_ms;
+	int idle;              /* workers under SCHED_IDLE */
 	struct metrics *m;
 	struct pool_worker *w;
 	char asan_env[1024];   /* set by pool_create, then read-only */
@@ -128,6 +129,7 @@ static int pool_spawn(struct pool *p, struct pool_worker *w)
 	char *env[8];
 	posix_spawn_file_actions_t fa;
 	posix_spawnattr_t attr;
+	struct sched_param idle_prio = {0};
 	struct wire_rep hello;
 	int sv[2], rc;
 
@@ -151,6 +153,11 @@ static int pool_spawn(struct pool *p, struct pool_worker *w)
 		pool_reap(w);
 		return rc;
 	}
+	/* (posix_spawn's own scheduler attribute knows no SCHED_IDLE; a
+	 * process may lower its child's policy) */
+	if (p->idle && sched_setscheduler(w->pid, SCHED_IDLE, &idle_prio))
+		log_warn("thumbnails: an eager worker at normal priority: %s",
+			 strerror(errno));
 	rc = wire_recv(w->sock, &hello, sizeof(hello),
 		       wire_now_ms() + POOL_START_MS, NULL);
 	if (!rc && (hello.magic != WIRE_MAGIC || hello.status))
@@ -160,7 +167,8 @@ static int pool_spawn(struct pool *p, struct pool_worker *w)
 	return rc;
 }
 
-struct pool *pool_create(unsigned n, unsigned timeout_ms, struct metrics *m)
+struct pool *pool_create(unsigned n, unsigned timeout_ms, int idle,
+			 struct metrics *m)
 {
 	struct pool *p = calloc(1, sizeof(*p));
 	int rc;
@@ -175,6 +183,7 @@ struct pool *pool_create(unsigned n, unsigned timeout_ms, struct metrics *m)
 	}
 	p->n = n ? n : 1;
 	p->timeout_ms = timeout_ms ? timeout_ms : 1000;
+	p->idle = idle;
 	p->m = m;
 	snprintf(p->asan_env, sizeof(p->asan_env),
 		 "ASAN_OPTIONS=%s%shandle_segv=0:handle_sigbus=0",

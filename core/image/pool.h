@@ -33,8 +33,11 @@ struct pool;
  * line) when none can be started. Workers carry IMGFS_THUMB_WORKER=1 in
  * their environment, and a process that has it gets EPERM here: a binary
  * that was started as a worker but does not know the worker mode cannot
- * start workers of its own, and so on without end. */
-struct pool *pool_create(unsigned n, unsigned timeout_ms, struct metrics *m);
+ * start workers of its own, and so on without end. With idle, the workers
+ * run under SCHED_IDLE (the CPU only when nothing else wants it: work
+ * nobody waits for); else they take the spawning thread's policy. */
+struct pool *pool_create(unsigned n, unsigned timeout_ms, int idle,
+			 struct metrics *m);
 /* Kill and reap every worker. */
 void pool_destroy(struct pool *p);
 

@@ -576,7 +576,7 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 			const struct cache_conf *cconf,
 			const struct fs_conf *fconf)
 {
-	unsigned n;
+	unsigned n, timeout_ms;
 
 	t->uploads_prefix = strdup(fconf->uploads_prefix);
 	t->thumbs_prefix = strdup(fconf->thumbs_prefix);
@@ -598,9 +598,13 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 		return errno ? errno : EIO;
 	n = tconf->concurrency ? tconf->concurrency : 1;
 	t->sources_max = 2 * n;
-	t->pool = pool_create(n, (tconf->timeout ? tconf->timeout : 10) * 1000u,
-			      t->m);
+	timeout_ms = (tconf->timeout ? tconf->timeout : 10) * 1000u;
+	t->pool = pool_create(n, timeout_ms, 0, t->m);
 	if (!t->pool)
+		return errno ? errno : EIO;
+	/* eager thumbnails' decodes: behind an upload, not in its way */
+	t->bpool = pool_create(n, timeout_ms, 1, t->m);
+	if (!t->bpool)
 		return errno ? errno : EIO;
 	return thumbs_sched_start(t, n);
 }
@@ -638,6 +642,7 @@ void thumbs_destroy(struct thumbs *t)
 		return;
 	thumbs_sched_stop(t);
 	pool_destroy(t->pool);
+	pool_destroy(t->bpool);
 	cache_close(t->cache);
 	thumb_engine_destroy(t->engine);
 	free(t->uploads_prefix);

@@ -101,7 +101,8 @@ struct thumbs_flight {
 struct thumbs {
 	struct thumb_engine *engine;   /* names and specs only: decoding is
 					  done by the pool's workers */
-	struct pool *pool;
+	struct pool *pool;             /* decodes a reader waits for */
+	struct pool *bpool;            /* eager decodes, under SCHED_IDLE */
 	struct thumb_conf conf;        /* what the workers are asked for */
 	struct cache *cache;
 	struct store *store;

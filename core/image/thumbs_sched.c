@@ -60,16 +60,19 @@ static struct thumbs_job *job_take(struct thumbs *t, enum thumbs_role role)
 	return NULL;
 }
 
-static void job_run(struct thumbs *t, struct thumbs_job *job)
+static void job_run(struct thumbs *t, struct thumbs_job *job,
+		    enum thumbs_role role)
 {
 	/* In a sandboxed worker process: nothing of the source is parsed
 	 * here. */
+	struct pool *pool = role == ROLE_BACKGROUND ? t->bpool : t->pool;
+
 	if (job->fd >= 0)
-		job->rc = pool_make_fd(t->pool, &t->conf, job->fd, job->len,
+		job->rc = pool_make_fd(pool, &t->conf, job->fd, job->len,
 				       job->name, t->nsizes, job->outs,
 				       &job->fmt, job->err, &job->info);
 	else
-		job->rc = pool_make(t->pool, &t->conf, job->src, job->len,
+		job->rc = pool_make(pool, &t->conf, job->src, job->len,
 				    job->name, t->nsizes, job->outs, &job->fmt,
 				    job->err, &job->info);
 }
@@ -89,7 +92,7 @@ static void decode_loop(struct thumbs *t, enum thumbs_role role)
 		job->started = 1;
 		t->decoding++;
 		pthread_mutex_unlock(&t->lock);
-		job_run(t, job);
+		job_run(t, job, role);
 		pthread_mutex_lock(&t->lock);
 		t->decoding--;
 		job->done = 1;

@@ -149,7 +149,7 @@ int main(int argc, char **argv)
 	b.conf = (struct thumb_conf){.size = 128, .max_pixels = 100000000,
 				     .nsizes = 1, .sizes = {128}};
 	b.engine = thumb_engine_create(&b.conf);
-	pool = pool_create(threads, 60000, NULL);
+	pool = pool_create(threads, 60000, 0, NULL);
 	if (!b.engine || !pool)
 		return 2;
 	for (unsigned r = 0; r < rounds; r++) {

@@ -6,7 +6,10 @@
  * crash noticed, each costing that one decode and counted, with the next
  * decode fine.
  */
+#define _GNU_SOURCE /* SCHED_IDLE */
+#include <dirent.h>
 #include <errno.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -177,7 +180,7 @@ static void test_wire_bounds(void)
 static void test_pool(void)
 {
 	struct metrics *m = metrics_create();
-	struct pool *p = pool_create(1, 1500, m);
+	struct pool *p = pool_create(1, 1500, 0, m);
 	struct buf png = BUF_INIT, spin = BUF_INIT, err = BUF_INIT;
 	struct buf outs[2] = {BUF_INIT, BUF_INIT};
 	struct thumb_source_info shown = {0, 0};
@@ -249,12 +252,55 @@ static void test_no_pool_in_a_worker(void)
 
 	setenv("IMGFS_THUMB_WORKER", "1", 1);
 	errno = 0;
-	p = pool_create(1, 1000, NULL);
+	p = pool_create(1, 1000, 0, NULL);
 	CHECK(p == NULL);
 	CHECK_INT(errno, EPERM);
 	unsetenv("IMGFS_THUMB_WORKER");
 	if (p)
 		pool_destroy(p);
+}
+
+/* The scheduling policy of this process's only child, or -1. */
+static int child_policy(void)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int policy = -1, found = 0;
+
+	while (d && (e = readdir(d))) {
+		char path[300], stat[512], *p;
+		FILE *f;
+		int ppid;
+
+		snprintf(path, sizeof(path), "/proc/%s/stat", e->d_name);
+		f = fopen(path, "r");
+		if (!f)
+			continue;
+		p = fgets(stat, sizeof(stat), f) ? strrchr(stat, ')') : NULL;
+		fclose(f);
+		if (p && sscanf(p, ") %*c %d", &ppid) == 1 && ppid == getpid()) {
+			policy = sched_getscheduler(atoi(e->d_name));
+			found++;
+		}
+	}
+	if (d)
+		closedir(d);
+	return found == 1 ? policy : -1;
+}
+
+/* Workers of an idle pool run under SCHED_IDLE, of a plain one as their
+ * parent does. */
+static void test_idle_pool(void)
+{
+	struct pool *p = pool_create(1, 1000, 1, NULL);
+
+	CHECK(p != NULL);
+	CHECK_INT(child_policy(), SCHED_IDLE);
+	pool_destroy(p);
+	p = pool_create(1, 1000, 0, NULL);
+	CHECK(p != NULL);
+	CHECK_INT(child_policy(), SCHED_OTHER);
+	pool_destroy(p);
 }
 
 int main(int argc, char **argv)
@@ -264,5 +310,6 @@ int main(int argc, char **argv)
 	test_wire_bounds();
 	test_pool();
 	test_no_pool_in_a_worker();
+	test_idle_pool();
 	return check_done("pool");
 }
