@@ -287,7 +287,7 @@ static int thumb_worker_probe(void)
 }
 
 #define IMGFS_MMAP_THRESHOLD (2 << 20)
-#define IMGFS_TRIM (8 << 20)
+#define IMGFS_TRIM (2 << 20)
 
 int main(int argc, char **argv)
 {
