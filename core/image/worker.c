@@ -119,6 +119,11 @@ static int worker_seccomp(void)
 	if (!rc)
 		rc = -seccomp_rule_add(ctx, SCMP_ACT_ALLOW, SCMP_SYS(prlimit64),
 				       1, SCMP_A2(SCMP_CMP_EQ, 0));
+	/* No terminal here: isatty() (a sanitizer's report, a library's
+	 * colour check) learns so. */
+	if (!rc)
+		rc = -seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOTTY),
+				       SCMP_SYS(ioctl), 0);
 	/* glibc falls back to clone() when clone3() is missing. */
 	if (!rc)
 		rc = -seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS),
