@@ -262,11 +262,11 @@ static int thumbs_read_decode(struct thumbs *t, struct thumbs_gen *g)
 	}
 	if (!rc) {
 		job.name = thumbs_leaf(g->key);
-		job.outs = g->outs;
-		job.err = &err;
+		job.res.outs = g->outs;
+		job.res.err = &err;
 		rc = thumbs_decode(t, &job, g->background, g->key, g->etag);
-		g->fmt = job.fmt;
-		g->info = job.info;
+		g->fmt = job.res.fmt;
+		g->info = job.res.shown;
 		if (rc == EIO)
 			rc = thumbs_failed(t, g->key, g->etag, err.data);
 	}

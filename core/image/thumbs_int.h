@@ -51,10 +51,7 @@ struct thumbs_job {
 	int fd;                  /* a memfd holding the source's bytes */
 	size_t len;
 	const char *name;
-	struct buf *outs;        /* one per size of the engine */
-	struct buf *err;
-	enum thumb_format fmt;
-	struct thumb_source_info info; /* the source's size, on success */
+	struct pool_result res;  /* outs: one per size of the engine */
 	int rc;
 	int background;          /* protected by thumbs.lock: queued there */
 	int started;             /* protected by thumbs.lock */

@@ -66,8 +66,7 @@ static void job_run(struct thumbs *t, struct thumbs_job *job)
 	/* In a sandboxed worker process: nothing of the source is parsed
 	 * here. */
 	job->rc = pool_make_fd(t->pool, &t->conf, job->fd, job->len, job->name,
-			       t->nsizes, job->outs, &job->fmt, job->err,
-			       &job->info);
+			       t->nsizes, &job->res);
 }
 
 static void decode_loop(struct thumbs *t, enum thumbs_role role)
