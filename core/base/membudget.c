@@ -11,7 +11,7 @@
 struct membudget {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;     /* signalled when bytes or flights change */
-	uint64_t max;
+	uint64_t max;            /* set once by membudget_create */
 	uint64_t used;           /* protected by lock */
 	uint64_t peak;           /* protected by lock */
 	unsigned waiting;        /* protected by lock */
@@ -156,4 +156,9 @@ uint64_t membudget_peak(struct membudget *b)
 	v = b->peak;
 	pthread_mutex_unlock(&b->lock);
 	return v;
+}
+
+uint64_t membudget_max(const struct membudget *b)
+{
+	return b ? b->max : UINT64_MAX;
 }

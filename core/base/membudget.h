@@ -1,6 +1,7 @@
 /*
  * membudget: one bound on the daemon's big buffers (upload part buffers,
- * read-ahead blocks), shared by every writer and reader (memory_max).
+ * read-ahead blocks), shared by every writer and reader (memory_max). A
+ * second one, without a gauge, bounds the bytes of spool files (spool_max).
  *
  * A holder takes bytes before it allocates a buffer and gives them back
  * when it frees it. Three ways to take:
@@ -15,7 +16,8 @@
  * membudget_short() tells holders of spare buffers to give them back.
  *
  * A NULL budget is unbounded: every call succeeds and does nothing.
- * Thread-safe. The gauge MG_MEMORY_BYTES follows the bytes taken.
+ * Thread-safe. The gauge MG_MEMORY_BYTES (when given metrics) follows the
+ * bytes taken.
  */
 #ifndef IMGFS_MEMBUDGET_H
 #define IMGFS_MEMBUDGET_H
@@ -49,5 +51,7 @@ int membudget_short(struct membudget *b);
 /* Bytes taken now, and the most taken at once. */
 uint64_t membudget_used(struct membudget *b);
 uint64_t membudget_peak(struct membudget *b);
+/* The bound given to membudget_create; UINT64_MAX for a NULL budget. */
+uint64_t membudget_max(const struct membudget *b);
 
 #endif

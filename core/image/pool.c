@@ -428,8 +428,7 @@ static void pool_req(struct wire_req *r, const struct thumb_conf *conf,
 
 int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
 		 size_t len, const char *name, unsigned nsizes,
-		 struct buf *outs, enum thumb_format *fmt, struct buf *err,
-		 struct thumb_source_info *shown)
+		 struct pool_result *res)
 {
 	struct wire_req r;
 	struct wire_rep rep;
@@ -442,17 +441,15 @@ int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
 	pool_seal(fd);
 	pool_req(&r, conf, nsizes, len);
 	w = pool_take(p);
-	rc = pool_call(p, w, &r, name, fd, &rep, outs, err);
+	rc = pool_call(p, w, &r, name, fd, &rep, res->outs, res->err);
 	pid = w->pid;
 	pool_give(p, w);
 	if (rc)
 		return rc;
 	if (rep.status == 0) {
-		*fmt = (enum thumb_format)rep.fmt;
-		if (shown) {
-			shown->width = rep.width;
-			shown->height = rep.height;
-		}
+		res->fmt = (enum thumb_format)rep.fmt;
+		res->shown.width = rep.width;
+		res->shown.height = rep.height;
 	}
 	log_debug("thumbnails: %s decoded by worker %d in %llu ms: %s",
 		  log_key(&k, name), (int)pid,
@@ -462,16 +459,14 @@ int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
 }
 
 int pool_make(struct pool *p, const struct thumb_conf *conf, const void *src,
-	      size_t len, const char *name, unsigned nsizes, struct buf *outs,
-	      enum thumb_format *fmt, struct buf *err,
-	      struct thumb_source_info *shown)
+	      size_t len, const char *name, unsigned nsizes,
+	      struct pool_result *res)
 {
 	int fd = pool_memfd_of(src, len), rc;
 
 	if (fd < 0)
 		return errno == ENOMEM ? ENOMEM : EIO;
-	rc = pool_make_fd(p, conf, fd, len, name, nsizes, outs, fmt, err,
-			  shown);
+	rc = pool_make_fd(p, conf, fd, len, name, nsizes, res);
 	close(fd);
 	return rc;
 }

@@ -42,17 +42,29 @@ struct pool *pool_create(unsigned n, unsigned timeout_ms, int idle,
 void pool_destroy(struct pool *p);
 
 /*
+ * What a decode in a worker gives back. The caller points outs and err at
+ * its own buffers (it keeps owning them) before the call; the pool writes
+ * fmt and shown.
+ */
+struct pool_result {
+	struct buf *outs;  /* one per size asked: each gets its thumbnail
+			    * appended on success */
+	struct buf *err;   /* the reason of an EIO is appended; may be NULL */
+	enum thumb_format fmt;          /* on success: the thumbnails' format */
+	struct thumb_source_info shown; /* on success: the source's shown size */
+};
+
+/*
  * thumb_make_sizes_info() of conf's first nsizes sizes (0: all) in a
- * worker: the same results (0, EIO with the reason in err, ENOMEM; the
- * source's shown size in *shown when it is not NULL), plus EIO when the
- * worker died or timed out. The bytes at src are copied once,
- * into the memfd the worker maps (pool_make_fd() takes one filled by the
+ * worker, into res: the same results (0, EIO with the reason in res->err,
+ * ENOMEM), plus EIO when the worker died or timed out; res->fmt and
+ * res->shown are set only on 0. The bytes at src are copied once, into
+ * the memfd the worker maps (pool_make_fd() takes one filled by the
  * caller).
  */
 int pool_make(struct pool *p, const struct thumb_conf *conf, const void *src,
-	      size_t len, const char *name, unsigned nsizes, struct buf *outs,
-	      enum thumb_format *fmt, struct buf *err,
-	      struct thumb_source_info *shown);
+	      size_t len, const char *name, unsigned nsizes,
+	      struct pool_result *res);
 
 /* A memfd to fill with a source for pool_make_fd(); -1 with errno. */
 int pool_memfd(void);
@@ -62,8 +74,7 @@ int pool_memfd(void);
  * closes fd. */
 int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
 		 size_t len, const char *name, unsigned nsizes,
-		 struct buf *outs, enum thumb_format *fmt, struct buf *err,
-		 struct thumb_source_info *shown);
+		 struct pool_result *res);
 
 /* Ask a worker to open a file and a socket: 0 with the errno each got
  * (0: it was allowed), or an errno when the worker did not answer. */

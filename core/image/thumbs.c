@@ -240,17 +240,20 @@ static int thumbs_read_source(struct thumbs *t, const struct thumbs_gen *g,
 	return rc ? EIO : 0; /* a failed request is not remembered */
 }
 
-/* Get the source's bytes and decode every size into g->outs. */
+/* Get the source's bytes into a memfd (the bytes held, or read from the
+ * bucket) and decode every size into g->outs. */
 static int thumbs_read_decode(struct thumbs *t, struct thumbs_gen *g)
 {
-	struct buf src = BUF_INIT, err = BUF_INIT;
+	struct buf err = BUF_INIT;
 	struct thumbs_job job;
 	int rc;
 
 	memset(&job, 0, sizeof(job));
 	job.fd = -1;
 	if (g->src) {
-		rc = thumbs_src_bytes(g->src, &src, &job.src, &job.len);
+		rc = thumbs_src_memfd(g->src);
+		job.fd = rc ? -1 : g->src->fd; /* still g->src's */
+		job.len = (size_t)g->src->len;
 	} else {
 		job.fd = pool_memfd();
 		rc = job.fd < 0 ? ENOMEM
@@ -259,17 +262,16 @@ static int thumbs_read_decode(struct thumbs *t, struct thumbs_gen *g)
 	}
 	if (!rc) {
 		job.name = thumbs_leaf(g->key);
-		job.outs = g->outs;
-		job.err = &err;
+		job.res.outs = g->outs;
+		job.res.err = &err;
 		rc = thumbs_decode(t, &job, g->background, g->key, g->etag);
-		g->fmt = job.fmt;
-		g->info = job.info;
+		g->fmt = job.res.fmt;
+		g->info = job.res.shown;
 		if (rc == EIO)
 			rc = thumbs_failed(t, g->key, g->etag, err.data);
 	}
-	if (job.fd >= 0)
+	if (!g->src && job.fd >= 0)
 		close(job.fd);
-	buf_release(&src);
 	buf_release(&err);
 	return rc;
 }

@@ -96,8 +96,9 @@ int thumbs_key_for_n(struct thumbs *t, unsigned idx, const char *src_key,
 
 /*
  * The bytes of a source for thumbs_eager(): thumbs_src_new() reserves
- * room for size bytes (in memory while the service holds little, else in
- * an unlinked file in the cache directory) or returns NULL when the
+ * room for size bytes (in a memfd, which goes to the worker as it is,
+ * while the service holds little, else in an unlinked file in the cache
+ * directory, copied into a memfd for the decode) or returns NULL when the
  * bounds are reached (then the thumbnails are made on first read);
  * thumbs_src_add() appends, in the shape of a store sink (0 to go on,
  * non-zero when it failed or more than size bytes came); thumbs_src_free()

@@ -48,14 +48,10 @@
 
 /* One decode of every size; lives on the requester's stack. */
 struct thumbs_job {
-	const void *src;         /* the source's bytes, or */
-	int fd;                  /* a memfd holding them (src NULL); -1 */
+	int fd;                  /* a memfd holding the source's bytes */
 	size_t len;
 	const char *name;
-	struct buf *outs;        /* one per size of the engine */
-	struct buf *err;
-	enum thumb_format fmt;
-	struct thumb_source_info info; /* the source's size, on success */
+	struct pool_result res;  /* outs: one per size of the engine */
 	int rc;
 	int background;          /* protected by thumbs.lock: queued there */
 	int started;             /* protected by thumbs.lock */
@@ -66,8 +62,10 @@ struct thumbs_job {
 /* The bytes of a source written through the mount (see thumbs.h). */
 struct thumbs_src {
 	struct thumbs *t;
-	struct buf mem;   /* the bytes, when held in memory */
-	int fd;           /* else an unlinked file holding them; -1 */
+	int fd;           /* holds the bytes: a memfd (held in memory, or
+			   * once thumbs_src_memfd() copied them there) or an
+			   * unlinked file in the cache directory; -1 */
+	int memfd;        /* fd is a memfd */
 	uint64_t size;    /* bytes reserved */
 	uint64_t len;     /* bytes added */
 	int failed;       /* an add failed: unusable */
@@ -177,10 +175,10 @@ int thumbs_req_push(struct thumbs *t, const char *key, const char *etag,
 struct thumbs_src *thumbs_req_steal(struct thumbs *t, const char *key,
 				    const char *etag);
 
-/* The bytes of src for a decode: *data points into src or into hold
- * (read from disk). 0 or errno. */
-int thumbs_src_bytes(struct thumbs_src *src, struct buf *hold,
-		     const void **data, size_t *len);
+/* Make src->fd a memfd holding all of src's bytes, for pool_make_fd():
+ * bytes held on disk are copied into a new one (once; the file is
+ * closed). src keeps owning fd. 0 or errno (EIO when bytes are missing). */
+int thumbs_src_memfd(struct thumbs_src *src);
 
 /* ---- thumbs.c ------------------------------------------------------ */
 

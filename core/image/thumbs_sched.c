@@ -12,6 +12,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/sendfile.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -67,14 +68,8 @@ static void job_run(struct thumbs *t, struct thumbs_job *job,
 	 * here. */
 	struct pool *pool = role == ROLE_BACKGROUND ? t->bpool : t->pool;
 
-	if (job->fd >= 0)
-		job->rc = pool_make_fd(pool, &t->conf, job->fd, job->len,
-				       job->name, t->nsizes, job->outs,
-				       &job->fmt, job->err, &job->info);
-	else
-		job->rc = pool_make(pool, &t->conf, job->src, job->len,
-				    job->name, t->nsizes, job->outs, &job->fmt,
-				    job->err, &job->info);
+	job->rc = pool_make_fd(pool, &t->conf, job->fd, job->len, job->name,
+			       t->nsizes, &job->res);
 }
 
 static void decode_loop(struct thumbs *t, enum thumbs_role role)
@@ -294,11 +289,13 @@ struct thumbs_src *thumbs_src_new(struct thumbs *t, uint64_t size)
 	where = t->stopping ? -1 : src_reserve(t, size);
 	s->held = where;
 	pthread_mutex_unlock(&t->lock);
-	if (where == 0)
+	s->memfd = where == 1;
+	if (where == 1)
+		s->fd = pool_memfd();
+	else if (where == 0)
 		s->fd = open(t->spool_dir, O_TMPFILE | O_RDWR | O_CLOEXEC,
 			     0600);
-	if (where < 0 || (where == 0 && s->fd < 0) ||
-	    (where == 1 && buf_reserve(&s->mem, (size_t)size))) {
+	if (where < 0 || s->fd < 0) {
 		if (where == 0 && s->fd < 0)
 			log_warn("thumbnails: cannot hold a source in %s: %s",
 				 t->spool_dir, strerror(errno));
@@ -315,11 +312,6 @@ int thumbs_src_add(void *arg, const void *data, size_t len)
 
 	if (s->failed || len > s->size - s->len)
 		return s->failed = 1;
-	if (s->fd < 0) {
-		s->failed = buf_add(&s->mem, data, len) != 0;
-		s->len += s->failed ? 0 : len;
-		return s->failed;
-	}
 	while (len > 0) {
 		ssize_t n = pwrite(s->fd, p, len, (off_t)s->len);
 
@@ -346,37 +338,36 @@ void thumbs_src_free(struct thumbs_src *s)
 	pthread_mutex_unlock(&s->t->lock);
 	if (s->fd >= 0)
 		close(s->fd);
-	buf_release(&s->mem);
 	free(s);
 }
 
-int thumbs_src_bytes(struct thumbs_src *s, struct buf *hold,
-		     const void **data, size_t *len)
+int thumbs_src_memfd(struct thumbs_src *s)
 {
-	size_t got = 0;
+	off_t off = 0;
+	int fd;
 
 	if (s->failed || s->len != s->size)
 		return EIO;
-	if (s->fd < 0) {
-		*data = s->mem.data;
-		*len = s->mem.len;
+	if (s->memfd)
 		return 0;
-	}
-	if (buf_reserve(hold, (size_t)s->len))
+	fd = pool_memfd();
+	if (fd < 0)
 		return ENOMEM;
-	while (got < s->len) {
-		ssize_t n = pread(s->fd, hold->data + got, s->len - got,
-				  (off_t)got);
+	while ((uint64_t)off < s->len) {
+		ssize_t n = sendfile(fd, s->fd, &off, (size_t)(s->len - off));
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n <= 0)
-			return n < 0 ? errno : EIO;
-		got += (size_t)n;
+		if (n <= 0) {
+			int rc = n < 0 ? errno : EIO;
+
+			close(fd);
+			return rc;
+		}
 	}
-	hold->len = got;
-	*data = hold->data;
-	*len = got;
+	close(s->fd);
+	s->fd = fd;
+	s->memfd = 1;
 	return 0;
 }
 

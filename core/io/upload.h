@@ -60,7 +60,6 @@
 #define UPLOAD_PROGRESS_SECONDS 5.0
 
 #include <stddef.h>
-#include <pthread.h>
 #include <stdint.h>
 
 #include "base/metrics.h"
@@ -69,20 +68,6 @@
 struct mime;
 struct journal;
 struct membudget;
-
-/* A bound on the bytes the spool files of the uploads sharing it may hold
- * (spool_max). Thread-safe. */
-struct upload_budget {
-	pthread_mutex_t lock;
-	uint64_t max;  /* 0: no bound */
-	uint64_t used; /* protected by lock */
-};
-
-/* 0 or errno. */
-int upload_budget_init(struct upload_budget *b, uint64_t max);
-void upload_budget_destroy(struct upload_budget *b);
-/* Bytes charged now. */
-uint64_t upload_budget_used(struct upload_budget *b);
 
 struct upload_conf {
 	uint64_t part_size;       /* bytes per multipart part (>= 5 MiB) */
@@ -99,13 +84,16 @@ struct upload_conf {
 	int tee_spool;            /* 1: parts streamed are also written to a spool
 				   * file, so a later seek back into them works
 				   * (see "Seeking back" below) */
-	struct upload_budget *spool_budget; /* bounds every spool file's
-				   * bytes (the highest offset written), or
-				   * NULL. A streamed file whose spool copy
-				   * would pass it goes on without the copy
-				   * (seeking back into sent parts then fails
-				   * with EIO); a spooled write that would
-				   * pass it fails with ENOSPC */
+	struct membudget *spool_budget; /* bounds every spool file's
+				   * bytes (the highest offset written),
+				   * shared by the uploads given it (spool_max,
+				   * base/membudget.h, taken only with
+				   * membudget_try); NULL: unbounded. A
+				   * streamed file whose spool copy would pass
+				   * it goes on without the copy (seeking back
+				   * into sent parts then fails with EIO); a
+				   * spooled write that would pass it fails
+				   * with ENOSPC */
 };
 
 struct upload;

@@ -102,8 +102,8 @@ struct upload {
 
 	int spool_fd;           /* -1 when there is no spool file */
 	int spool_dfd;          /* the same file opened O_DIRECT, or -1 */
-	uint64_t spool_charged; /* bytes charged to conf->spool_budget;
-				 * protected by the budget's lock */
+	uint64_t spool_charged; /* bytes taken from conf->spool_budget;
+				 * protected by lock */
 
 	/* The multipart upload in progress, NULL when none; the workers read
 	 * it, and it changes only while none are running. */

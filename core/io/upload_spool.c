@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "io/journal.h"
+#include "base/membudget.h"
 #include "base/log.h"
 #include "io/mime.h"
 
@@ -66,61 +67,32 @@ static int spool_open(struct upload *u)
 	return 0;
 }
 
-int upload_budget_init(struct upload_budget *b, uint64_t max)
-{
-	b->max = max;
-	b->used = 0;
-	return pthread_mutex_init(&b->lock, NULL);
-}
-
-void upload_budget_destroy(struct upload_budget *b)
-{
-	pthread_mutex_destroy(&b->lock);
-}
-
-uint64_t upload_budget_used(struct upload_budget *b)
-{
-	uint64_t n;
-
-	pthread_mutex_lock(&b->lock);
-	n = b->used;
-	pthread_mutex_unlock(&b->lock);
-	return n;
-}
-
-/* Charge u's spool for holding bytes up to end. 0 or ENOSPC. */
+/* Take from the spool budget what u's spool needs to hold bytes up to
+ * end. 0 or ENOSPC. */
 static int spool_charge(struct upload *u, uint64_t end)
 {
-	struct upload_budget *b = u->conf->spool_budget;
+	struct membudget *b = u->conf->spool_budget;
 	int rc = 0;
 
 	if (!b)
 		return 0;
-	pthread_mutex_lock(&b->lock);
+	pthread_mutex_lock(&u->lock);
 	if (end > u->spool_charged) {
-		uint64_t more = end - u->spool_charged;
-
-		if (b->max && (more > b->max || b->used > b->max - more))
-			rc = ENOSPC;
-		if (!rc) {
-			b->used += more;
+		if (membudget_try(b, end - u->spool_charged))
 			u->spool_charged = end;
-		}
+		else
+			rc = ENOSPC;
 	}
-	pthread_mutex_unlock(&b->lock);
+	pthread_mutex_unlock(&u->lock);
 	return rc;
 }
 
 static void spool_uncharge(struct upload *u)
 {
-	struct upload_budget *b = u->conf->spool_budget;
-
-	if (!b)
-		return;
-	pthread_mutex_lock(&b->lock);
-	b->used -= u->spool_charged;
+	pthread_mutex_lock(&u->lock);
+	membudget_give(u->conf->spool_budget, u->spool_charged);
 	u->spool_charged = 0;
-	pthread_mutex_unlock(&b->lock);
+	pthread_mutex_unlock(&u->lock);
 }
 
 /* Close the spool; no worker may be running. */
@@ -188,9 +160,10 @@ int up_spool_pwrite(struct upload *u, const void *data, size_t len,
 	int rc = spool_charge(u, off + len);
 
 	if (rc) {
+		uint64_t max = membudget_max(u->conf->spool_budget);
+
 		log_debug("upload %s: the spool would pass spool_max (%llu "
-			  "bytes)", u->lkey,
-			 (unsigned long long)u->conf->spool_budget->max);
+			  "bytes)", u->lkey, (unsigned long long)max);
 		return rc;
 	}
 	/* only read from */

@@ -44,7 +44,8 @@ struct ns {
 	struct mime *mime;        /* Content-Type sniffer for uploads */
 	struct membudget *budget; /* memory_max: part and read-ahead buffers */
 	struct upload_conf upconf;
-	struct upload_budget spool_budget; /* upconf.spool_budget once set up */
+	struct membudget *spool_budget; /* spool_max: spool file bytes (no
+					 * gauge); NULL when 0 (unbounded) */
 	uid_t uid;
 	gid_t gid;
 	time_t started;

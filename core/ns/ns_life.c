@@ -30,8 +30,10 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->upconf.parts_in_flight = cfg->fs.parts_in_flight;
 	ns->upconf.spool_dir = cfg->cache.dir;
 	ns->upconf.tee_spool = 1; /* seeking back into a streamed file works */
-	if (upload_budget_init(&ns->spool_budget, cfg->cache.spool_max) == 0)
-		ns->upconf.spool_budget = &ns->spool_budget;
+	ns->spool_budget = cfg->cache.spool_max
+				   ? membudget_create(cfg->cache.spool_max, NULL)
+				   : NULL;
+	ns->upconf.spool_budget = ns->spool_budget;
 	ns->mime = mime_create();
 	ns->upconf.mime = ns->mime;
 	ns->metrics = metrics_create();
@@ -47,7 +49,7 @@ struct ns *ns_new(const struct cfg *cfg, struct creds *creds)
 	ns->gallery_made = hmap_create();
 	if (!ns->metrics || (cfg->fs.memory_max && !ns->budget) || !ns->meta ||
 	    !ns->mime || !ns->writers || !ns->local_dirs || !ns->seen ||
-	    !ns->gallery_made || !ns->upconf.spool_budget ||
+	    !ns->gallery_made || (cfg->cache.spool_max && !ns->spool_budget) ||
 	    pthread_mutex_init(&ns->lock, NULL)) {
 		ns_free(ns);
 		errno = ENOMEM;
@@ -205,8 +207,7 @@ void ns_free(struct ns *ns)
 	ns_gallery_free_made(ns);
 	membudget_destroy(ns->budget);
 	metrics_destroy(ns->metrics);
-	if (ns->upconf.spool_budget)
-		upload_budget_destroy(ns->upconf.spool_budget);
+	membudget_destroy(ns->spool_budget);
 	pthread_mutex_destroy(&ns->lock);
 	free(ns);
 }

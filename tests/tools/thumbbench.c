@@ -52,13 +52,13 @@ static double now_s(void)
 static int one(struct bench *b, size_t i)
 {
 	struct buf out = BUF_INIT, err = BUF_INIT;
-	enum thumb_format fmt;
+	struct pool_result res = {&out, &err, THUMB_FMT_JPEG, {0, 0}};
 	const struct buf *src = &b->files[i % b->n];
 	const char *name = b->names[i % b->n];
 	int rc = b->pool ? pool_make(b->pool, &b->conf, src->data, src->len,
-				     name, 1, &out, &fmt, &err, NULL)
+				     name, 1, &res)
 			 : thumb_make_sizes(b->engine, src->data, src->len,
-					    name, 1, &out, &fmt, &err);
+					    name, 1, &out, &res.fmt, &err);
 
 	buf_release(&out);
 	buf_release(&err);

@@ -1,49 +1,19 @@
 /*
- * cfg_rig: what the cfg unit tests share: argument vectors, one parse
- * with its results, and the check of a one-line start-up error.
+ * cfg_rig: what the cfg unit tests share: one parse of argument vectors
+ * (vec.h) with its results, and the check of a one-line start-up error.
  */
 #ifndef IMGFS_TEST_CFG_RIG_H
 #define IMGFS_TEST_CFG_RIG_H
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "check.h"
+#include "vec.h"
 #include "config/cfg.h"
 
 #define DATA "tests/unit/data/cfg/"
-
-/* A NULL-terminated vector of copies of the given strings. */
-static inline char **vec(const char *first, ...)
-{
-	char **v = calloc(64, sizeof(*v));
-	va_list ap;
-	int n = 0;
-
-	va_start(ap, first);
-	for (const char *s = first; s && n < 63; s = va_arg(ap, const char *))
-		v[n++] = strdup(s);
-	va_end(ap);
-	return v;
-}
-
-static inline int vec_len(char **v)
-{
-	int n = 0;
-
-	while (v[n])
-		n++;
-	return n;
-}
-
-static inline void vec_free(char **v)
-{
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
 
 struct run {
 	struct cfg c;

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,31 +15,12 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "vec.h"
 #include "aws/creds.h"
 #include "base/log.h"
 
 static char tmpdir[] = "/tmp/imgfs-test-creds-XXXXXX";
 static char cred_path[128], conf_path[128];
-
-static char **vec(const char *first, ...)
-{
-	char **v = calloc(64, sizeof(*v));
-	va_list ap;
-	int n = 0;
-
-	va_start(ap, first);
-	for (const char *s = first; s && n < 63; s = va_arg(ap, const char *))
-		v[n++] = strdup(s);
-	va_end(ap);
-	return v;
-}
-
-static void vec_free(char **v)
-{
-	for (char **p = v; *p; p++)
-		free(*p);
-	free(v);
-}
 
 static void write_file(const char *path, mode_t mode, const char *text)
 {

@@ -29,6 +29,8 @@ static void test_try_and_give(void)
 	/* NULL: unbounded */
 	CHECK(membudget_try(NULL, (uint64_t)1 << 60));
 	membudget_take(NULL, 5);
+	CHECK_INT(membudget_max(b), 100);
+	CHECK(membudget_max(NULL) == UINT64_MAX);
 	membudget_destroy(b);
 	metrics_destroy(m);
 }

@@ -125,13 +125,16 @@ static int make_shown(struct pool *p, const struct buf *src,
 		      struct thumb_source_info *shown)
 {
 	struct thumb_conf c = conf32();
-	enum thumb_format fmt = THUMB_FMT__COUNT;
+	struct pool_result res = {outs, err, THUMB_FMT__COUNT, {0, 0}};
+	int rc;
 
 	buf_reset(&outs[0]);
 	buf_reset(&outs[1]);
 	buf_reset(err);
-	return pool_make(p, &c, src->data, src->len, name, 0, outs, &fmt,
-			 err, shown);
+	rc = pool_make(p, &c, src->data, src->len, name, 0, &res);
+	if (rc == 0 && shown)
+		*shown = res.shown;
+	return rc;
 }
 
 static int make(struct pool *p, const struct buf *src, const char *name,

@@ -257,20 +257,20 @@ static void test_seek_back_no_tee(void)
 static void test_spool_budget(void)
 {
 	struct fixture fx;
-	struct upload_budget b;
+	struct membudget *b = membudget_create(3 * PART, NULL);
 	unsigned char *data = pattern(4 * BIG, 4);
 	struct upload *u, *v;
 
 	fx_init(&fx, 1);
-	CHECK_INT(upload_budget_init(&b, 3 * PART), 0);
-	fx.conf.spool_budget = &b;
+	CHECK(b != NULL);
+	fx.conf.spool_budget = b;
 	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/long", 0, 0);
 	CHECK_INT(write_seq(u, data, 4 * BIG), 0);
-	CHECK(upload_budget_used(&b) <= 3 * PART);
+	CHECK(membudget_used(b) <= 3 * PART);
 	CHECK_INT(upload_commit(u, NULL), 0);
 	CHECK(holds(&fx, "u/long", data, 4 * BIG));
 	upload_destroy(u);
-	CHECK_INT(upload_budget_used(&b), 0);
+	CHECK_INT(membudget_used(b), 0);
 
 	u = upload_create(fx.st, fx.metrics, &fx.conf, "u/patched", 0, 0);
 	CHECK_INT(write_seq(u, data, 4 * BIG), 0);
@@ -292,13 +292,13 @@ static void test_spool_budget(void)
 	CHECK_INT(upload_commit(u, NULL), 0);
 	upload_destroy(u);
 	upload_destroy(v);
-	CHECK_INT(upload_budget_used(&b), 0);
+	CHECK_INT(membudget_used(b), 0);
 	v = upload_create(fx.st, fx.metrics, &fx.conf, "u/b", 0, 0);
 	CHECK_INT(upload_write(v, data, MIB, 2 * PART + 1), 0);
 	CHECK_INT(upload_commit(v, NULL), 0);
 	upload_destroy(v);
 	CHECK_INT(mem_upload_count(fx.m), 0);
-	upload_budget_destroy(&b);
+	membudget_destroy(b);
 	free(data);
 	fx_release(&fx);
 }
