@@ -192,6 +192,9 @@ int ns_list_folder(struct ns *ns, const char *prefix, struct hmap *seen);
 /* Lock order: an ns_file's lock before ns->lock; the writers of one key
  * in address order. */
 
+/* Drop one reference to f (ns_file.c); the last one frees it. */
+void ns_file_unref(struct ns_file *f);
+
 /* The name key was removed (unlink, or replaced by a rename): every file
  * open for writing under it keeps its content but uploads nothing at its
  * close, and stat/listings stop showing it. Returns how many there were. */
