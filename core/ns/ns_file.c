@@ -174,6 +174,8 @@ static int open_reader(struct ns *ns, const char *key,
 		return ENOMEM;
 	f->open_size = a->size;
 	f->mtime = a->mtime;
+	if (a->posix_known)
+		f->posix = a->posix;
 	f->writer = borrow_writer(ns, key); /* read what it has written */
 	if (f->key && f->writer) {
 		*out = f;
@@ -546,6 +548,19 @@ int ns_fgetattr(struct ns_file *f, struct ns_attr *out)
 		out->mtime = src->mtime;
 	} else {
 		out->size = src->blob.len;
+	}
+	if (src->kind != NF_BLOB) { /* the mode and owner stat shows */
+		pthread_mutex_lock(&f->ns->lock);
+		out->have = src->posix.have &
+			    (STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID);
+		out->mode = src->posix.mode;
+		out->uid = src->posix.uid;
+		out->gid = src->posix.gid;
+		if (src->kind == NF_READ && (src->posix.have & STORE_ATTR_MTIME)) {
+			out->mtime = (time_t)src->posix.mtime_sec;
+			out->mtime_nsec = src->posix.mtime_nsec;
+		}
+		pthread_mutex_unlock(&f->ns->lock);
 	}
 	return 0;
 }

@@ -91,7 +91,8 @@ struct ns_file {
 				     nothing; set with both locks held */
 	int released;             /* the open's reference was dropped;
 				     protected by ns->lock */
-	struct store_attrs posix; /* NF_WRITE: stored at commit; protected by
+	struct store_attrs posix; /* NF_WRITE: stored at commit; NF_READ: as
+				     seen at open, when known; protected by
 				     ns->lock */
 	int mtime_set;            /* NF_WRITE: posix.mtime was set (utimens)
 				     after the last write; protected by lock */
