@@ -136,6 +136,7 @@ $(BUILD)/tools/%: tests/tools/%.c $(BUILD)/libimgfs.a
 fuzz:
 	tests/fuzz/run.sh
 
-# The slow checks: ASan+UBSan end-to-end, valgrind, fuzzing (about an hour).
+# The slow checks: ASan+UBSan end-to-end, valgrind, fuzzing, pjdfstest
+# (about an hour).
 check-all: deps all
 	tests/check-all.sh

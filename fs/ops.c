@@ -369,6 +369,26 @@ static int fs_utimens(const char *path, const struct timespec tv[2],
 	return path ? changed(ns_setattr(ns(), path, &set)) : 0;
 }
 
+/* What an object cannot be: a symbolic link, a device, a FIFO or a socket
+ * (mknod; libfuse makes a regular file through create), or a second name
+ * of an object (link). Without these callbacks programs got ENOSYS
+ * ("Function not implemented"). The kernel checks first that the name is
+ * free (EEXIST) and may be made (EACCES). */
+static int fs_symlink(const char *target, const char *path)
+{
+	return changed(ns_mknode(ns(), path));
+}
+
+static int fs_mknod(const char *path, mode_t mode, dev_t rdev)
+{
+	return changed(ns_mknode(ns(), path));
+}
+
+static int fs_link(const char *from, const char *to)
+{
+	return changed(ns_mknode(ns(), to));
+}
+
 static int fs_access(const char *path, int mask)
 {
 	struct ns_attr a;
@@ -418,6 +438,9 @@ static const struct fuse_operations operations = {
 	.mkdir = fs_mkdir,
 	.rmdir = fs_rmdir,
 	.rename = fs_rename,
+	.symlink = fs_symlink,
+	.mknod = fs_mknod,
+	.link = fs_link,
 	.chmod = fs_chmod,
 	.chown = fs_chown,
 	.utimens = fs_utimens,

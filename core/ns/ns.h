@@ -109,6 +109,10 @@ int ns_truncate(struct ns *ns, const char *path, struct ns_file *f,
 int ns_unlink(struct ns *ns, const char *path);
 int ns_mkdir(struct ns *ns, const char *path);
 int ns_rmdir(struct ns *ns, const char *path);
+/* symlink, mknod of a device, FIFO or socket, or link at path: a node no
+ * object can be. EPERM (what link(2), symlink(2) and mknod(2) return on a
+ * file system without them) in uploads/, EROFS elsewhere. */
+int ns_mknode(struct ns *ns, const char *path);
 /* flags: 0 or RENAME_NOREPLACE. */
 int ns_rename(struct ns *ns, const char *from, const char *to,
 	      unsigned flags);

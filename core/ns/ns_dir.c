@@ -182,6 +182,16 @@ int ns_mkdir(struct ns *ns, const char *path)
 	return rc;
 }
 
+int ns_mknode(struct ns *ns, const char *path)
+{
+	const char *rel;
+	int rc = upload_rel(ns, path, &rel);
+
+	if (rc)
+		return rc == EBUSY ? EEXIST : rc;
+	return EPERM;
+}
+
 struct under {
 	const char *prefix;
 	size_t plen;

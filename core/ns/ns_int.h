@@ -92,7 +92,8 @@ struct ns_file {
 				     nothing; set with both locks held */
 	int released;             /* the open's reference was dropped;
 				     protected by ns->lock */
-	struct store_attrs posix; /* NF_WRITE: stored at commit; protected by
+	struct store_attrs posix; /* NF_WRITE: stored at commit; NF_READ: as
+				     seen at open, when known; protected by
 				     ns->lock */
 	int mtime_set;            /* NF_WRITE: posix.mtime was set (utimens)
 				     after the last write; protected by lock */
@@ -192,6 +193,9 @@ int ns_list_folder(struct ns *ns, const char *prefix, struct hmap *seen);
 
 /* Lock order: an ns_file's lock before ns->lock; the writers of one key
  * in address order. */
+
+/* Drop one reference to f (ns_file.c); the last one frees it. */
+void ns_file_unref(struct ns_file *f);
 
 /* The name key was removed (unlink, or replaced by a rename): every file
  * open for writing under it keeps its content but uploads nothing at its

@@ -80,6 +80,32 @@ def tree_attrs(root):
     return out
 
 
+def test_a_new_file_shows_its_creation_mode_at_once(bucket, mount):
+    # libfuse answers a create with the new handle's attributes and the
+    # kernel keeps them for metadata_ttl: they must carry the mode asked for
+    # (pjdfstest open/00.t); and fstat of a descriptor reading a file shows
+    # its stored mode.
+    m = mount(bucket)
+    path = m.uploads / "made.sh"
+    old = os.umask(0)
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o751)
+    finally:
+        os.umask(old)
+    try:
+        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o751
+    finally:
+        os.close(fd)
+    st = os.stat(path)
+    assert stat.S_IMODE(st.st_mode) == 0o751 and stat.S_ISREG(st.st_mode)
+    os.chmod(path, 0o600)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        assert stat.S_IMODE(os.fstat(fd).st_mode) == 0o600
+    finally:
+        os.close(fd)
+
+
 def test_cp_a_keeps_mtimes_and_modes(rgw, bucket, mount, tmp_path):
     m = mount(bucket, opts={"part_size": "5M"})
     src = tmp_path / "src"

@@ -7,6 +7,8 @@ open file whose name is gone.
 
 import errno
 import os
+import socket
+import stat
 import subprocess
 
 import pytest
@@ -181,3 +183,32 @@ def test_append_with_shell_redirection(rgw, bucket, mount):
         run(["bash", "-c", "echo line %d >> '%s'" % (i, path)])
     assert path.read_bytes() == b"line 0\nline 1\nline 2\n"
     assert get_bytes(rgw.s3, bucket, "uploads/log.txt") == b"line 0\nline 1\nline 2\n"
+
+
+def test_symlinks_devices_fifos_and_hard_links_are_eperm(rgw, bucket, mount):
+    """No object is a symlink, a device, a FIFO, a socket or a second name
+    of another: they are refused with EPERM, as link(2), symlink(2) and
+    mknod(2) specify for a file system without them (not ENOSYS), EEXIST
+    when the name is taken, EROFS in the read-only areas; nothing reaches
+    the bucket."""
+    m = mount(bucket)
+    (m.uploads / "f.txt").write_bytes(b"x")
+    attempts = [
+        lambda p: os.symlink("f.txt", p),
+        lambda p: os.mkfifo(p),
+        lambda p: os.mknod(p, stat.S_IFCHR | 0o644, os.makedev(1, 3)),
+        lambda p: os.link(m.uploads / "f.txt", p),
+    ]
+    for make in attempts:
+        for path, want in ((m.uploads / "n", errno.EPERM),
+                           (m.uploads / "f.txt", errno.EEXIST),
+                           (m.thumbs / "n", errno.EROFS)):
+            with pytest.raises(OSError) as e:
+                make(path)
+            assert e.value.errno == want, (path, e.value)
+    with socket.socket(socket.AF_UNIX) as s:
+        with pytest.raises(OSError) as e:
+            s.bind(str(m.uploads / "sock"))
+        assert e.value.errno == errno.EPERM
+    assert sorted(os.listdir(m.uploads)) == ["f.txt"]
+    assert list(list_keys(rgw.s3, bucket)) == ["uploads/f.txt"]

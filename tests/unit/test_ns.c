@@ -213,6 +213,12 @@ static void test_folders(struct rig *r)
 	CHECK(a.is_dir);
 	CHECK_INT(ns_mkdir(r->ns, "/uploads/empty"), EEXIST);
 	CHECK_INT(ns_mkdir(r->ns, "/thumbnails/x"), EROFS);
+	/* symlinks, devices, FIFOs, sockets, hard links: no object is one */
+	CHECK_INT(ns_mknode(r->ns, "/uploads/node"), EPERM);
+	CHECK_INT(ns_mknode(r->ns, "/uploads/sub/node"), EPERM);
+	CHECK_INT(ns_mknode(r->ns, "/thumbnails/node"), EROFS);
+	CHECK_INT(ns_mknode(r->ns, "/.links/node"), EROFS);
+	CHECK_INT(ns_mknode(r->ns, "/node"), EROFS);
 	CHECK_INT(mem_object_count(r->m), 3); /* a folder is no object */
 	CHECK_INT(ns_rmdir(r->ns, "/uploads/sub"), ENOTEMPTY);
 	CHECK_INT(ns_rmdir(r->ns, "/uploads/a.txt"), ENOTDIR);
@@ -547,6 +553,34 @@ static void test_part_failure(struct rig *r)
 	free(data);
 }
 
+/* fstat of an open file shows the mode and owner it is created with or
+ * was stored with (libfuse answers a create with it; the kernel caches
+ * that), not the defaults of an object without attributes. */
+static void test_fgetattr_of_open_files(struct rig *r)
+{
+	struct store_attrs init = {
+		.have = STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID,
+		.mode = 0100751, .uid = 123, .gid = 456};
+	struct ns_file *f;
+	struct ns_attr a;
+
+	CHECK_INT(ns_create(r->ns, "/uploads/modes.bin", O_WRONLY | O_CREAT,
+			    &init, &f), 0);
+	CHECK_INT(ns_fgetattr(f, &a), 0);
+	CHECK(a.have & STORE_ATTR_MODE);
+	CHECK_INT(a.mode, 0100751);
+	CHECK_INT(a.uid, 123);
+	CHECK_INT(a.gid, 456);
+	CHECK_INT(ns_flush(f), 0);
+	ns_release(f);
+	CHECK_INT(ns_open(r->ns, "/uploads/modes.bin", O_RDONLY, &f), 0);
+	CHECK_INT(ns_fgetattr(f, &a), 0);
+	CHECK(a.have & STORE_ATTR_GID);
+	CHECK_INT(a.mode, 0100751);
+	CHECK_INT(a.gid, 456);
+	ns_release(f);
+}
+
 int main(int argc, char **argv)
 {
 	struct rig r;
@@ -571,6 +605,7 @@ int main(int argc, char **argv)
 	test_gallery_area(&r);
 	test_put_failure(&r);
 	test_part_failure(&r);
+	test_fgetattr_of_open_files(&r);
 	rig_down(&r);
 	test_eager_sizes();
 	return check_done("ns");
