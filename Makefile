@@ -86,9 +86,11 @@ asan: deps
 		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined" \
 		LDFLAGS="-fsanitize=address,undefined" unit e2e
 
-# The concurrency tests (races, open files, the model) against a
+# The concurrency tests (races, open files, the model, eager thumbnails in
+# worker processes) against a
 # ThreadSanitizer build; tests/tsan.supp silences libvips' own threads only.
-TSAN_TESTS ?= tests/e2e/test_races.py tests/e2e/test_disk.py tests/e2e/test_model.py
+TSAN_TESTS ?= tests/e2e/test_races.py tests/e2e/test_disk.py tests/e2e/test_model.py \
+	tests/e2e/test_thumbs_eager.py
 tsan: deps
 	$(MAKE) BUILD=build/tsan WERROR=-Werror \
 		CFLAGS="-O1 -g -fno-omit-frame-pointer -fsanitize=thread" \

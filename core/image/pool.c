@@ -46,6 +46,7 @@ struct pool {
 	struct metrics *m;
 	struct pool_worker *w;
 	char asan_env[1024];   /* set by pool_create, then read-only */
+	char tsan_env[1024];   /* the same */
 };
 
 /* Set in every worker's environment: a process that has it never starts
@@ -54,17 +55,26 @@ struct pool {
 #define POOL_WORKER_MARK "IMGFS_THUMB_WORKER=1"
 
 /* The environment of a worker: the mark and sanitizer options only (no
- * secret). In
- * an ASan build a worker's crash is an expected event that the pool
- * handles, not a report: ASan leaves SIGSEGV and SIGBUS alone there (its
- * handler would also make system calls the sandbox refuses). */
+ * secret). In a sanitizer build a worker's crash is an expected event
+ * that the pool handles, not a report: ASan and TSan leave SIGSEGV and
+ * SIGBUS alone there (their handlers would also make system calls the
+ * sandbox refuses). */
+/* NAME=<the daemon's NAME>:handle_segv=0:handle_sigbus=0 into out. */
+static void pool_sanitizer_env(char *out, size_t len, const char *name)
+{
+	const char *v = getenv(name);
+
+	snprintf(out, len, "%s=%s%shandle_segv=0:handle_sigbus=0", name,
+		 v ? v : "", v && *v ? ":" : "");
+}
+
 static void pool_env(struct pool *p, char **env, size_t max)
 {
-	static const char *const keep[] = {"UBSAN_OPTIONS=", "TSAN_OPTIONS=",
-					   "LSAN_OPTIONS="};
+	static const char *const keep[] = {"UBSAN_OPTIONS=", "LSAN_OPTIONS="};
 	size_t n = 0;
 
 	env[n++] = p->asan_env;
+	env[n++] = p->tsan_env;
 	env[n++] = (char *)POOL_WORKER_MARK;
 	for (char **e = environ; e && *e && n + 1 < max; e++)
 		for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
@@ -185,10 +195,8 @@ struct pool *pool_create(unsigned n, unsigned timeout_ms, int idle,
 	p->timeout_ms = timeout_ms ? timeout_ms : 1000;
 	p->idle = idle;
 	p->m = m;
-	snprintf(p->asan_env, sizeof(p->asan_env),
-		 "ASAN_OPTIONS=%s%shandle_segv=0:handle_sigbus=0",
-		 getenv("ASAN_OPTIONS") ? getenv("ASAN_OPTIONS") : "",
-		 getenv("ASAN_OPTIONS") && *getenv("ASAN_OPTIONS") ? ":" : "");
+	pool_sanitizer_env(p->asan_env, sizeof(p->asan_env), "ASAN_OPTIONS");
+	pool_sanitizer_env(p->tsan_env, sizeof(p->tsan_env), "TSAN_OPTIONS");
 	p->w = calloc(p->n, sizeof(*p->w));
 	if (!p->w || pthread_mutex_init(&p->lock, NULL)) {
 		free(p->w);
