@@ -88,7 +88,8 @@ asan: deps
 
 # The concurrency tests (races, open files, the model, eager thumbnails in
 # worker processes) against a
-# ThreadSanitizer build; tests/tsan.supp silences libvips' own threads only.
+# ThreadSanitizer build; tests/tsan.supp silences only libvips', GLib's and
+# the image libraries' hand-overs between libvips' threads.
 TSAN_TESTS ?= tests/e2e/test_races.py tests/e2e/test_disk.py tests/e2e/test_model.py \
 	tests/e2e/test_thumbs_eager.py
 tsan: deps
