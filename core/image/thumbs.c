@@ -605,8 +605,7 @@ static int thumbs_setup(struct thumbs *t, const struct thumb_conf *tconf,
 	if (!t->pool)
 		return errno ? errno : EIO;
 	/* eager thumbnails' decodes: behind an upload, not in its way */
-	t->bpool = pool_create(n, timeout_ms, 1, t->m);
-	if (!t->bpool)
+	if (tconf->eager && !(t->bpool = pool_create(n, timeout_ms, 1, t->m)))
 		return errno ? errno : EIO;
 	return thumbs_sched_start(t, n);
 }

@@ -19,6 +19,10 @@
  * Only eager work decodes at low priority: read-ahead is for a reader
  * who is coming, so its decodes (and those of eager requests it meets)
  * go on the demand queue, behind what a reader waits for already.
+ * The background threads' decodes run in workers of their own (t->bpool,
+ * SCHED_IDLE too), started only when conf.eager is on: without privilege
+ * a process cannot be lifted out of SCHED_IDLE again, so one worker
+ * cannot serve both priorities.
  *
  * Background requests (make the thumbnails of a key, from bytes held or
  * from the bucket) wait on a third queue for 2 x concurrency producer
@@ -100,7 +104,8 @@ struct thumbs {
 	struct thumb_engine *engine;   /* names and specs only: decoding is
 					  done by the pool's workers */
 	struct pool *pool;             /* decodes a reader waits for */
-	struct pool *bpool;            /* eager decodes, under SCHED_IDLE */
+	struct pool *bpool;            /* eager decodes, under SCHED_IDLE;
+					* NULL when conf.eager is off */
 	struct thumb_conf conf;        /* what the workers are asked for */
 	struct cache *cache;
 	struct store *store;

@@ -66,7 +66,8 @@ static void job_run(struct thumbs *t, struct thumbs_job *job,
 {
 	/* In a sandboxed worker process: nothing of the source is parsed
 	 * here. */
-	struct pool *pool = role == ROLE_BACKGROUND ? t->bpool : t->pool;
+	struct pool *pool = role == ROLE_BACKGROUND && t->bpool ? t->bpool
+							       : t->pool;
 
 	job->rc = pool_make_fd(pool, &t->conf, job->fd, job->len, job->name,
 			       t->nsizes, &job->res);
