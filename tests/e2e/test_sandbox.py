@@ -125,8 +125,11 @@ def test_killed_and_stopped_workers_cost_one_read(rgw, bucket, mount, tmp_path):
     restarts0 = m.metric("imgfs_thumb_worker_restarts_total")
 
     cp = subprocess.Popen(["cp", str(big), str(m.uploads / "big.bin")])
+    # A read starts read-ahead of the names after it (good.jpg comes
+    # before them): slow1 first, so that the worker decoding is the only
+    # one busy, and slow0's read-ahead finds slow1 known.
     # SIGSEGV while it decodes: EIO at once, not at the deadline.
-    r = Reader(m.thumbs / "slow0.png")
+    r = Reader(m.thumbs / "slow1.png")
     r.start()
     victim = busy_worker(m.pid, timeout)
     os.kill(victim, signal.SIGSEGV)
@@ -138,7 +141,7 @@ def test_killed_and_stopped_workers_cost_one_read(rgw, bucket, mount, tmp_path):
     assert "died of signal 11" in m.stderr_text()
 
     # SIGSTOP while it decodes: EIO within thumb_timeout plus a second.
-    r = Reader(m.thumbs / "slow1.png")
+    r = Reader(m.thumbs / "slow0.png")
     r.start()
     victim = busy_worker(m.pid, timeout)
     os.kill(victim, signal.SIGSTOP)
@@ -162,7 +165,7 @@ def test_killed_and_stopped_workers_cost_one_read(rgw, bucket, mount, tmp_path):
     assert m.metric("imgfs_thumb_worker_restarts_total") == restarts0 + 2
     assert m.metric("imgfs_errors_total", kind="decode") >= 2
     # Remembered: the crashed source fails again at once, without a worker.
-    _, err, secs = read_result(m.thumbs / "slow0.png")
+    _, err, secs = read_result(m.thumbs / "slow1.png")
     assert err == errno.EIO and secs < 1 * SCALE
     assert m.proc.poll() is None
 
