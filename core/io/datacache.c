@@ -57,12 +57,13 @@ static void index_drop(struct datacache *dc, const char *name)
 	free(e);
 }
 
-/* Unlink least recently used blocks until bytes + extra fits. Lock held. */
-static void evict(struct datacache *dc, uint64_t extra)
+/* Unlink least recently used blocks until at most bound bytes are held.
+ * Lock held. */
+static void evict_to(struct datacache *dc, uint64_t bound)
 {
 	char path[DC_PATH_MAX];
 
-	while (dc->tail && dc->bytes + extra > dc->max_bytes) {
+	while (dc->tail && dc->bytes > bound) {
 		struct dc_entry *e = dc->tail;
 
 		snprintf(path, sizeof(path), "%s/%s", dc->dir, e->name);
@@ -100,7 +101,7 @@ int dc_index_add(struct datacache *dc, const char *name, uint64_t bytes)
 void dc_account(struct datacache *dc, const char *name, uint64_t bytes)
 {
 	pthread_mutex_lock(&dc->lock);
-	evict(dc, bytes);
+	evict_to(dc, dc->max_bytes > bytes ? dc->max_bytes - bytes : 0);
 	if (dc_index_add(dc, name, bytes)) {
 		char path[DC_PATH_MAX];
 
@@ -120,14 +121,8 @@ void dc_write_failed(struct datacache *dc, const char *path, int err)
 		log_warn("data cache: write of %s: %s (blocks not cached)", path,
 			 strerror(err));
 	dc->warned = 1;
-	if (err == ENOSPC && dc->bytes > 4 * (uint64_t)DATACACHE_BLOCK) {
-		uint64_t keep = dc->bytes - 4 * (uint64_t)DATACACHE_BLOCK;
-		uint64_t max = dc->max_bytes;
-
-		dc->max_bytes = keep;
-		evict(dc, 0);
-		dc->max_bytes = max;
-	}
+	if (err == ENOSPC && dc->bytes > 4 * (uint64_t)DATACACHE_BLOCK)
+		evict_to(dc, dc->bytes - 4 * (uint64_t)DATACACHE_BLOCK);
 	pthread_mutex_unlock(&dc->lock);
 }
 
@@ -255,17 +250,12 @@ void datacache_release(struct datacache *dc, const char *key,
 	pthread_mutex_unlock(&dc->lock);
 }
 
-int datacache_keeps(struct datacache *dc, uint64_t size, uint64_t block)
+int datacache_keeps(const struct datacache *dc, uint64_t size,
+		    uint64_t block)
 {
-	uint64_t max;
-
-	if (!dc)
-		return 0;
-	pthread_mutex_lock(&dc->lock);
-	max = dc->max_bytes;
-	pthread_mutex_unlock(&dc->lock);
-	return size <= max / 4 ||
-	       block < datacache_stage_bound(max) / DATACACHE_BLOCK;
+	return dc && (size <= dc->max_bytes / 4 ||
+		      block < datacache_stage_bound(dc->max_bytes) /
+				      DATACACHE_BLOCK);
 }
 
 uint64_t datacache_bytes(struct datacache *dc)
@@ -333,7 +323,7 @@ struct datacache *datacache_open(const char *dir, uint64_t max_bytes,
 		return NULL;
 	}
 	pthread_mutex_lock(&dc->lock);
-	evict(dc, 0);
+	evict_to(dc, dc->max_bytes);
 	pthread_mutex_unlock(&dc->lock);
 	return dc;
 }

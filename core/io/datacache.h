@@ -87,7 +87,8 @@ void datacache_release(struct datacache *dc, const char *key,
  * datacache_stage_bound() bytes a stage would keep): one pass over it
  * would push out most of what the cache holds, for an object that, read
  * again, streams as fast from the store. 0 when dc is NULL. */
-int datacache_keeps(struct datacache *dc, uint64_t size, uint64_t block);
+int datacache_keeps(const struct datacache *dc, uint64_t size,
+		    uint64_t block);
 
 /* Bytes currently held (file sizes). */
 uint64_t datacache_bytes(struct datacache *dc);

@@ -30,7 +30,7 @@ struct datacache {
 	struct metrics *metrics;
 	pthread_mutex_t lock;
 	pthread_cond_t cond;          /* inflight changed */
-	uint64_t max_bytes;           /* protected by lock */
+	uint64_t max_bytes;           /* set once by datacache_open */
 	uint64_t bytes;               /* protected by lock */
 	struct hmap *index;           /* name -> struct dc_entry; protected by lock */
 	struct hmap *inflight;        /* names being fetched; protected by lock */
