@@ -25,6 +25,7 @@
 #include "base/log.h"
 #include "image/wire.h"
 #include "image/worker.h"
+#include "base/clock.h"
 
 #define POOL_CPU_RECYCLE_MS (WORKER_CPU_LIMIT_S * 1000ull / 2)
 #define POOL_START_MS 30000u /* a new worker's libvips start-up */
@@ -169,7 +170,7 @@ static int pool_spawn(struct pool *p, struct pool_worker *w)
 		log_warn("thumbnails: an eager worker at normal priority: %s",
 			 strerror(errno));
 	rc = wire_recv(w->sock, &hello, sizeof(hello),
-		       wire_now_ms() + POOL_START_MS, NULL);
+		       mono_ms() + POOL_START_MS, NULL);
 	if (!rc && (hello.magic != WIRE_MAGIC || hello.status))
 		rc = EPROTO;
 	if (rc)
@@ -399,7 +400,7 @@ static int pool_call(struct pool *p, struct pool_worker *w,
 	rc = pool_send(w, r, name, fd);
 	if (!rc)
 		rc = pool_recv(w, r, rep, outs, err,
-			       wire_now_ms() + p->timeout_ms);
+			       mono_ms() + p->timeout_ms);
 	if (rc == ENOMEM) {
 		pool_reap(w);
 		pool_spawn(p, w);
@@ -442,7 +443,7 @@ int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
 	struct wire_rep rep;
 	struct pool_worker *w;
 	struct log_key k;
-	uint64_t t0 = wire_now_ms();
+	uint64_t t0 = mono_ms();
 	int rc;
 	pid_t pid;
 
@@ -461,7 +462,7 @@ int pool_make_fd(struct pool *p, const struct thumb_conf *conf, int fd,
 	}
 	log_debug("thumbnails: %s decoded by worker %d in %llu ms: %s",
 		  log_key(&k, name), (int)pid,
-		  (unsigned long long)(wire_now_ms() - t0),
+		  (unsigned long long)(mono_ms() - t0),
 		  rep.status ? strerror(rep.status) : "ok");
 	return rep.status == ENOMEM ? ENOMEM : rep.status ? EIO : 0;
 }

@@ -8,18 +8,10 @@
 #include <poll.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "image/thumb.h"
-
-uint64_t wire_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
+#include "base/clock.h"
 
 /* One sendmsg of p[0..n), with fd attached when fd >= 0. */
 static ssize_t wire_sendmsg(int sock, const void *p, size_t n, int fd)
@@ -95,7 +87,7 @@ static int wire_wait(int sock, uint64_t deadline_ms)
 	if (!deadline_ms)
 		return 0;
 	for (;;) {
-		uint64_t now = wire_now_ms();
+		uint64_t now = mono_ms();
 
 		if (now >= deadline_ms)
 			return ETIMEDOUT;

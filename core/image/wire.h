@@ -61,14 +61,11 @@ struct wire_rep {
  * byte); no SIGPIPE. 0 or errno. */
 int wire_send(int sock, const void *p, size_t n, int fd);
 
-/* Receive exactly n bytes; with deadline_ms (CLOCK_MONOTONIC, 0: none)
- * give up with ETIMEDOUT. A descriptor that comes with them is stored in
+/* Receive exactly n bytes; with deadline_ms (mono_ms() of base/clock.h;
+ * 0: none) give up with ETIMEDOUT. A descriptor that comes with them is stored in
  * *fd (when fd is not NULL; else closed), -1 when none. 0, ETIMEDOUT,
  * EPIPE (the peer closed) or errno. */
 int wire_recv(int sock, void *p, size_t n, uint64_t deadline_ms, int *fd);
-
-/* Monotonic milliseconds. */
-uint64_t wire_now_ms(void);
 
 /* Is a request's or reply's fixed part within bounds? 0 or EPROTO. */
 int wire_req_check(const struct wire_req *r);

@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <strings.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -23,6 +22,7 @@
 #include "io/journal.h"
 #include "base/log.h"
 #include "io/mime.h"
+#include "base/clock.h"
 
 static void progress_start(struct upload *u);
 
@@ -235,19 +235,6 @@ out_key:
 	return NULL;
 }
 
-/*
- * A write or truncate failed: the file is not what its writer made, so it
- * must never reach the bucket (a cp that failed half-way would otherwise
- * leave a truncated object at close).
- */
-static double now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static double mib(uint64_t bytes)
 {
 	return (double)bytes / (1024.0 * 1024.0);
@@ -259,7 +246,7 @@ static void progress_start(struct upload *u)
 	if (u->active)
 		return;
 	u->active = 1;
-	u->started = u->noted = now_mono();
+	u->started = u->noted = mono_s();
 	u->written = 0;
 	metrics_gauge_add(u->m, MG_UPLOADS_ACTIVE, 1);
 }
@@ -271,7 +258,7 @@ static void progress_add(struct upload *u, size_t len)
 
 	u->written += len;
 	metrics_gauge_add(u->m, MG_UPLOAD_BYTES_ACTIVE, (int64_t)len);
-	now = now_mono();
+	now = mono_s();
 	if (now - u->noted < UPLOAD_PROGRESS_SECONDS)
 		return;
 	u->noted = now;
@@ -293,12 +280,17 @@ static void progress_end(struct upload *u, int uploaded)
 	metrics_gauge_add(u->m, MG_UPLOAD_BYTES_ACTIVE, -(int64_t)u->written);
 	if (!uploaded)
 		return;
-	secs = now_mono() - u->started;
+	secs = mono_s() - u->started;
 	log_info("upload %s: %llu bytes in %.2f s (%.1f MiB/s)", u->lkey,
 		 (unsigned long long)u->size, secs,
 		 secs > 0 ? mib(u->size) / secs : 0.0);
 }
 
+/*
+ * A write or truncate failed: the file is not what its writer made, so it
+ * must never reach the bucket (a cp that failed half-way would otherwise
+ * leave a truncated object at close).
+ */
 static void upload_break(struct upload *u, const char *what, int rc)
 {
 	if (!u->broken)

@@ -42,12 +42,12 @@
 
 enum upload_mode { UPLOAD_MEM, UPLOAD_SPOOL, UPLOAD_REMOTE };
 
-/* One part buffer: held by the writer, queued, being sent, or spare. */
 /* Aligned writes of whole pages go to the spool by direct I/O: a
  * buffered write of a GiB costs about 3 s of system CPU in copies and page
  * cache work, a direct one a small fraction of that. */
 #define UP_DIRECT_ALIGN 4096
 
+/* One part buffer: held by the writer, queued, being sent, or spare. */
 struct upload_part {
 	struct upload_part *next; /* link in the queue or the spare list */
 	size_t map_len;           /* bytes mapped, this header included */

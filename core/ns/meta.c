@@ -24,6 +24,7 @@
 
 #include "base/buf.h"
 #include "base/hmap.h"
+#include "base/clock.h"
 
 struct meta_listing {
 	struct hmap *names; /* name -> struct meta_attr * */
@@ -67,14 +68,6 @@ struct meta {
 	size_t sweep_at;    /* sweep when the maps hold this many; protected
 			       by lock */
 };
-
-static double now_sec(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 struct meta_listing *meta_listing_new(void)
 {
@@ -200,7 +193,7 @@ static enum meta_hit lookup_locked(struct meta *m, const char *dir,
 				   const char *name, const char *key,
 				   struct meta_attr *out)
 {
-	double now = now_sec();
+	double now = mono_s();
 	struct mattr *a = fresh_attr(m, key, now);
 	struct mdir *d;
 	struct meta_attr *e;
@@ -315,7 +308,7 @@ void meta_dir_store_since(struct meta *m, const char *dir,
 		meta_listing_free(l);
 		return;
 	}
-	d->stamp = now_sec();
+	d->stamp = mono_s();
 	d->l = l;
 	pthread_mutex_lock(&m->lock);
 	changed = hmap_get(m->changed, dir);
@@ -366,7 +359,7 @@ int meta_dir_each(struct meta *m, const char *dir,
 	int r = ENOENT;
 
 	pthread_mutex_lock(&m->lock);
-	d = fresh_dir(m, dir, now_sec());
+	d = fresh_dir(m, dir, mono_s());
 	if (d) {
 		hmap_each(d->l->names, each_entry, &c);
 		r = 0;
@@ -487,7 +480,7 @@ static void drop_from(struct meta *m, struct hmap *h, double cutoff,
 		      int (*pick)(void *, const char *, void *),
 		      void (*release)(void *))
 {
-	struct sweep_ctx c = {m, now_sec(), cutoff, BUF_INIT, NULL, 0};
+	struct sweep_ctx c = {m, mono_s(), cutoff, BUF_INIT, NULL, 0};
 
 	hmap_each(h, pick, &c);
 	for (size_t off = 0; off < c.doomed.len;) {
@@ -579,7 +572,7 @@ static void set_locked(struct meta *m, const char *dir, const char *name,
 		       const char *key, const struct meta_attr *a)
 {
 	struct mattr *e = malloc(sizeof(*e));
-	struct mdir *d = fresh_dir(m, dir, now_sec());
+	struct mdir *d = fresh_dir(m, dir, mono_s());
 	void *old = NULL;
 
 	note_change(m, dir);
@@ -589,7 +582,7 @@ static void set_locked(struct meta *m, const char *dir, const char *name,
 		free(hmap_remove(d->l->names, name));
 	if (!e)
 		return;
-	e->stamp = now_sec();
+	e->stamp = mono_s();
 	e->absent = !a;
 	if (a)
 		e->a = *a;

@@ -21,6 +21,7 @@
 #include "base/loopback.h"
 #include "aws/sigv4.h"
 #include "store/xml.h"
+#include "base/clock.h"
 
 /* ---- small helpers ----------------------------------------------------- */
 
@@ -35,14 +36,6 @@ struct s3_client *s3_client_of(struct store *st)
 static void curl_init_once(void)
 {
 	curl_init_result = curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-double s3_now_mono(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 static uint64_t next_random(struct s3_client *c)

@@ -22,6 +22,7 @@
 #include "base/num.h"
 #include "aws/sigv4.h"
 #include "store/xml.h"
+#include "base/clock.h"
 
 /* ---- response callbacks ------------------------------------------------ */
 
@@ -392,7 +393,7 @@ static int attempt_perform(struct s3_client *c, const struct s3_req *req,
 	}
 	if (!err) {
 		setup_curl(c, r->h, req, r, &a);
-		t0 = s3_now_mono();
+		t0 = mono_s();
 		r->cc = curl_easy_perform(r->h);
 		if (r->cc != CURLE_OK)
 			curl_easy_getinfo(r->h, CURLINFO_OS_ERRNO, &r->os_errno);
@@ -401,7 +402,7 @@ static int attempt_perform(struct s3_client *c, const struct s3_req *req,
 					  &r->status);
 		metrics_request(c->m, req->op,
 				r->cc == CURLE_OK ? (int)r->status : 0,
-				s3_now_mono() - t0);
+				mono_s() - t0);
 		s3_handle_give(c, r->h);
 		r->h = NULL;
 	}
@@ -606,14 +607,14 @@ static void log_attempt(const struct s3_req *req, const struct s3_resp *r,
 }
 
 /* Milliseconds left of the retry window of a request first tried at
- * start (s3_now_mono()), 0 when it has passed; a window of 0 has no end. */
+ * start (mono_s()), 0 when it has passed; a window of 0 has no end. */
 static uint64_t window_left_ms(const struct s3_client *c, double start)
 {
 	double left;
 
 	if (!c->conf->retry_window)
 		return UINT64_MAX;
-	left = (double)c->conf->retry_window - (s3_now_mono() - start);
+	left = (double)c->conf->retry_window - (mono_s() - start);
 
 	return left > 0 ? (uint64_t)(left * 1000.0) : 0;
 }
@@ -622,7 +623,7 @@ static uint64_t window_left_ms(const struct s3_client *c, double start)
 int s3_run(struct s3_client *c, struct s3_req *req, struct s3_resp *r)
 {
 	unsigned attempts = c->conf->retries + 1, slept, i;
-	double start = s3_now_mono();
+	double start = mono_s();
 	int err = 0, retry = 0;
 
 	r->req = req;

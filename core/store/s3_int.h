@@ -119,8 +119,6 @@ struct s3_resp {
 
 struct s3_client *s3_client_of(struct store *st);
 
-double s3_now_mono(void);
-
 /* Full jitter: a random pause in [0, min(cap, base * 2^attempt)], cut to
  * at most max_ms. */
 void s3_backoff_sleep(struct s3_client *c, unsigned attempt, uint64_t max_ms,

@@ -40,6 +40,7 @@
 #include "base/log.h"
 #include "base/metrics.h"
 #include "store/s3.h"
+#include "base/clock.h"
 
 extern char **environ;
 
@@ -304,14 +305,6 @@ static void *mpu_worker(void *arg)
 	return NULL;
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static int mpu_run(struct mpu_job *j, unsigned inflight)
 {
 	pthread_t th[64];
@@ -331,7 +324,7 @@ static int cmd_mpu(struct cli *c, int argc, char **argv)
 	unsigned inflight = argc > 5 ? (unsigned)strtoul(argv[5], NULL, 10) : 4;
 	char *id = NULL, etag[STORE_ETAG_MAX];
 	struct stat st;
-	double t0 = now_s();
+	double t0 = mono_s();
 	int err;
 
 	j.part_size = argc > 4 ? strtoull(argv[4], NULL, 10) : 0;
@@ -351,7 +344,7 @@ static int cmd_mpu(struct cli *c, int argc, char **argv)
 	if (err && id)
 		store_mpu_abort(s3_store(c->s3), j.key, id);
 	if (!err) {
-		double dt = now_s() - t0;
+		double dt = mono_s() - t0;
 		printf("%s\n", etag);
 		fprintf(stderr, "mpu: %llu bytes in %u parts, %.3f s, %.1f MiB/s\n",
 			(unsigned long long)j.size, j.nparts, dt,

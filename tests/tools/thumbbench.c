@@ -22,13 +22,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "base/buf.h"
 #include "image/pool.h"
 #include "image/thumb.h"
 #include "image/worker.h"
+#include "base/clock.h"
 
 struct bench {
 	struct buf *files;
@@ -40,14 +40,6 @@ struct bench {
 	atomic_size_t next;
 	atomic_size_t failed;
 };
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static int one(struct bench *b, size_t i)
 {
@@ -80,7 +72,7 @@ static void *run(void *arg)
 static double measure(struct bench *b, unsigned threads)
 {
 	pthread_t tids[64];
-	double t0 = now_s(), secs;
+	double t0 = mono_s(), secs;
 	unsigned started = 0;
 
 	atomic_store(&b->next, 0);
@@ -90,7 +82,7 @@ static double measure(struct bench *b, unsigned threads)
 			break;
 	for (unsigned t = 0; t < started; t++)
 		pthread_join(tids[t], NULL);
-	secs = now_s() - t0;
+	secs = mono_s() - t0;
 	return secs;
 }
 

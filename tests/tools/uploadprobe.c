@@ -28,6 +28,7 @@
 #include "io/mime.h"
 #include "store/s3.h"
 #include "io/upload.h"
+#include "base/clock.h"
 
 extern char **environ;
 
@@ -405,14 +406,6 @@ static int run(struct probe *p)
 	return commit(p);
 }
 
-static double now_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* The ETag without its quotes, for JSON. */
 static void etag_plain(const char *etag, char out[STORE_ETAG_MAX])
 {
@@ -508,11 +501,11 @@ int main(int argc, char **argv)
 		teardown(&p);
 		return 2;
 	}
-	t0 = now_seconds();
+	t0 = mono_s();
 	if (run(&p) != 0 && p.up && (strcmp(p.stage, "write") == 0 ||
 				     strcmp(p.stage, "truncate") == 0))
 		p.close_err = upload_commit(p.up, p.etag);
-	report(&p, now_seconds() - t0);
+	report(&p, mono_s() - t0);
 	teardown(&p);
 	return p.err ? 1 : 0;
 }

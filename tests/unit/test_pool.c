@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 #include <zlib.h>
 
@@ -26,6 +25,7 @@
 #include "image/wire.h"
 #include "image/worker.h"
 #include "tests/unit/check.h"
+#include "base/clock.h"
 
 /* A 2x2 grey PNG, written out by hand. */
 static void png_chunk(struct buf *b, const char *kind, const void *data,
@@ -99,14 +99,6 @@ static struct thumb_conf conf32(void)
 	c.sizes[0] = 32;
 	c.sizes[1] = 16;
 	return c;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
 /* Has pid died? (asked without reaping it: that is the pool's job) */
@@ -220,9 +212,9 @@ static void test_pool(void)
 	CHECK_INT(metrics_get(m, MC_THUMB_WORKER_RESTARTS), 0);
 
 	/* A hang: killed at the deadline, replaced, counted. */
-	t0 = now_s();
+	t0 = mono_s();
 	CHECK_INT(make(p, &spin, "x.jpg", outs, &err), EIO);
-	CHECK(now_s() - t0 < 10.0);
+	CHECK(mono_s() - t0 < 10.0);
 	CHECK(err.data && strstr(err.data, "thumb_timeout") != NULL);
 	pid2 = pool_worker_pid(p, 0);
 	CHECK(pid2 > 0 && pid2 != pid);

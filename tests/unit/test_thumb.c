@@ -14,13 +14,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <vips/vips.h>
 
 #include "base/buf.h"
 #include "image/thumb.h"
 #include "tests/unit/check.h"
+#include "base/clock.h"
 
 #define EDGE 128
 
@@ -422,14 +422,6 @@ static void test_formats(struct thumb_engine *e)
 	buf_release(&out);
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 /* IMGFS_TIMEOUT_SCALE (sanitizer builds are slower), default 1. */
 static double timeout_scale(void)
 {
@@ -444,10 +436,10 @@ static void expect_eio_fast(struct thumb_engine *e, const struct buf *src,
 {
 	struct buf out = BUF_INIT, err = BUF_INIT;
 	enum thumb_format fmt;
-	double t0 = now(), dt;
+	double t0 = mono_s(), dt;
 	int rc = thumb_make(e, src->data, src->len, name, &out, &fmt, &err);
 
-	dt = now() - t0;
+	dt = mono_s() - t0;
 	CHECK_INT(rc, EIO);
 	/* refused from its header: far below the tens of seconds decoding
 	 * such a file takes, loose enough for a loaded machine */
@@ -581,13 +573,13 @@ static int real_one(const char *path, const struct stat *st, int flag,
 static void test_real_set(struct thumb_engine *e)
 {
 	struct real_set rs = {.e = e};
-	double t0 = now();
+	double t0 = mono_s();
 
 	real_ctx = &rs;
 	nftw("/usr/share/backgrounds", real_one, 16, FTW_PHYS);
 	nftw("/usr/share/wallpapers", real_one, 16, FTW_PHYS);
 	printf("real set: %d files, %d bad, %.2f s\n", rs.files, rs.bad,
-	       now() - t0);
+	       mono_s() - t0);
 	CHECK(rs.files >= 80);
 	CHECK_INT(rs.bad, 0);
 }
