@@ -5,6 +5,7 @@ signature, and the bytes are compared with what was copied in. The gallery's
 pages are test_gallery.py's.
 """
 
+import contextlib
 import datetime
 import errno
 import hashlib
@@ -316,22 +317,36 @@ class _CredsHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+@contextlib.contextmanager
+def container_creds(session):
+    """A container credentials endpoint serving the STS session's keys:
+    yields the environment that points a mount at it (and away from the
+    static keys)."""
+    expiration = session["Expiration"].astimezone(datetime.timezone.utc)
+    handler = type("H", (_CredsHandler,), {"body": json.dumps({
+        "AccessKeyId": session["AccessKeyId"],
+        "SecretAccessKey": session["SecretAccessKey"],
+        "Token": session["SessionToken"],
+        "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }).encode()})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield {"AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
+               "AWS_CONTAINER_CREDENTIALS_FULL_URI":
+                   f"http://127.0.0.1:{server.server_port}/creds"}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_expiry_capped_at_temporary_credentials(rgw, bucket, mount, sts_session, tmp_path):
     """Credentials with an expiry (container credentials here, served from
     a real STS session) cut link_expiry, with one warning."""
     c = sts_session
     expiration = c["Expiration"].astimezone(datetime.timezone.utc)
-    handler = type("H", (_CredsHandler,), {"body": json.dumps({
-        "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
-        "Token": c["SessionToken"], "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }).encode()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        m = mount(bucket, opts={"link_expiry": 3600}, env={
-            "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{server.server_port}/creds",
-        })
+    with container_creds(c) as env:
+        m = mount(bucket, opts={"link_expiry": 3600}, env=env)
         src = make_png(tmp_path / "c.png")
         copy_in(m, src, "capped.png")
         url = read_link(m.links / "uploads" / "capped.png")
@@ -346,9 +361,6 @@ def test_expiry_capped_at_temporary_credentials(rgw, bucket, mount, sts_session,
         assert status == 200 and body == src.read_bytes()
         warnings = [ln for ln in m.stderr_text().splitlines() if "link_expiry" in ln]
         assert len(warnings) == 1, m.stderr_text()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # --------------------------------------------------------------- refusals

@@ -12,16 +12,14 @@ import hashlib
 import json
 import os
 import pathlib
-import http.server
 import shutil
 import subprocess
-import threading
 import time
 
 import pytest
 
 from helpers import REPO, image_kind, timeout_scale, wait_for
-from test_links import _CredsHandler, sts_session  # noqa: F401 (a fixture)
+from test_links import container_creds, sts_session  # noqa: F401 (a fixture)
 
 NODE_SCRIPT = pathlib.Path(__file__).with_name("upload_page.js")
 PLAYWRIGHT = REPO / "tests" / "node" / "node_modules" / "playwright-core"
@@ -260,17 +258,8 @@ def test_temporary_credentials_sign_with_their_token_and_cap_the_expiry(
     (img,) = jpeg_images(images, 1)
     c = sts_session
     expiration = c["Expiration"].astimezone(datetime.timezone.utc)
-    handler = type("H", (_CredsHandler,), {"body": json.dumps({
-        "AccessKeyId": c["AccessKeyId"], "SecretAccessKey": c["SecretAccessKey"],
-        "Token": c["SessionToken"], "Expiration": expiration.strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }).encode()})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        m = mount(bucket, opts={"link_expiry": 3600}, env={
-            "AWS_ACCESS_KEY_ID": None, "AWS_SECRET_ACCESS_KEY": None,
-            "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"http://127.0.0.1:{server.server_port}/creds",
-        })
+    with container_creds(c) as env:
+        m = mount(bucket, opts={"link_expiry": 3600}, env=env)
         post = read_post(m)
         read_post(m)
         f = post["fields"]
@@ -286,9 +275,6 @@ def test_temporary_credentials_sign_with_their_token_and_cap_the_expiry(
         warnings = [ln for ln in m.stderr_text().splitlines() if "link_expiry" in ln]
         assert len(warnings) == 1, m.stderr_text()
         assert c["SessionToken"] not in m.stderr_text()
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 # ------------------------------------------------------------------ the page
