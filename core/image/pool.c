@@ -22,10 +22,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "image/wire.h"
 #include "image/worker.h"
-#include "base/clock.h"
 
 #define POOL_CPU_RECYCLE_MS (WORKER_CPU_LIMIT_S * 1000ull / 2)
 #define POOL_START_MS 30000u /* a new worker's libvips start-up */
@@ -55,11 +55,6 @@ struct pool {
  * worker mode would otherwise start workers of its own, without end). */
 #define POOL_WORKER_MARK "IMGFS_THUMB_WORKER=1"
 
-/* The environment of a worker: the mark and sanitizer options only (no
- * secret). In a sanitizer build a worker's crash is an expected event
- * that the pool handles, not a report: ASan and TSan leave SIGSEGV and
- * SIGBUS alone there (their handlers would also make system calls the
- * sandbox refuses). */
 /* NAME=<the daemon's NAME>:handle_segv=0:handle_sigbus=0 into out. */
 static void pool_sanitizer_env(char *out, size_t len, const char *name)
 {
@@ -69,6 +64,11 @@ static void pool_sanitizer_env(char *out, size_t len, const char *name)
 		 v ? v : "", v && *v ? ":" : "");
 }
 
+/* The environment of a worker: the mark and sanitizer options only (no
+ * secret). In a sanitizer build a worker's crash is an expected event
+ * that the pool handles, not a report: ASan and TSan leave SIGSEGV and
+ * SIGBUS alone there (their handlers would also make system calls the
+ * sandbox refuses). */
 static void pool_env(struct pool *p, char **env, size_t max)
 {
 	static const char *const keep[] = {"UBSAN_OPTIONS=", "LSAN_OPTIONS="};

@@ -10,8 +10,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "image/thumb.h"
 #include "base/clock.h"
+#include "image/thumb.h"
 
 /* One sendmsg of p[0..n), with fd attached when fd >= 0. */
 static ssize_t wire_sendmsg(int sock, const void *p, size_t n, int fd)

@@ -19,10 +19,10 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "io/journal.h"
-#include "base/log.h"
-#include "io/mime.h"
 #include "base/clock.h"
+#include "base/log.h"
+#include "io/journal.h"
+#include "io/mime.h"
 
 static void progress_start(struct upload *u);
 

@@ -23,8 +23,8 @@
 #include <string.h>
 
 #include "base/buf.h"
-#include "base/hmap.h"
 #include "base/clock.h"
+#include "base/hmap.h"
 
 struct meta_listing {
 	struct hmap *names; /* name -> struct meta_attr * */

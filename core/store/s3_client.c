@@ -17,11 +17,11 @@
 
 #include <openssl/evp.h>
 
+#include "aws/sigv4.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/loopback.h"
-#include "aws/sigv4.h"
 #include "store/xml.h"
-#include "base/clock.h"
 
 /* ---- small helpers ----------------------------------------------------- */
 

@@ -18,11 +18,11 @@
 
 #include <openssl/evp.h>
 
+#include "aws/sigv4.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/num.h"
-#include "aws/sigv4.h"
 #include "store/xml.h"
-#include "base/clock.h"
 
 /* ---- response callbacks ------------------------------------------------ */
 

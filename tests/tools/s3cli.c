@@ -34,13 +34,13 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "base/buf.h"
-#include "config/cfg.h"
 #include "aws/creds.h"
+#include "base/buf.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "config/cfg.h"
 #include "store/s3.h"
-#include "base/clock.h"
 
 extern char **environ;
 

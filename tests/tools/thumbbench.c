@@ -25,10 +25,10 @@
 #include <unistd.h>
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "image/pool.h"
 #include "image/thumb.h"
 #include "image/worker.h"
-#include "base/clock.h"
 
 struct bench {
 	struct buf *files;

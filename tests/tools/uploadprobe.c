@@ -21,14 +21,14 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "config/cfg.h"
 #include "aws/creds.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "base/metrics.h"
+#include "config/cfg.h"
 #include "io/mime.h"
-#include "store/s3.h"
 #include "io/upload.h"
-#include "base/clock.h"
+#include "store/s3.h"
 
 extern char **environ;
 

@@ -20,12 +20,12 @@
 #include <zlib.h>
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "base/metrics.h"
 #include "image/pool.h"
 #include "image/wire.h"
 #include "image/worker.h"
 #include "tests/unit/check.h"
-#include "base/clock.h"
 
 /* A 2x2 grey PNG, written out by hand. */
 static void png_chunk(struct buf *b, const char *kind, const void *data,

@@ -18,9 +18,9 @@
 #include <vips/vips.h>
 
 #include "base/buf.h"
+#include "base/clock.h"
 #include "image/thumb.h"
 #include "tests/unit/check.h"
-#include "base/clock.h"
 
 #define EDGE 128
 
