@@ -14,8 +14,10 @@
  *
  * Network requests run on the calling thread (or a producer thread for
  * background work). At most twice as many sources as decode slots are
- * read into memory at once, so memory stays bounded however many readers
- * ask for new thumbnails.
+ * read into memory at once for read-ahead and eager work, and as many
+ * again as there are slots for readers (who so never wait for a guess to
+ * make room), so memory stays bounded however many readers ask for new
+ * thumbnails.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -206,7 +208,7 @@ struct thumbs_gen {
 	const char *key;
 	const char *etag;
 	struct thumbs_src *src; /* the bytes, or NULL: read the source */
-	int background;         /* decode at low priority */
+	enum thumbs_prio prio;  /* how urgent the decode is */
 	struct buf *outs;       /* one per size */
 	enum thumb_format fmt;
 	struct thumb_source_info info; /* the source's size, once decoded */
@@ -264,7 +266,7 @@ static int thumbs_read_decode(struct thumbs *t, struct thumbs_gen *g)
 		job.name = thumbs_leaf(g->key);
 		job.res.outs = g->outs;
 		job.res.err = &err;
-		rc = thumbs_decode(t, &job, g->background, g->key, g->etag);
+		rc = thumbs_decode(t, &job, g->prio, g->key, g->etag);
 		g->fmt = job.res.fmt;
 		g->info = job.res.shown;
 		if (rc == EIO)
@@ -329,7 +331,7 @@ static int thumbs_generate(struct thumbs *t, struct thumbs_gen *g,
 {
 	int rc;
 
-	thumbs_source_slot(t);
+	thumbs_source_slot(t, g->prio);
 	rc = thumbs_read_decode(t, g);
 	thumbs_source_done(t);
 	if (rc)
@@ -381,8 +383,8 @@ static int thumbs_fetch(struct thumbs *t, unsigned idx, const char *src_key,
 			enum thumbs_origin *origin)
 {
 	struct cache_key ck = thumbs_ck(t, idx, src_key, src_etag);
-	struct thumbs_gen g = {src_key, src_etag, NULL, 0, NULL, THUMB_FMT_JPEG,
-				{0, 0}};
+	struct thumbs_gen g = {src_key, src_etag, NULL, PRIO_READ, NULL,
+			       THUMB_FMT_JPEG, {0, 0}};
 	int cached = 0, rc;
 
 	if (!src_etag || !*src_etag || idx >= t->nsizes)
@@ -411,12 +413,12 @@ static int thumbs_fetch(struct thumbs *t, unsigned idx, const char *src_key,
 void thumbs_run_request(struct thumbs *t, struct thumbs_req *r)
 {
 	struct cache_key ck = thumbs_ck(t, r->idx, r->key, r->etag);
-	struct thumbs_gen g = {r->key, r->etag, r->src, 0, NULL, THUMB_FMT_JPEG,
-				{0, 0}};
+	/* (r is off the queue: r->urgent is ours alone) */
+	struct thumbs_gen g = {r->key, r->etag, r->src,
+			       r->urgent ? PRIO_AHEAD : PRIO_EAGER, NULL,
+			       THUMB_FMT_JPEG, {0, 0}};
 	enum thumbs_origin origin;
 	uint64_t size;
-
-	g.background = !r->urgent; /* off the queue: ours alone */
 
 	/* Nothing to do when it is known, or known to fail. */
 	if (cache_peek(t->cache, &ck, &size) == ENOENT)

@@ -7,18 +7,19 @@
  * Scheduling (see thumbs.h for what callers see):
  *
  * Decodes are jobs on two queues. The demand queue holds decodes someone
- * waits for (a read); the background queue those of eager thumbnails and
- * read-ahead. conf->concurrency threads serve the demand queue at normal
- * priority and as many serve the background queue under SCHED_IDLE (they
- * get the CPU only when nothing else wants it, so an upload in progress is
- * not slowed); together they never run more than conf->concurrency
- * decodes (t->decoding < t->slots), and a free slot goes to a demand job
- * first. A read that joins the flight of a background job still queued
- * moves it to the demand queue.
+ * waits for (a read) and, behind them, those of read-ahead; the background
+ * queue those of eager thumbnails. conf->concurrency threads serve the
+ * demand queue at normal priority and as many serve the background queue
+ * under SCHED_IDLE (they get the CPU only when nothing else wants it, so
+ * an upload in progress is not slowed); together they never run more than
+ * conf->concurrency decodes (t->decoding < t->slots), and a free slot goes
+ * to a demand job first. A read that joins the flight of a job still
+ * queued moves it ahead of the read-ahead jobs; read-ahead that meets an
+ * eager job moves it to the demand queue, behind the reads.
  *
  * Only eager work decodes at low priority: read-ahead is for a reader
- * who is coming, so its decodes (and those of eager requests it meets)
- * go on the demand queue, behind what a reader waits for already.
+ * who is coming, so it decodes at normal priority, but after every read
+ * already waiting: a reader never waits behind a guess.
  * The background threads' decodes run in workers of their own (t->bpool,
  * SCHED_IDLE too), started only when conf.eager is on: without privilege
  * a process cannot be lifted out of SCHED_IDLE again, so one worker
@@ -50,6 +51,10 @@
 #define THUMBS_HELD_DISK (2ull << 30)    /* then in the cache directory */
 #define THUMBS_PENDING_MAX 1024u         /* background requests waiting */
 
+/* How urgent a decode is, most first: a read waits for it; read-ahead
+ * (a reader is coming); an eager thumbnail (nobody waits). */
+enum thumbs_prio { PRIO_READ, PRIO_AHEAD, PRIO_EAGER };
+
 /* One decode of every size; lives on the requester's stack. */
 struct thumbs_job {
 	int fd;                  /* a memfd holding the source's bytes */
@@ -57,7 +62,9 @@ struct thumbs_job {
 	const char *name;
 	struct pool_result res;  /* outs: one per size of the engine */
 	int rc;
-	int background;          /* protected by thumbs.lock: queued there */
+	enum thumbs_prio prio;   /* protected by thumbs.lock: EAGER on the
+				    background queue, else on the demand
+				    queue, READ jobs before AHEAD ones */
 	int started;             /* protected by thumbs.lock */
 	int done;                /* protected by thumbs.lock */
 	struct thumbs_job *next; /* protected by thumbs.lock */
@@ -95,6 +102,8 @@ struct thumbs_flight {
 	int forgotten;           /* protected by lock: the source changed */
 	unsigned waiters;        /* protected by lock: readers waiting or
 				    coming (read-ahead) */
+	enum thumbs_prio want;   /* protected by lock: the most urgent of
+				    them (EAGER when none) */
 	struct thumbs_job *job;  /* protected by lock: its decode, while
 				    queued; NULL otherwise */
 	struct thumbs_flight *next;
@@ -120,7 +129,8 @@ struct thumbs {
 					  or stopping */
 	pthread_cond_t done;           /* a job finished, a flight landed,
 					  a source slot freed */
-	struct thumbs_job *queue;      /* protected by lock: demand FIFO */
+	struct thumbs_job *queue;      /* protected by lock: demand, READ
+					  jobs first, each kind FIFO */
 	struct thumbs_job *queue_tail; /* protected by lock */
 	struct thumbs_job *bqueue;     /* protected by lock: background */
 	struct thumbs_job *bqueue_tail;/* protected by lock */
@@ -134,7 +144,7 @@ struct thumbs {
 	uint64_t held_disk;            /* protected by lock */
 	int stopping;                  /* protected by lock */
 	unsigned sources;              /* protected by lock; held in memory */
-	unsigned sources_max;          /* bound on sources */
+	unsigned sources_max;          /* bound on sources of guesses */
 
 	pthread_t *threads;
 	unsigned nthreads;
@@ -148,11 +158,11 @@ struct thumbs {
 int thumbs_sched_start(struct thumbs *t, unsigned n);
 void thumbs_sched_stop(struct thumbs *t);
 
-/* Run one decode and wait for it; background: at low priority, unless a
- * reader joins the flight of (key, etag) meanwhile. ECANCELED when
+/* Run one decode at prio and wait for it; sooner when a reader (or
+ * read-ahead) joins the flight of (key, etag) meanwhile. ECANCELED when
  * stopping, else the job's rc. */
-int thumbs_decode(struct thumbs *t, struct thumbs_job *job, int background,
-		  const char *key, const char *etag);
+int thumbs_decode(struct thumbs *t, struct thumbs_job *job,
+		  enum thumbs_prio prio, const char *key, const char *etag);
 
 /* Take off (0), or wait for the flight under way and return EAGAIN (look
  * again); with nowait, EBUSY instead of waiting. ENOMEM. */
@@ -166,8 +176,10 @@ int thumbs_flight_forgotten(struct thumbs *t, const char *key,
 /* Mark every flight of key forgotten and drop its waiting requests. */
 void thumbs_sched_forget(struct thumbs *t, const char *key);
 
-/* Wait for room to hold one more source in memory; give it back. */
-void thumbs_source_slot(struct thumbs *t);
+/* Wait for room to hold one more source in memory; give it back. Work
+ * nobody waits for yet (AHEAD, EAGER) may hold sources_max sources, a
+ * read slots more: it never waits for a guess to make room. */
+void thumbs_source_slot(struct thumbs *t, enum thumbs_prio prio);
 void thumbs_source_done(struct thumbs *t);
 
 /* Queue a request (taking src, which is freed when it is refused):

@@ -49,6 +49,44 @@ static struct thumbs_job *job_pop(struct thumbs_job **head,
 	return job;
 }
 
+/* Queue job by its prio: EAGER at the end of the background queue, READ
+ * after the READ jobs of the demand queue, AHEAD at its end. Locks held:
+ * t->lock. */
+static void job_queue(struct thumbs *t, struct thumbs_job *job)
+{
+	struct thumbs_job **pp = &t->queue;
+
+	if (job->prio == PRIO_EAGER) {
+		job_append(&t->bqueue, &t->bqueue_tail, job);
+		return;
+	}
+	while (*pp && (job->prio == PRIO_AHEAD || (*pp)->prio == PRIO_READ))
+		pp = &(*pp)->next;
+	job->next = *pp;
+	*pp = job;
+	if (!job->next)
+		t->queue_tail = job;
+}
+
+/* Take a queued job off its queue. Locks held: t->lock. */
+static void job_unqueue(struct thumbs *t, struct thumbs_job *job)
+{
+	int bg = job->prio == PRIO_EAGER;
+	struct thumbs_job **pp = bg ? &t->bqueue : &t->queue, *prev = NULL;
+
+	while (*pp && *pp != job) {
+		prev = *pp;
+		pp = &prev->next;
+	}
+	if (!*pp)
+		return;
+	*pp = job->next;
+	if (bg && t->bqueue_tail == job)
+		t->bqueue_tail = prev;
+	if (!bg && t->queue_tail == job)
+		t->queue_tail = prev;
+}
+
 /* The job role may start now, or NULL. Locks held: t->lock. */
 static struct thumbs_job *job_take(struct thumbs *t, enum thumbs_role role)
 {
@@ -110,8 +148,8 @@ static struct thumbs_flight *flight_find(struct thumbs *t, const char *key,
 	return NULL;
 }
 
-int thumbs_decode(struct thumbs *t, struct thumbs_job *job, int background,
-		  const char *key, const char *etag)
+int thumbs_decode(struct thumbs *t, struct thumbs_job *job,
+		  enum thumbs_prio prio, const char *key, const char *etag)
 {
 	struct thumbs_flight *f;
 
@@ -120,17 +158,13 @@ int thumbs_decode(struct thumbs *t, struct thumbs_job *job, int background,
 		pthread_mutex_unlock(&t->lock);
 		return ECANCELED;
 	}
-	f = background ? flight_find(t, key, etag) : NULL;
-	if (f && f->waiters)
-		background = 0; /* a reader waits for it already */
-	job->background = background;
-	if (background) {
-		job_append(&t->bqueue, &t->bqueue_tail, job);
-		if (f)
-			f->job = job;
-	} else {
-		job_append(&t->queue, &t->queue_tail, job);
-	}
+	f = prio != PRIO_READ ? flight_find(t, key, etag) : NULL;
+	if (f && f->waiters && f->want < prio)
+		prio = f->want; /* someone waits for it already */
+	job->prio = prio;
+	job_queue(t, job);
+	if (f)
+		f->job = job;
 	pthread_cond_broadcast(&t->work);
 	while (!job->done)
 		pthread_cond_wait(&t->done, &t->lock);
@@ -140,25 +174,17 @@ int thumbs_decode(struct thumbs *t, struct thumbs_job *job, int background,
 	return job->rc;
 }
 
-/* A reader waits for job: move it from the background queue to the
- * demand queue if it has not started. Locks held: t->lock. */
-static void job_promote(struct thumbs *t, struct thumbs_job *job)
+/* A reader (prio READ) or read-ahead (AHEAD) waits for job: if it has
+ * not started, queue it again as that urgent. Locks held: t->lock. */
+static void job_promote(struct thumbs *t, struct thumbs_job *job,
+			enum thumbs_prio prio)
 {
-	struct thumbs_job **pp, *prev = NULL;
-
-	if (!job->background || job->started)
+	if (job->started || job->prio <= prio)
 		return;
-	for (pp = &t->bqueue; *pp; prev = *pp, pp = &(*pp)->next) {
-		if (*pp != job)
-			continue;
-		*pp = job->next;
-		if (t->bqueue_tail == job)
-			t->bqueue_tail = prev;
-		job->background = 0;
-		job_append(&t->queue, &t->queue_tail, job);
-		pthread_cond_broadcast(&t->work);
-		return;
-	}
+	job_unqueue(t, job);
+	job->prio = prio;
+	job_queue(t, job);
+	pthread_cond_broadcast(&t->work);
 }
 
 /* ---- single flight ------------------------------------------------- */
@@ -173,6 +199,7 @@ static int flight_new(struct thumbs *t, const char *key, const char *etag)
 		free(f);
 		return ENOMEM;
 	}
+	f->want = PRIO_EAGER;
 	f->next = t->flights;
 	t->flights = f;
 	return 0;
@@ -190,9 +217,10 @@ int thumbs_flight_join(struct thumbs *t, const char *key, const char *etag,
 		rc = EBUSY;
 	} else if (f) {
 		f->waiters++;
+		f->want = PRIO_READ;
 		while (flight_find(t, key, etag) == f) {
 			if (f->job)
-				job_promote(t, f->job);
+				job_promote(t, f->job, PRIO_READ);
 			pthread_cond_wait(&t->done, &t->lock);
 		}
 		rc = EAGAIN;
@@ -239,10 +267,12 @@ int thumbs_flight_forgotten(struct thumbs *t, const char *key,
 
 /* ---- source slots -------------------------------------------------- */
 
-void thumbs_source_slot(struct thumbs *t)
+void thumbs_source_slot(struct thumbs *t, enum thumbs_prio prio)
 {
+	unsigned max = t->sources_max + (prio == PRIO_READ ? t->slots : 0);
+
 	pthread_mutex_lock(&t->lock);
-	while (t->sources >= t->sources_max)
+	while (t->sources >= max)
 		pthread_cond_wait(&t->done, &t->lock);
 	t->sources++;
 	pthread_mutex_unlock(&t->lock);
@@ -400,8 +430,10 @@ static int req_known(struct thumbs *t, const char *key, const char *etag,
 	f = flight_find(t, key, etag);
 	if (f && urgent) {
 		f->waiters++;
+		if (f->want > PRIO_AHEAD)
+			f->want = PRIO_AHEAD;
 		if (f->job)
-			job_promote(t, f->job);
+			job_promote(t, f->job, PRIO_AHEAD);
 	}
 	return f != NULL;
 }

@@ -170,6 +170,32 @@ def test_killed_and_stopped_workers_cost_one_read(rgw, bucket, mount, tmp_path):
     assert m.proc.poll() is None
 
 
+@pytest.mark.deadline(200)
+def test_a_read_does_not_wait_behind_read_ahead(rgw, bucket, mount):
+    """Reading a0 makes read-ahead queue a1..a4 (slow files, each holding a
+    decode slot until thumb_timeout); a read of another file meanwhile
+    takes the first slot that frees, not the one after the guesses."""
+    timeout = int(3 * SCALE)
+    for k in range(5):
+        rgw.s3.put_object(Bucket=bucket, Key=f"uploads/r/a{k}.png", Body=hostile_images.ztxt_png())
+    rgw.s3.put_object(Bucket=bucket, Key="uploads/r/0good.jpg", Body=good_jpeg())
+    m = mount(bucket, opts={"thumb_timeout": str(timeout), "thumb_eager": "false",
+                            "thumb_concurrency": "2"})
+    wait_for(lambda: len(workers(m.pid)) == 2, 30 * SCALE, what="two workers")
+    os.listdir(m.thumbs / "r")  # the listing read-ahead goes by
+    r = Reader(m.thumbs / "r" / "a0.png")
+    t0 = workers(m.pid)
+    r.start()
+    wait_for(lambda: all(t > t0.get(p, t) for p, t in workers(m.pid).items()),
+             timeout, interval=0.02, what="a0 and read-ahead's a1 decoding")
+    data, err, secs = read_result(m.thumbs / "r" / "0good.jpg")
+    assert err is None and Image.open(io.BytesIO(data)).format == "JPEG"
+    # Behind a2 and a3 it would take two deadlines.
+    assert secs < timeout + 1 * SCALE, f"the read waited {secs:.1f}s"
+    r.join(timeout + 5)
+    assert r.result[1] == errno.EIO
+
+
 def test_decoding_happens_in_a_sandboxed_worker(rgw, bucket, mount):
     rgw.s3.put_object(Bucket=bucket, Key="uploads/a.jpg", Body=good_jpeg())
     m = mount(bucket, opts={"log_level": "debug", "thumb_eager": "false"})
