@@ -60,7 +60,11 @@ static void job_queue(struct thumbs *t, struct thumbs_job *job)
 		job_append(&t->bqueue, &t->bqueue_tail, job);
 		return;
 	}
-	while (*pp && (job->prio == PRIO_AHEAD || (*pp)->prio == PRIO_READ))
+	if (job->prio == PRIO_AHEAD) {
+		job_append(&t->queue, &t->queue_tail, job);
+		return;
+	}
+	while (*pp && (*pp)->prio == PRIO_READ)
 		pp = &(*pp)->next;
 	job->next = *pp;
 	*pp = job;
@@ -159,7 +163,7 @@ int thumbs_decode(struct thumbs *t, struct thumbs_job *job,
 		return ECANCELED;
 	}
 	f = prio != PRIO_READ ? flight_find(t, key, etag) : NULL;
-	if (f && f->waiters && f->want < prio)
+	if (f && f->want < prio)
 		prio = f->want; /* someone waits for it already */
 	job->prio = prio;
 	job_queue(t, job);
