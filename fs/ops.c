@@ -51,6 +51,19 @@ static int is_change(int flags)
 	return (flags & O_ACCMODE) != O_RDONLY || (flags & O_TRUNC);
 }
 
+/* The owner a new node is stored with: the caller's. */
+static struct store_attrs caller_owns(mode_t mode)
+{
+	const struct fuse_context *ctx = fuse_get_context();
+
+	return (struct store_attrs){
+		.have = STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID,
+		.mode = mode,
+		.uid = ctx->uid,
+		.gid = ctx->gid,
+	};
+}
+
 static void fill_stat(struct stat *st, const struct ns_attr *a)
 {
 	memset(st, 0, sizeof(*st));
@@ -58,9 +71,14 @@ static void fill_stat(struct stat *st, const struct ns_attr *a)
 		st->st_mode = S_IFDIR | (a->writable ? 0755 : 0555);
 		st->st_nlink = 2;
 	} else {
+		mode_t type = ns_attr_type(a);
+
 		st->st_mode = S_IFREG | (a->writable ? 0644 : 0444);
 		if (a->writable && (a->have & STORE_ATTR_MODE))
-			st->st_mode = S_IFREG | (a->mode & 07777);
+			st->st_mode = type | (a->mode & 07777);
+		if ((type == S_IFCHR || type == S_IFBLK) &&
+		    (a->have & STORE_ATTR_RDEV))
+			st->st_rdev = (dev_t)a->rdev;
 		st->st_nlink = 1;
 	}
 	st->st_uid = a->have & STORE_ATTR_UID ? a->uid : getuid();
@@ -88,6 +106,8 @@ static void *fs_init(struct fuse_conn_info *conn, struct fuse_config *fc)
 		conn->max_read = s->max_read;
 	if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC)
 		conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
+	if (conn->capable & FUSE_CAP_CACHE_SYMLINKS) /* a target is read once */
+		conn->want |= FUSE_CAP_CACHE_SYMLINKS;
 	s->start_error = ns_start(s->ns);
 	if (s->start_error) {
 		log_error("cannot start: %s", strerror(s->start_error));
@@ -252,13 +272,7 @@ static int fs_open(const char *path, struct fuse_file_info *fi)
 
 static int fs_create(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	const struct fuse_context *ctx = fuse_get_context();
-	struct store_attrs init = {
-		.have = STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID,
-		.mode = S_IFREG | (mode & 07777),
-		.uid = ctx->uid,
-		.gid = ctx->gid,
-	};
+	struct store_attrs init = caller_owns(S_IFREG | (mode & 07777));
 	struct ns_file *f;
 	int rc = ns_create(ns(), path, fi->flags, &init, &f);
 
@@ -332,8 +346,7 @@ static int fs_rename(const char *from, const char *to, unsigned int flags)
  * change nothing that could be seen. */
 static int fs_chmod(const char *path, mode_t mode, struct fuse_file_info *fi)
 {
-	struct store_attrs set = {.have = STORE_ATTR_MODE,
-				  .mode = S_IFREG | (mode & 07777)};
+	struct store_attrs set = {.have = STORE_ATTR_MODE, .mode = mode & 07777};
 
 	return path ? changed(ns_setattr(ns(), path, &set)) : 0;
 }
@@ -369,24 +382,34 @@ static int fs_utimens(const char *path, const struct timespec tv[2],
 	return path ? changed(ns_setattr(ns(), path, &set)) : 0;
 }
 
-/* What an object cannot be: a symbolic link, a device, a FIFO or a socket
- * (mknod; libfuse makes a regular file through create), or a second name
- * of an object (link). Without these callbacks programs got ENOSYS
- * ("Function not implemented"). The kernel checks first that the name is
- * free (EEXIST) and may be made (EACCES). */
+/* Symbolic links, FIFOs, sockets and devices are objects (ns.h); libfuse
+ * makes a regular file through create, never mknod. The kernel checks
+ * first that the name is free (EEXIST) and may be made (EACCES). */
 static int fs_symlink(const char *target, const char *path)
 {
-	return changed(ns_mknode(ns(), path));
+	struct store_attrs init = caller_owns(S_IFLNK | 0777);
+
+	return changed(ns_symlink(ns(), path, target, &init));
 }
 
 static int fs_mknod(const char *path, mode_t mode, dev_t rdev)
 {
-	return changed(ns_mknode(ns(), path));
+	struct store_attrs init = caller_owns(mode);
+
+	init.rdev = rdev;
+	return changed(ns_mknod(ns(), path, &init));
 }
 
+static int fs_readlink(const char *path, char *buf, size_t size)
+{
+	return fail(ns_readlink(ns(), path, buf, size));
+}
+
+/* A second name of an object: none can have one. Without this callback
+ * programs got ENOSYS ("Function not implemented"). */
 static int fs_link(const char *from, const char *to)
 {
-	return changed(ns_mknode(ns(), to));
+	return changed(ns_link(ns(), to));
 }
 
 static int fs_access(const char *path, int mask)
@@ -439,6 +462,7 @@ static const struct fuse_operations operations = {
 	.rmdir = fs_rmdir,
 	.rename = fs_rename,
 	.symlink = fs_symlink,
+	.readlink = fs_readlink,
 	.mknod = fs_mknod,
 	.link = fs_link,
 	.chmod = fs_chmod,

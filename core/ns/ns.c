@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/log.h"
@@ -297,6 +298,8 @@ int ns_thumb_source(struct ns *ns, const char *rel, struct buf *src_key,
 		rc = ns_upload_attr(ns, src_rel.data, src);
 	if (!rc && (src->is_dir || !thumbs_is_image(name.data)))
 		rc = ENOENT;
+	if (!rc && src->posix_known && ns_stored_type(&src->posix) != S_IFREG)
+		rc = ENOENT; /* a link or a FIFO, however it is named */
 	if (!rc)
 		rc = ns_upload_key(ns, src_rel.data, src_key);
 out:
@@ -339,10 +342,12 @@ static void file_attr(struct ns_attr *a, const struct meta_attr *m)
 		a->mtime = (time_t)p->mtime_sec;
 		a->mtime_nsec = p->mtime_nsec;
 	}
-	a->have = p->have & (STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID);
+	a->have = p->have & (STORE_ATTR_MODE | STORE_ATTR_UID | STORE_ATTR_GID |
+			     STORE_ATTR_RDEV);
 	a->mode = p->mode;
 	a->uid = p->uid;
 	a->gid = p->gid;
+	a->rdev = p->rdev;
 }
 
 static int thumb_attr(struct ns *ns, const char *rel, unsigned idx,
@@ -449,7 +454,14 @@ int ns_getattr(struct ns *ns, const char *path, struct ns_attr *out)
 
 /* --- listings ------------------------------------------------------------ */
 
-struct collect;
+struct collect {
+	struct hmap *seen;       /* name -> struct meta_attr * */
+	const char *prefix;
+	size_t plen;
+	time_t now;              /* the time shown for local entries */
+	int err;
+};
+
 static int collect_entry(void *arg, const char *name,
 			 const struct meta_attr *a);
 
@@ -491,6 +503,29 @@ static int add_page(struct meta_listing *l, const char *prefix,
 	return rc;
 }
 
+struct known {
+	struct ns *ns;
+	const char *prefix;
+};
+
+/* A listing carries no stored attributes: give an entry those the cache
+ * holds of the same object (same ETag), so that a listing shows what a
+ * stat does (a node's type above all: the kernel fails an inode whose type
+ * changes). */
+static int carry_known(void *arg, const char *name, void *value)
+{
+	struct known *k = arg;
+	struct meta_attr *a = value, m;
+
+	if (!a->is_dir && !a->posix_known &&
+	    meta_lookup(k->ns->meta, k->prefix, name, &m) == META_FOUND &&
+	    m.posix_known && !strcmp(m.etag, a->etag)) {
+		a->posix = m.posix;
+		a->posix_known = 1;
+	}
+	return 0;
+}
+
 /* List prefix completely (one request per 1000 entries) into c (unless
  * NULL) and the cache (c gets it even when the cache would not keep it: metadata_ttl=0). */
 static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
@@ -518,16 +553,11 @@ static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 		return rc;
 	}
 	meta_dir_store_since(ns->meta, prefix, l, gen);
+	if (c)
+		hmap_each(c->seen, carry_known, &(struct known){ns, prefix});
 	return 0;
 }
 
-struct collect {
-	struct hmap *seen;       /* name -> struct meta_attr * */
-	const char *prefix;
-	size_t plen;
-	time_t now;              /* the time shown for local entries */
-	int err;
-};
 
 static int collect_entry(void *arg, const char *name, const struct meta_attr *a)
 {
@@ -610,8 +640,9 @@ static int emit_thumb(struct emit *e, const char *name,
 	struct buf tname = BUF_INIT, key = BUF_INIT, tkey = BUF_INIT;
 	int rc;
 
-	if (!thumbs_is_image(name))
-		return 0;
+	if (!thumbs_is_image(name) ||
+	    (m->posix_known && ns_stored_type(&m->posix) != S_IFREG))
+		return 0; /* a link named like an image has none */
 	rc = thumbs_name_for(name, &tname);
 	if (!rc)
 		rc = buf_addf(&key, "%s%s", e->prefix, name);

@@ -44,7 +44,13 @@ struct ns_attr {
 	unsigned have;   /* STORE_ATTR_MODE, _UID, _GID: stored values below */
 	uint32_t mode;   /* permission bits (and type) as stored */
 	uint32_t uid, gid;
+	uint64_t rdev;   /* a device's number, when have has STORE_ATTR_RDEV */
 };
+
+/* The file type a shows: S_IFDIR for a folder; for a file, the type its
+ * stored mode names when that is a symbolic link, FIFO, socket or device
+ * (as ns_symlink() and ns_mknod() store them), else S_IFREG. */
+uint32_t ns_attr_type(const struct ns_attr *a);
 
 /* NULL with errno set. cfg and creds must outlive the ns. */
 struct ns *ns_new(const struct cfg *cfg, struct creds *creds);
@@ -109,10 +115,22 @@ int ns_truncate(struct ns *ns, const char *path, struct ns_file *f,
 int ns_unlink(struct ns *ns, const char *path);
 int ns_mkdir(struct ns *ns, const char *path);
 int ns_rmdir(struct ns *ns, const char *path);
-/* symlink, mknod of a device, FIFO or socket, or link at path: a node no
- * object can be. EPERM (what link(2), symlink(2) and mknod(2) return on a
- * file system without them) in uploads/, EROFS elsewhere. */
-int ns_mknode(struct ns *ns, const char *path);
+/* Nodes that are not files or folders, in uploads/ (EROFS elsewhere), each
+ * an object as s3fs stores it: the type in its mode (x-amz-meta-mode), a
+ * symbolic link's target as its body, a device's number in
+ * x-amz-meta-rdev. init holds the owner (and for mknod the mode and rdev);
+ * the mtime is now. EEXIST when the name is taken. */
+int ns_symlink(struct ns *ns, const char *path, const char *target,
+	       const struct store_attrs *init);
+/* A FIFO, socket or device (init->mode's type; EINVAL for another). */
+int ns_mknod(struct ns *ns, const char *path, const struct store_attrs *init);
+/* The target of the symbolic link at path into buf, NUL-terminated and cut
+ * at size - 1 bytes as readlink(2) is by FUSE. EINVAL when path is not a
+ * symbolic link. */
+int ns_readlink(struct ns *ns, const char *path, char *buf, size_t size);
+/* link(2) to the new name to: EPERM in uploads/ (an object has one name),
+ * EROFS elsewhere. */
+int ns_link(struct ns *ns, const char *to);
 /* flags: 0 or RENAME_NOREPLACE. */
 int ns_rename(struct ns *ns, const char *from, const char *to,
 	      unsigned flags);

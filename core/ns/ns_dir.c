@@ -11,8 +11,7 @@
 
 #include "base/log.h"
 
-/* Parse path, which must be strictly inside uploads/. */
-static int upload_rel(struct ns *ns, const char *path, const char **rel)
+int ns_upload_rel(struct ns *ns, const char *path, const char **rel)
 {
 	struct path_info pi;
 	int rc = path_parse(path, strlen(ns->cfg->fs.uploads_prefix), &pi);
@@ -72,8 +71,8 @@ void ns_attrs_merge(struct store_attrs *dst, const struct store_attrs *set)
 		dst->mtime_sec = set->mtime_sec;
 		dst->mtime_nsec = set->mtime_nsec;
 	}
-	if (set->have & STORE_ATTR_MODE)
-		dst->mode = set->mode;
+	if (set->have & STORE_ATTR_MODE) /* chmod keeps the file's type */
+		dst->mode = ns_stored_type(dst) | (set->mode & 07777);
 	if (set->have & STORE_ATTR_UID)
 		dst->uid = set->uid;
 	if (set->have & STORE_ATTR_GID)
@@ -112,7 +111,7 @@ int ns_setattr(struct ns *ns, const char *path, const struct store_attrs *set)
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
 	const char *rel;
-	int rc = upload_rel(ns, path, &rel);
+	int rc = ns_upload_rel(ns, path, &rel);
 
 	if (rc == EBUSY)
 		return 0; /* uploads/ itself */
@@ -135,7 +134,7 @@ int ns_unlink(struct ns *ns, const char *path)
 	struct buf key = BUF_INIT;
 	struct meta_attr a;
 	const char *rel;
-	int rc = upload_rel(ns, path, &rel);
+	int rc = ns_upload_rel(ns, path, &rel);
 
 	if (!rc)
 		rc = ns_upload_attr(ns, rel, &a);
@@ -160,7 +159,7 @@ int ns_mkdir(struct ns *ns, const char *path)
 	struct buf prefix = BUF_INIT;
 	struct meta_attr a;
 	const char *rel;
-	int rc = upload_rel(ns, path, &rel);
+	int rc = ns_upload_rel(ns, path, &rel);
 
 	if (rc)
 		return rc == EBUSY ? EEXIST : rc;
@@ -180,16 +179,6 @@ int ns_mkdir(struct ns *ns, const char *path)
 	}
 	buf_release(&prefix);
 	return rc;
-}
-
-int ns_mknode(struct ns *ns, const char *path)
-{
-	const char *rel;
-	int rc = upload_rel(ns, path, &rel);
-
-	if (rc)
-		return rc == EBUSY ? EEXIST : rc;
-	return EPERM;
 }
 
 struct under {
@@ -323,7 +312,7 @@ int ns_rmdir(struct ns *ns, const char *path)
 	struct meta_attr a;
 	const char *rel;
 	size_t hidden = 0;
-	int empty = 0, rc = upload_rel(ns, path, &rel);
+	int empty = 0, rc = ns_upload_rel(ns, path, &rel);
 
 	if (!rc)
 		rc = ns_upload_attr(ns, rel, &a);
@@ -551,10 +540,10 @@ int ns_rename(struct ns *ns, const char *from, const char *to, unsigned flags)
 {
 	struct meta_attr src, dst;
 	const char *from_rel, *to_rel;
-	int rc = upload_rel(ns, from, &from_rel);
+	int rc = ns_upload_rel(ns, from, &from_rel);
 
 	if (!rc)
-		rc = upload_rel(ns, to, &to_rel);
+		rc = ns_upload_rel(ns, to, &to_rel);
 	if (rc)
 		return rc;
 	if (flags & ~1u) /* only RENAME_NOREPLACE */

@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "base/log.h"
 
@@ -216,6 +217,12 @@ static int open_upload(struct ns *ns, const char *rel, int flags,
 	/* a rewrite keeps the mode and owner: learn them */
 	int rc = upload_file(ns, rel, &a, &key, wr);
 
+	if (!rc && !a.posix_known && a.size < NS_LINK_MAX)
+		rc = ns_upload_attr_posix(ns, rel, &a); /* a node is small */
+	if (!rc && (a.is_dir ||
+		    (a.posix_known && ns_stored_type(&a.posix) != S_IFREG)))
+		rc = ESTALE; /* a listing showed a link as a file: the kernel
+				looks the name up again */
 	if (!rc && wr)
 		rc = open_writer(ns, key.data, 1,
 				 (flags & O_TRUNC) ? 0 : a.size,

@@ -109,6 +109,16 @@ struct ns_file {
 	int size_changed;
 };
 
+/* Parse path, which must be strictly inside uploads/: *rel points into
+ * path. EROFS outside uploads/, EBUSY for uploads/ itself. */
+int ns_upload_rel(struct ns *ns, const char *path, const char **rel);
+/* The longest target a symbolic link holds (PATH_MAX, with the NUL); so no
+ * object of this size or more is a link or another node. */
+#define NS_LINK_MAX 4096
+/* The file type stored in p's mode when it is one a non-folder object can
+ * be (S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK), else S_IFREG. */
+uint32_t ns_stored_type(const struct store_attrs *p);
+
 /* The S3 key for rel in the uploads area ("uploads/" + rel). */
 int ns_upload_key(const struct ns *ns, const char *rel, struct buf *out);
 /* The folder prefix for rel ("uploads/" + rel + "/", or "uploads/"). */

@@ -38,16 +38,19 @@ int s3_add_attrs(struct s3_req *req, const struct store_attrs *a)
 	snprintf(v[1], sizeof(v[1]), "%" PRIu32, a->mode);
 	snprintf(v[2], sizeof(v[2]), "%" PRIu32, a->uid);
 	snprintf(v[3], sizeof(v[3]), "%" PRIu32, a->gid);
+	snprintf(v[4], sizeof(v[4]), "%" PRIu64, a->rdev);
 	if (!err && (a->have & STORE_ATTR_MODE))
 		err = s3_req_header(req, "x-amz-meta-mode", v[1]);
 	if (!err && (a->have & STORE_ATTR_UID))
 		err = s3_req_header(req, "x-amz-meta-uid", v[2]);
 	if (!err && (a->have & STORE_ATTR_GID))
 		err = s3_req_header(req, "x-amz-meta-gid", v[3]);
+	if (!err && (a->have & STORE_ATTR_RDEV))
+		err = s3_req_header(req, "x-amz-meta-rdev", v[4]);
 	return err;
 }
 
-static int parse_u32(const char *s, uint32_t *out)
+static int parse_u64(const char *s, uint64_t max, uint64_t *out)
 {
 	char *end;
 	unsigned long long v;
@@ -56,10 +59,20 @@ static int parse_u32(const char *s, uint32_t *out)
 		return EINVAL;
 	errno = 0;
 	v = strtoull(s, &end, 10);
-	if (errno || *end || v > UINT32_MAX)
+	if (errno || *end || v > max)
 		return EINVAL;
-	*out = (uint32_t)v;
+	*out = v;
 	return 0;
+}
+
+static int parse_u32(const char *s, uint32_t *out)
+{
+	uint64_t v;
+	int rc = parse_u64(s, UINT32_MAX, &v);
+
+	if (!rc)
+		*out = (uint32_t)v;
+	return rc;
 }
 
 /* "seconds" or "seconds.fraction" (up to nanoseconds; more is cut). */
@@ -97,7 +110,8 @@ int s3_parse_attr(struct store_attrs *a, const char *name, const char *v,
 		return 0;
 	name += 11;
 	if (strcasecmp(name, "mtime") && strcasecmp(name, "mode") &&
-	    strcasecmp(name, "uid") && strcasecmp(name, "gid"))
+	    strcasecmp(name, "uid") && strcasecmp(name, "gid") &&
+	    strcasecmp(name, "rdev"))
 		return 0;
 	if (n >= sizeof(tmp))
 		return 1; /* no such number: ignored */
@@ -112,6 +126,9 @@ int s3_parse_attr(struct store_attrs *a, const char *name, const char *v,
 		a->have |= STORE_ATTR_UID;
 	else if (!strcasecmp(name, "gid") && !parse_u32(tmp, &a->gid))
 		a->have |= STORE_ATTR_GID;
+	else if (!strcasecmp(name, "rdev") &&
+		 !parse_u64(tmp, UINT64_MAX, &a->rdev))
+		a->have |= STORE_ATTR_RDEV;
 	return 1;
 }
 

@@ -92,8 +92,8 @@ struct s3_req {
 	struct s3_get_state *get;     /* streamed GET, or NULL */
 	char payload_hash[65];
 	unsigned attempts;            /* attempts made, set by s3_run() */
-	char attr_vals[4][32];        /* x-amz-meta-mtime/-mode/-uid/-gid
-					 values the headers point at */
+	char attr_vals[5][32];        /* x-amz-meta-mtime/-mode/-uid/-gid/
+					 -rdev values the headers point at */
 };
 
 struct s3_resp {

@@ -34,13 +34,15 @@
  * x-amz-meta-mtime (seconds since the epoch, with a fraction when the
  * nanoseconds are not 0: "1500000000.25" as rclone writes it; s3fs reads
  * the whole seconds), x-amz-meta-mode (decimal st_mode, file type bits
- * included, as s3fs writes it), x-amz-meta-uid, x-amz-meta-gid (decimal).
+ * included, as s3fs writes it), x-amz-meta-uid, x-amz-meta-gid (decimal),
+ * and x-amz-meta-rdev (decimal dev_t of a device node, as s3fs writes it).
  * have says which are set; a value that does not parse is left out.
  */
 #define STORE_ATTR_MTIME 1u
 #define STORE_ATTR_MODE 2u
 #define STORE_ATTR_UID 4u
 #define STORE_ATTR_GID 8u
+#define STORE_ATTR_RDEV 16u
 
 struct store_attrs {
 	unsigned have;       /* STORE_ATTR_* */
@@ -48,6 +50,7 @@ struct store_attrs {
 	long mtime_nsec;     /* 0..999999999 */
 	uint32_t mode;       /* st_mode, type bits included */
 	uint32_t uid, gid;
+	uint64_t rdev;       /* a device's number */
 };
 
 struct store_object {

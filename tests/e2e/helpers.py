@@ -90,6 +90,10 @@ def sha256_object(s3, bucket, key):
     return h.hexdigest()
 
 
+def get_bytes(s3, bucket, key):
+    return s3.get_object(Bucket=bucket, Key=key)["Body"].read()
+
+
 def list_keys(s3, bucket, prefix=""):
     """{key: size} of every object under prefix (paginated)."""
     out = {}

@@ -213,12 +213,12 @@ static void test_folders(struct rig *r)
 	CHECK(a.is_dir);
 	CHECK_INT(ns_mkdir(r->ns, "/uploads/empty"), EEXIST);
 	CHECK_INT(ns_mkdir(r->ns, "/thumbnails/x"), EROFS);
-	/* symlinks, devices, FIFOs, sockets, hard links: no object is one */
-	CHECK_INT(ns_mknode(r->ns, "/uploads/node"), EPERM);
-	CHECK_INT(ns_mknode(r->ns, "/uploads/sub/node"), EPERM);
-	CHECK_INT(ns_mknode(r->ns, "/thumbnails/node"), EROFS);
-	CHECK_INT(ns_mknode(r->ns, "/.links/node"), EROFS);
-	CHECK_INT(ns_mknode(r->ns, "/node"), EROFS);
+	/* hard links: no object has two names */
+	CHECK_INT(ns_link(r->ns, "/uploads/node"), EPERM);
+	CHECK_INT(ns_link(r->ns, "/uploads/sub/node"), EPERM);
+	CHECK_INT(ns_link(r->ns, "/thumbnails/node"), EROFS);
+	CHECK_INT(ns_link(r->ns, "/.links/node"), EROFS);
+	CHECK_INT(ns_link(r->ns, "/node"), EROFS);
 	CHECK_INT(mem_object_count(r->m), 3); /* a folder is no object */
 	CHECK_INT(ns_rmdir(r->ns, "/uploads/sub"), ENOTEMPTY);
 	CHECK_INT(ns_rmdir(r->ns, "/uploads/a.txt"), ENOTDIR);
