@@ -9,8 +9,13 @@
 #   4. pjdfstest     tests/e2e/pjdfstest_run.py: the POSIX test suite on
 #                    uploads/ (plain build/imgfs, about 5 minutes), against
 #                    tests/pjdfstest-expected.txt; skipped when pjdfstest is
-#                    not built at $PJDFSTEST (/opt/ext/pjdfstest)
-#   5. corpus        when IMGFS_CORPUS names a directory of images (public
+#                    not built at $PJDFSTEST (/opt/ext/pjdfstest;
+#                    tests/ext/build-pjdfstest.sh builds it)
+#   5. fsx           tests/e2e/fsx_run.py: xfstests' file system exerciser
+#                    on uploads/, four seeded runs (about 2 minutes);
+#                    skipped when fsx is not built at $FSX (/opt/ext/fsx;
+#                    tests/ext/build-fsx.sh builds it)
+#   6. corpus        when IMGFS_CORPUS names a directory of images (public
 #                    test suites and fuzzing corpora, see
 #                    tests/e2e/corpus_run.py for which and how to get them):
 #                    all of them through a mount of the ASan build, counting
@@ -19,9 +24,10 @@
 # Every stage runs even when an earlier one failed; the summary names the
 # failures and the exit status is non-zero if any stage failed. Expect about
 # an hour on 2 cores: the ASan e2e run dominates (~40 min), valgrind ~10 min,
-# fuzzing 5 targets x FUZZ_SECONDS (default 60 s here), pjdfstest ~5 min.
+# fuzzing 5 targets x FUZZ_SECONDS (default 60 s here), pjdfstest ~5 min,
+# fsx ~2 min.
 #
-# Env: CHECK_STAGES   stages to run (default "asan valgrind fuzz pjdfstest", and
+# Env: CHECK_STAGES   stages to run (default "asan valgrind fuzz pjdfstest fsx", and
 #                     "corpus" when IMGFS_CORPUS is set)
 #      IMGFS_CORPUS   directory of images for the corpus stage
 #      FUZZ_SECONDS   per fuzz target (default 60)
@@ -30,7 +36,7 @@ set -uo pipefail
 
 cd "$(dirname "$0")/.."
 MAKE=${MAKE:-make}
-STAGES=${CHECK_STAGES:-asan valgrind fuzz pjdfstest${IMGFS_CORPUS:+ corpus}}
+STAGES=${CHECK_STAGES:-asan valgrind fuzz pjdfstest fsx${IMGFS_CORPUS:+ corpus}}
 export FUZZ_SECONDS=${FUZZ_SECONDS:-60}
 failed=()
 summary=()
@@ -71,6 +77,11 @@ run_pjdfstest() {
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e/pjdfstest_run.py
 }
 
+run_fsx() {
+	$MAKE -j2 all &&
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests/e2e/fsx_run.py
+}
+
 run_valgrind() {
 	$MAKE -j2 all && tests/valgrind.sh
 }
@@ -81,6 +92,7 @@ for s in $STAGES; do
 	valgrind) stage valgrind run_valgrind ;;
 	fuzz) stage fuzz $MAKE fuzz ;;
 	pjdfstest) stage pjdfstest run_pjdfstest ;;
+	fsx) stage fsx run_fsx ;;
 	corpus) stage corpus run_corpus ;;
 	*) echo "check-all: unknown stage $s" >&2; failed+=("$s") ;;
 	esac
