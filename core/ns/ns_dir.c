@@ -154,20 +154,27 @@ int ns_unlink(struct ns *ns, const char *path)
 	return rc;
 }
 
-int ns_mkdir(struct ns *ns, const char *path)
+int ns_free_name(struct ns *ns, const char *path, const char **rel)
 {
-	struct buf prefix = BUF_INIT;
 	struct meta_attr a;
-	const char *rel;
-	int rc = ns_upload_rel(ns, path, &rel);
+	int rc = ns_upload_rel(ns, path, rel);
 
 	if (rc)
 		return rc == EBUSY ? EEXIST : rc;
-	if (!path_utf8_ok(rel))
+	if (!path_utf8_ok(*rel))
 		return EILSEQ;
-	rc = ns_upload_attr(ns, rel, &a);
-	if (rc != ENOENT)
-		return rc ? rc : EEXIST;
+	rc = ns_upload_attr(ns, *rel, &a);
+	return rc == ENOENT ? 0 : rc ? rc : EEXIST;
+}
+
+int ns_mkdir(struct ns *ns, const char *path)
+{
+	struct buf prefix = BUF_INIT;
+	const char *rel;
+	int rc = ns_free_name(ns, path, &rel);
+
+	if (rc)
+		return rc;
 	rc = ns_dir_prefix(ns, rel, &prefix);
 	pthread_mutex_lock(&ns->lock);
 	if (!rc)

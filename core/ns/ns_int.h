@@ -115,6 +115,10 @@ int ns_upload_rel(struct ns *ns, const char *path, const char **rel);
 /* The longest target a symbolic link holds (PATH_MAX, with the NUL); so no
  * object of this size or more is a link or another node. */
 #define NS_LINK_MAX 4096
+/* A new name in uploads/ for mkdir, symlink or mknod: 0 with *rel when no
+ * object, folder or open writer has it; EEXIST when one has (or path is
+ * uploads/ itself), EROFS outside uploads/, EILSEQ when no key can be it. */
+int ns_free_name(struct ns *ns, const char *path, const char **rel);
 /* The file type stored in p's mode when it is one a non-folder object can
  * be (S_IFLNK, S_IFIFO, S_IFSOCK, S_IFCHR, S_IFBLK), else S_IFREG. */
 uint32_t ns_stored_type(const struct store_attrs *p);

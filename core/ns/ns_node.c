@@ -45,18 +45,12 @@ static int new_node(struct ns *ns, const char *path, const void *body,
 	struct store_put_opts o = {.if_none_match = "*", .attrs = &a};
 	char etag[STORE_ETAG_MAX] = "";
 	struct buf key = BUF_INIT;
-	struct meta_attr m;
 	struct timespec now;
 	const char *rel;
-	int rc = ns_upload_rel(ns, path, &rel);
+	int rc = ns_free_name(ns, path, &rel);
 
 	if (rc)
-		return rc == EBUSY ? EEXIST : rc;
-	if (!path_utf8_ok(rel))
-		return EILSEQ;
-	rc = ns_upload_attr(ns, rel, &m);
-	if (rc != ENOENT)
-		return rc ? rc : EEXIST;
+		return rc;
 	clock_gettime(CLOCK_REALTIME, &now);
 	a.have |= STORE_ATTR_MTIME;
 	a.mtime_sec = now.tv_sec;
