@@ -276,39 +276,6 @@ int ns_upload_attr_posix(struct ns *ns, const char *rel, struct meta_attr *out)
 	return rc;
 }
 
-int ns_thumb_source(struct ns *ns, const char *rel, struct buf *src_key,
-		    struct meta_attr *src)
-{
-	char *parent = malloc(strlen(rel) + 1);
-	struct buf name = BUF_INIT, src_rel = BUF_INIT;
-	const char *leaf;
-	int rc;
-
-	if (!parent)
-		return ENOMEM;
-	leaf = path_split(rel, parent);
-	rc = ns_upload_attr(ns, rel, src);
-	if (rc == 0 && src->is_dir)
-		goto out; /* folders mirror folders */
-	rc = thumbs_source_for(leaf, &name);
-	if (!rc)
-		rc = buf_addf(&src_rel, "%s%s%s", parent, *parent ? "/" : "",
-			      name.data);
-	if (!rc)
-		rc = ns_upload_attr(ns, src_rel.data, src);
-	if (!rc && (src->is_dir || !thumbs_is_image(name.data)))
-		rc = ENOENT;
-	if (!rc && src->posix_known && ns_stored_type(&src->posix) != S_IFREG)
-		rc = ENOENT; /* a link or a FIFO, however it is named */
-	if (!rc)
-		rc = ns_upload_key(ns, src_rel.data, src_key);
-out:
-	buf_release(&name);
-	buf_release(&src_rel);
-	free(parent);
-	return rc;
-}
-
 static void dir_attr(const struct ns *ns, struct ns_attr *a, int writable)
 {
 	memset(a, 0, sizeof(*a));

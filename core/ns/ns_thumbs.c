@@ -1,7 +1,7 @@
 /*
- * ns_thumbs: the namespace's side of thumbnails: which size a thumbnails
- * area shows, and read-ahead for a reader walking a folder (see
- * ns_int.h).
+ * ns_thumbs: the namespace's side of thumbnails: the image a thumbnail path
+ * names, which size a thumbnails area shows, and read-ahead for a reader
+ * walking a folder (see ns_int.h).
  */
 #include "ns/ns_int.h"
 
@@ -9,8 +9,42 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #define NS_AHEAD_MAX 8 /* thumbnails queued ahead of one open */
+
+int ns_thumb_source(struct ns *ns, const char *rel, struct buf *src_key,
+		    struct meta_attr *src)
+{
+	char *parent = malloc(strlen(rel) + 1);
+	struct buf name = BUF_INIT, src_rel = BUF_INIT;
+	const char *leaf;
+	int rc;
+
+	if (!parent)
+		return ENOMEM;
+	leaf = path_split(rel, parent);
+	rc = ns_upload_attr(ns, rel, src);
+	if (rc == 0 && src->is_dir)
+		goto out; /* folders mirror folders */
+	rc = thumbs_source_for(leaf, &name);
+	if (!rc)
+		rc = buf_addf(&src_rel, "%s%s%s", parent, *parent ? "/" : "",
+			      name.data);
+	if (!rc)
+		rc = ns_upload_attr(ns, src_rel.data, src);
+	if (!rc && (src->is_dir || !thumbs_is_image(name.data)))
+		rc = ENOENT;
+	if (!rc && src->posix_known && ns_stored_type(&src->posix) != S_IFREG)
+		rc = ENOENT; /* a link or a FIFO, however it is named */
+	if (!rc)
+		rc = ns_upload_key(ns, src_rel.data, src_key);
+out:
+	buf_release(&name);
+	buf_release(&src_rel);
+	free(parent);
+	return rc;
+}
 
 int ns_thumb_idx(const struct ns *ns, unsigned thumb_size, unsigned *idx)
 {
