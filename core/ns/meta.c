@@ -290,6 +290,27 @@ static int carry_attr(void *arg, const char *name, void *value)
 	return 0;
 }
 
+/* Both carries into l, from dir's listing now and from the single
+ * entries. Lock held. */
+static void carry_locked(struct meta *m, const char *dir,
+			 struct meta_listing *l)
+{
+	struct carry_ctx cc = {m, dir};
+	struct mdir *old = hmap_get(m->dirs, dir);
+
+	if (old)
+		hmap_each(old->l->names, carry_posix, l);
+	hmap_each(l->names, carry_attr, &cc);
+}
+
+void meta_listing_carry(struct meta *m, const char *dir,
+			struct meta_listing *l)
+{
+	pthread_mutex_lock(&m->lock);
+	carry_locked(m, dir, l);
+	pthread_mutex_unlock(&m->lock);
+}
+
 void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
 {
 	meta_dir_store_since(m, dir, l, UINT64_MAX);
@@ -298,7 +319,6 @@ void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l)
 void meta_dir_store_since(struct meta *m, const char *dir,
 			  struct meta_listing *l, uint64_t since)
 {
-	struct carry_ctx cc = {m, dir};
 	uint64_t *changed;
 
 	struct mdir *d = malloc(sizeof(*d));
@@ -320,10 +340,7 @@ void meta_dir_store_since(struct meta *m, const char *dir,
 		mdir_free(d);
 		return;
 	}
-	old = hmap_get(m->dirs, dir);
-	if (old)
-		hmap_each(((struct mdir *)old)->l->names, carry_posix, l);
-	hmap_each(l->names, carry_attr, &cc);
+	carry_locked(m, dir, l);
 	old = NULL;
 	if (hmap_put(m->dirs, dir, d, &old)) {
 		mdir_free(d);
@@ -347,6 +364,16 @@ static int each_entry(void *arg, const char *name, void *value)
 	struct each_ctx *c = arg;
 
 	return c->fn(c->arg, name, value);
+}
+
+void meta_listing_each(const struct meta_listing *l,
+		       int (*fn)(void *arg, const char *name,
+				 const struct meta_attr *a),
+		       void *arg)
+{
+	struct each_ctx c = {fn, arg};
+
+	hmap_each(l->names, each_entry, &c);
 }
 
 int meta_dir_each(struct meta *m, const char *dir,

@@ -49,6 +49,16 @@ struct meta_listing *meta_listing_new(void);
 int meta_listing_add(struct meta_listing *l, const char *name,
 		     const struct meta_attr *a);
 void meta_listing_free(struct meta_listing *l);
+/* A listing carries no stored attributes: give l's entries those the cache
+ * holds of the same objects (same ETag), as meta_dir_store() does, for a
+ * caller that hands l's entries on too. */
+void meta_listing_carry(struct meta *m, const char *dir,
+			struct meta_listing *l);
+/* Visit l's entries, in no particular order; fn returns non-zero to stop. */
+void meta_listing_each(const struct meta_listing *l,
+		       int (*fn)(void *arg, const char *name,
+				 const struct meta_attr *a),
+		       void *arg);
 void meta_dir_store(struct meta *m, const char *dir, struct meta_listing *l);
 /* The same for a listing whose first request was sent when meta_gen() was
  * since: it is dropped (freed, not stored) when the daemon's own changes

@@ -68,10 +68,8 @@ static int writer_attr(struct ns *ns, const char *key, struct meta_attr *out)
 	return found;
 }
 
-struct collect;
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct store_list_page *page, time_t dir_mtime,
-		    struct collect *c);
+		    const struct store_list_page *page, time_t dir_mtime);
 
 /* List dir into the cache when it fits in one page. Once one name in a
  * folder is missing, the next ones (cp or rsync of new files) are then
@@ -92,7 +90,7 @@ static int list_small_dir(struct ns *ns, const char *dir)
 	}
 	if (!rc) {
 		l = meta_listing_new();
-		rc = l ? add_page(l, dir, &page, ns->started, NULL) : ENOMEM;
+		rc = l ? add_page(l, dir, &page, ns->started) : ENOMEM;
 	}
 	if (!rc)
 		meta_dir_store_since(ns->meta, dir, l, gen);
@@ -181,6 +179,7 @@ static int probe_key(struct ns *ns, const char *key, const char *dir,
 	return probe_folder(ns, key, dir, out);
 }
 
+struct collect;
 static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c);
 
 /* After dir's listing expired, a walk over its entries (ls -l, reading every
@@ -432,11 +431,10 @@ struct collect {
 static int collect_entry(void *arg, const char *name,
 			 const struct meta_attr *a);
 
-/* Add one page of a listing of prefix to l, and to c unless NULL. S3
- * keeps no time of a folder: its folders get dir_mtime. */
+/* Add one page of a listing of prefix to l. S3 keeps no time of a
+ * folder: its folders get dir_mtime. */
 static int add_page(struct meta_listing *l, const char *prefix,
-		    const struct store_list_page *page, time_t dir_mtime,
-		    struct collect *c)
+		    const struct store_list_page *page, time_t dir_mtime)
 {
 	size_t plen = strlen(prefix);
 	int rc = 0;
@@ -450,8 +448,6 @@ static int add_page(struct meta_listing *l, const char *prefix,
 			continue; /* the folder's own marker, or unshowable */
 		snprintf(a.etag, sizeof(a.etag), "%s", e->etag);
 		rc = meta_listing_add(l, name, &a);
-		if (!rc && c)
-			collect_entry(c, name, &a);
 	}
 	for (size_t i = 0; i < page->nprefixes && !rc; i++) {
 		char *name = page->prefixes[i] + plen;
@@ -464,33 +460,8 @@ static int add_page(struct meta_listing *l, const char *prefix,
 			continue;
 		name[len] = '\0';
 		rc = meta_listing_add(l, name, &a);
-		if (!rc && c)
-			collect_entry(c, name, &a);
 	}
 	return rc;
-}
-
-struct known {
-	struct ns *ns;
-	const char *prefix;
-};
-
-/* A listing carries no stored attributes: give an entry those the cache
- * holds of the same object (same ETag), so that a listing shows what a
- * stat does (a node's type above all: the kernel fails an inode whose type
- * changes). */
-static int carry_known(void *arg, const char *name, void *value)
-{
-	struct known *k = arg;
-	struct meta_attr *a = value, m;
-
-	if (!a->is_dir && !a->posix_known &&
-	    meta_lookup(k->ns->meta, k->prefix, name, &m) == META_FOUND &&
-	    m.posix_known && !strcmp(m.etag, a->etag)) {
-		a->posix = m.posix;
-		a->posix_known = 1;
-	}
-	return 0;
 }
 
 /* List prefix completely (one request per 1000 entries) into c (unless
@@ -509,7 +480,7 @@ static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 		free(token);
 		token = NULL;
 		if (!rc)
-			rc = add_page(l, prefix, &page, ns->started, c);
+			rc = add_page(l, prefix, &page, ns->started);
 		if (!rc && page.next_token)
 			token = strdup(page.next_token);
 		store_list_page_release(&page);
@@ -519,9 +490,10 @@ static int fetch_listing(struct ns *ns, const char *prefix, struct collect *c)
 		meta_listing_free(l);
 		return rc;
 	}
-	meta_dir_store_since(ns->meta, prefix, l, gen);
+	meta_listing_carry(ns->meta, prefix, l); /* show what a stat does */
 	if (c)
-		hmap_each(c->seen, carry_known, &(struct known){ns, prefix});
+		meta_listing_each(l, collect_entry, c);
+	meta_dir_store_since(ns->meta, prefix, l, gen);
 	return 0;
 }
 
