@@ -36,8 +36,8 @@
 #include "store/store.h"
 
 #define READER_FIRST (256u << 10)   /* bytes of an open's first GET */
-#define READER_WINDOW_MAX 32        /* blocks fetched ahead at most */
-#define READER_RUN 16               /* blocks per read-ahead GET at most */
+#define READER_WINDOW_MAX 64        /* blocks fetched ahead at most */
+#define READER_RUN 32               /* blocks per read-ahead GET at most */
 #define READER_BEHIND 4             /* blocks kept behind a sequential read */
 #define READER_SLOTS (READER_WINDOW_MAX + READER_BEHIND + 4)
 
