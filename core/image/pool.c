@@ -55,6 +55,12 @@ struct pool {
  * worker mode would otherwise start workers of its own, without end). */
 #define POOL_WORKER_MARK "IMGFS_THUMB_WORKER=1"
 
+/* Each worker quantises PNG thumbnails with libimagequant, which runs
+ * OpenMP; its threads spin between parallel regions and, with one such
+ * team per worker, took a sixth of the pool's CPU from the other workers'
+ * decodes. The pool is the parallelism: one OpenMP thread per worker. */
+#define POOL_WORKER_OMP "OMP_NUM_THREADS=1"
+
 /* NAME=<the daemon's NAME>:handle_segv=0:handle_sigbus=0 into out. */
 static void pool_sanitizer_env(char *out, size_t len, const char *name)
 {
@@ -64,11 +70,11 @@ static void pool_sanitizer_env(char *out, size_t len, const char *name)
 		 v ? v : "", v && *v ? ":" : "");
 }
 
-/* The environment of a worker: the mark and sanitizer options only (no
- * secret). In a sanitizer build a worker's crash is an expected event
- * that the pool handles, not a report: ASan and TSan leave SIGSEGV and
- * SIGBUS alone there (their handlers would also make system calls the
- * sandbox refuses). */
+/* The environment of a worker: the mark, the OpenMP thread count and the
+ * sanitizer options only (no secret). In a sanitizer build a worker's
+ * crash is an expected event that the pool handles, not a report: ASan
+ * and TSan leave SIGSEGV and SIGBUS alone there (their handlers would
+ * also make system calls the sandbox refuses). */
 static void pool_env(struct pool *p, char **env, size_t max)
 {
 	static const char *const keep[] = {"UBSAN_OPTIONS=", "LSAN_OPTIONS="};
@@ -77,6 +83,7 @@ static void pool_env(struct pool *p, char **env, size_t max)
 	env[n++] = p->asan_env;
 	env[n++] = p->tsan_env;
 	env[n++] = (char *)POOL_WORKER_MARK;
+	env[n++] = (char *)POOL_WORKER_OMP;
 	for (char **e = environ; e && *e && n + 1 < max; e++)
 		for (size_t k = 0; k < sizeof(keep) / sizeof(keep[0]); k++)
 			if (strncmp(*e, keep[k], strlen(keep[k])) == 0)

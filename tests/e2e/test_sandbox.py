@@ -213,6 +213,8 @@ def test_decoding_happens_in_a_sandboxed_worker(rgw, bucket, mount):
         with open(f"/proc/{w}/environ", "rb") as f:
             env = f.read()
         assert rgw.secret_key.encode() not in env and b"AWS_" not in env
+        # One OpenMP thread per worker: the pool is the parallelism.
+        assert b"OMP_NUM_THREADS=1" in env.split(b"\0"), env
         fds = os.listdir(f"/proc/{w}/fd")
         assert sorted(int(fd) for fd in fds) == [0, 1, 2, 3], fds
 
