@@ -11,7 +11,13 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#define NS_AHEAD_MAX 8 /* thumbnails queued ahead of one open */
+#define NS_AHEAD_MAX 16 /* thumbnails queued ahead of one open */
+/* Names queued per decode slot. Decode times differ twentyfold between
+ * images (a JPEG that shrinks on load, a large PNG): with two names per
+ * slot the other slots ran dry while a reader waited for a slow one, and
+ * a fifth of the CPU stood idle. A queued name is a small request; the
+ * sources fetched for them are bounded by the scheduler (sources_max). */
+#define NS_AHEAD_PER_SLOT 8
 
 int ns_thumb_source(struct ns *ns, const char *rel, struct buf *src_key,
 		    struct meta_attr *src)
@@ -116,7 +122,7 @@ void ns_thumb_ahead(struct ns *ns, unsigned idx, const char *src_key)
 	if (!dir || !a)
 		goto out_free;
 	a->after = ns_split_key(src_key, dir);
-	n *= 2; /* one being read from the bucket while one decodes */
+	n *= NS_AHEAD_PER_SLOT;
 	a->max = n < 1 ? 1 : n > NS_AHEAD_MAX ? NS_AHEAD_MAX : n;
 	if (meta_dir_each(ns->meta, dir, ahead_visit, a))
 		goto out_free; /* no fresh listing: nothing to go by */
