@@ -29,8 +29,11 @@
 
 struct pool;
 
-/* Start n (>= 1) workers; m may be NULL. NULL with errno set (and a log
- * line) when none can be started. Workers carry IMGFS_THUMB_WORKER=1 in
+/* Start n (>= 1) workers; m may be NULL. Only the first is waited for
+ * (and none with idle): the others start up while the caller goes on,
+ * and a decode that comes first waits for its worker's hello. NULL with
+ * errno set (and a log line) when the first cannot be started (with
+ * idle: launched). Workers carry IMGFS_THUMB_WORKER=1 in
  * their environment, and a process that has it gets EPERM here: a binary
  * that was started as a worker but does not know the worker mode cannot
  * start workers of its own, and so on without end. With idle, the workers

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE /* SCHED_IDLE */
 #include <dirent.h>
 #include <errno.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
@@ -239,6 +240,107 @@ static void test_pool(void)
 	buf_release(&outs[1]);
 }
 
+/* CPU time (ticks) pid has used, -1 when it is gone. */
+static long cpu_ticks(pid_t pid)
+{
+	char path[64], line[1024], *end;
+	unsigned long user = 0, sys = 0;
+	FILE *f;
+	int got = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	if (fgets(line, sizeof(line), f) && (end = strrchr(line, ')')))
+		got = sscanf(end + 2,
+			     "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
+			     &user, &sys);
+	fclose(f);
+	return got == 2 ? (long)(user + sys) : -1;
+}
+
+/* A decode that holds a worker busy until thumb_timeout. */
+struct hold {
+	struct pool *p;
+	const struct buf *src;
+	int rc;
+};
+
+static void *hold_run(void *arg)
+{
+	struct hold *h = arg;
+	struct buf outs[2] = {BUF_INIT, BUF_INIT}, err = BUF_INIT;
+
+	h->rc = make(h->p, h->src, "x.jpg", outs, &err);
+	buf_release(&outs[0]);
+	buf_release(&outs[1]);
+	buf_release(&err);
+	return NULL;
+}
+
+/* pool_create waits for its first worker only; a later one stopped
+ * right away (during its start-up, or just after) costs the decode that
+ * gets it an EIO at thumb_timeout, and is replaced. */
+static void test_stopped_at_start(void)
+{
+	struct metrics *m = metrics_create();
+	struct pool *p;
+	struct buf png = BUF_INIT, spin = BUF_INIT, err = BUF_INIT;
+	struct buf outs[2] = {BUF_INIT, BUF_INIT};
+	struct hold h = {NULL, &spin, 0};
+	pthread_t th;
+	pid_t first, second;
+	long ticks;
+	double t0;
+	cpu_set_t all, one;
+
+	/* On one CPU (the workers inherit it) the second worker is most
+	 * likely still starting when pool_create has the first's hello. */
+	CPU_ZERO(&one);
+	CPU_SET(0, &one);
+	sched_getaffinity(0, sizeof(all), &all);
+	sched_setaffinity(0, sizeof(one), &one);
+	p = pool_create(2, 1500, 0, m);
+	sched_setaffinity(0, sizeof(all), &all);
+	CHECK(p != NULL);
+	if (!p)
+		return;
+	h.p = p;
+	second = pool_worker_pid(p, 1);
+	CHECK(second > 0);
+	kill(second, SIGSTOP);
+	small_png(&png);
+	spinning_svgz(&spin);
+	/* the first worker busy with a hang (its CPU time grows), so that
+	 * the next decode gets the second */
+	first = pool_worker_pid(p, 0);
+	ticks = cpu_ticks(first);
+	CHECK_INT(pthread_create(&th, NULL, hold_run, &h), 0);
+	t0 = mono_s();
+	while (cpu_ticks(first) == ticks && mono_s() - t0 < 10.0)
+		usleep(10000);
+	CHECK(cpu_ticks(first) > ticks);
+	t0 = mono_s();
+	CHECK_INT(make(p, &png, "a.png", outs, &err), EIO);
+	CHECK(mono_s() - t0 < 1.5 + 2.0);
+	CHECK(err.data && strstr(err.data, "thumb_timeout") != NULL);
+	pthread_join(th, NULL);
+	CHECK_INT(h.rc, EIO);
+	CHECK(dead(second));
+	CHECK(pool_worker_pid(p, 1) != second);
+	CHECK_INT(metrics_get(m, MC_THUMB_WORKER_RESTARTS), 2);
+	CHECK_INT(make(p, &png, "a.png", outs, &err), 0);
+
+	pool_destroy(p);
+	metrics_destroy(m);
+	buf_release(&png);
+	buf_release(&spin);
+	buf_release(&err);
+	buf_release(&outs[0]);
+	buf_release(&outs[1]);
+}
+
 /* A worker never starts workers: a binary started as a worker that did
  * not know the worker mode would start workers of its own without end. */
 static void test_no_pool_in_a_worker(void)
@@ -304,6 +406,7 @@ int main(int argc, char **argv)
 		return 1;
 	test_wire_bounds();
 	test_pool();
+	test_stopped_at_start();
 	test_no_pool_in_a_worker();
 	test_idle_pool();
 	return check_done("pool");
