@@ -136,6 +136,19 @@ static int make(struct pool *p, const struct buf *src, const char *name,
 	return make_shown(p, src, name, outs, err, NULL);
 }
 
+/* The end of a pool test: the pool, its metrics, the buffers. */
+static void release_all(struct pool *p, struct metrics *m, struct buf *png,
+			struct buf *spin, struct buf *err, struct buf outs[2])
+{
+	pool_destroy(p);
+	metrics_destroy(m);
+	buf_release(png);
+	buf_release(spin);
+	buf_release(err);
+	buf_release(&outs[0]);
+	buf_release(&outs[1]);
+}
+
 static void test_wire_bounds(void)
 {
 	struct wire_req r;
@@ -231,13 +244,7 @@ static void test_pool(void)
 	CHECK(pool_worker_pid(p, 0) != pid2);
 	CHECK_INT(metrics_get(m, MC_THUMB_WORKER_RESTARTS), 2);
 
-	pool_destroy(p);
-	metrics_destroy(m);
-	buf_release(&png);
-	buf_release(&spin);
-	buf_release(&err);
-	buf_release(&outs[0]);
-	buf_release(&outs[1]);
+	release_all(p, m, &png, &spin, &err, outs);
 }
 
 /* CPU time (ticks) pid has used, -1 when it is gone. */
@@ -332,13 +339,7 @@ static void test_stopped_at_start(void)
 	CHECK_INT(metrics_get(m, MC_THUMB_WORKER_RESTARTS), 2);
 	CHECK_INT(make(p, &png, "a.png", outs, &err), 0);
 
-	pool_destroy(p);
-	metrics_destroy(m);
-	buf_release(&png);
-	buf_release(&spin);
-	buf_release(&err);
-	buf_release(&outs[0]);
-	buf_release(&outs[1]);
+	release_all(p, m, &png, &spin, &err, outs);
 }
 
 /* A worker never starts workers: a binary started as a worker that did
