@@ -52,6 +52,22 @@ def workers(daemon_pid):
     return out
 
 
+def idle_workers(daemon_pid, n):
+    """Wait until the daemon has n workers, all idle. Workers launched at
+    mount start up (libvips' modules) while the daemon goes on, and the
+    CPU time that grows meanwhile would pass for a decode in
+    busy_worker(): idle means no worker's CPU time moved over half a
+    second."""
+    seen = []
+
+    def settled():
+        seen.append(workers(daemon_pid))
+        last = seen[-3:]
+        return len(last) == 3 and len(last[0]) == n and last[0] == last[1] == last[2]
+
+    wait_for(settled, 30 * SCALE, interval=0.25, what=f"{n} idle workers")
+
+
 def busy_worker(daemon_pid, timeout, done=lambda: False):
     """The worker whose CPU time grows (the one decoding); None when done()
     comes first."""
@@ -121,7 +137,7 @@ def test_killed_and_stopped_workers_cost_one_read(rgw, bucket, mount, tmp_path):
     big.write_bytes(os.urandom(40 * MIB))
     m = mount(bucket, opts={"thumb_timeout": str(timeout), "thumb_eager": "false",
                             "thumb_concurrency": "2"})
-    wait_for(lambda: len(workers(m.pid)) == 2, 30 * SCALE, what="two workers")
+    idle_workers(m.pid, 2)
     restarts0 = m.metric("imgfs_thumb_worker_restarts_total")
 
     cp = subprocess.Popen(["cp", str(big), str(m.uploads / "big.bin")])
@@ -181,7 +197,7 @@ def test_a_read_does_not_wait_behind_read_ahead(rgw, bucket, mount):
     rgw.s3.put_object(Bucket=bucket, Key="uploads/r/0good.jpg", Body=good_jpeg())
     m = mount(bucket, opts={"thumb_timeout": str(timeout), "thumb_eager": "false",
                             "thumb_concurrency": "2"})
-    wait_for(lambda: len(workers(m.pid)) == 2, 30 * SCALE, what="two workers")
+    idle_workers(m.pid, 2)
     os.listdir(m.thumbs / "r")  # the listing read-ahead goes by
     r = Reader(m.thumbs / "r" / "a0.png")
     t0 = workers(m.pid)
