@@ -23,6 +23,7 @@ import time
 import pytest
 
 from helpers import (
+    fusermount_u,
     MIB,
     _mountinfo_has,
     list_keys,
@@ -146,7 +147,7 @@ def test_kill9_loses_nothing_committed_and_cache_survives(rgw, bucket, mount, im
         f"the big write did not fail although the daemon was killed: {big.failed}"
 
     # The dead mountpoint can be cleaned and reused.
-    p = subprocess.run(["fusermount3", "-u", str(m.path)], capture_output=True, text=True, timeout=60)
+    p = fusermount_u(m.path)
     assert p.returncode == 0, p.stderr
     assert not _mountinfo_has(m.path)
 
@@ -204,7 +205,8 @@ def test_kill9_before_any_part_leaves_nothing(rgw, bucket, mount, tmp_path):
         f.close()
     except OSError:
         pass
-    subprocess.run(["fusermount3", "-u", str(m.path)], check=True, timeout=60)
+    p = fusermount_u(m.path)
+    assert p.returncode == 0, p.stderr
     m.remount()
     assert "uploads/half.bin" not in list_keys(rgw.s3, bucket, "uploads/"), m.stderr_text()
     assert not list_multipart_uploads(rgw.s3, bucket)
@@ -229,7 +231,8 @@ def test_startup_sweep_aborts_only_its_own_uploads(rgw, bucket, mount, tmp_path)
         f.close()
     except OSError:
         pass
-    subprocess.run(["fusermount3", "-u", str(m.path)], check=True, timeout=60)
+    p = fusermount_u(m.path)
+    assert p.returncode == 0, p.stderr
     m.remount()
     wait_for(lambda: {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)} == {other},
              30, what="the killed daemon's own upload to be aborted")

@@ -23,6 +23,7 @@ import time
 import pytest
 
 from helpers import (
+    fusermount_u,
     MIB,
     list_keys,
     list_multipart_uploads,
@@ -381,7 +382,8 @@ def test_startup_sweep_spares_uploads_it_never_learnt(rgw, bucket, mount, tmp_pa
     finally:
         cp.wait(timeout=60)
     proxy.set_rules([])
-    subprocess.run(["fusermount3", "-u", str(m.path)], check=True, timeout=60)
+    p = fusermount_u(m.path)
+    assert p.returncode == 0, p.stderr
     m.remount()
     wait_for(lambda: "left to the bucket's lifecycle rule" in m.stderr_text()
              or other not in {u["UploadId"] for u in list_multipart_uploads(rgw.s3, bucket)},

@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-from helpers import REPO, _mountinfo_has, run, sha256_file, sha256_object
+from helpers import REPO, fusermount_u, _mountinfo_has, run, sha256_file, sha256_object
 
 MAKE_CA = REPO / "tests" / "tls" / "make-ca.sh"
 
@@ -113,7 +113,8 @@ def start_imgfs(imgfs_bin, rgw, bucket, mnt, opts, env=None, timeout=60):
 
 def stop_imgfs(p, mnt):
     if _mountinfo_has(mnt):
-        subprocess.run(["fusermount3", "-u", str(mnt)], check=True, timeout=60)
+        u = fusermount_u(mnt)
+        assert u.returncode == 0, u.stderr
     assert p.wait(60) == 0
 
 
