@@ -451,26 +451,30 @@ def _mountinfo_has(path):
     return False
 
 
-def fusermount_u(path, busy_for=10):
+def fusermount_u(path, busy_for=None):
     """fusermount3 -u path, as a CompletedProcess (text).
 
-    A fresh FUSE mount can refuse to unmount (EBUSY) for a moment with no
-    process holding it (fuser shows none): on these machines it cleared
-    within a second, and it failed a CI run once. A busy mount is tried
-    again until it is free or busy_for seconds (scaled) have passed; a
-    mount still busy then is returned as it failed, with fuser's view.
+    A busy mount (EBUSY) is tried again until it is free or busy_for
+    seconds (10, scaled, by default) have passed; one still busy then is
+    returned as it failed, with fuser's table. Besides a file held open, a
+    fresh FUSE mount can be busy for a moment with no process holding it
+    (fuser shows none): on these machines it cleared within a second, and
+    it failed a CI run once.
     """
-    deadline = time.monotonic() + busy_for * timeout_scale()
+    if busy_for is None:
+        busy_for = 10 * timeout_scale()
+    deadline = time.monotonic() + busy_for
     while True:
         p = subprocess.run(["fusermount3", "-u", str(path)],
                            capture_output=True, text=True, timeout=60)
-        if p.returncode == 0 or "busy" not in p.stderr or time.monotonic() > deadline:
+        busy = p.returncode != 0 and "busy" in p.stderr
+        if not busy or time.monotonic() > deadline:
             break
         time.sleep(0.1)
-    if p.returncode != 0 and "busy" in p.stderr:
+    if busy:
         seen = subprocess.run(["fuser", "-vm", str(path)], capture_output=True, text=True)
         table = [l for l in (seen.stdout + seen.stderr).splitlines() if "Permission denied" not in l]
-        p.stderr += f"still busy after {busy_for}s; fuser -vm:\n" + "\n".join(table)
+        p.stderr += f"still busy after {busy_for:g}s; fuser -vm:\n" + "\n".join(table)
     return p
 
 

@@ -24,7 +24,7 @@ import pytest
 from PIL import Image
 
 import hostile_images
-from helpers import MIB, sha256_object, timeout_scale, wait_for
+from helpers import MIB, fusermount_u, sha256_object, timeout_scale, wait_for
 
 SCALE = timeout_scale()
 WORKER_ARG = b"--thumb-worker"
@@ -297,11 +297,8 @@ def test_hostile_files_fail_in_time_with_bounded_rss(rgw, bucket, mount, tmp_pat
     busy_worker(m.pid, 10 * SCALE, done=lambda: not r.is_alive())
     t0 = time.monotonic()
 
-    def unmounted():
-        return subprocess.run(["fusermount3", "-u", str(m.path)],
-                              capture_output=True).returncode == 0
-
-    wait_for(unmounted, timeout + 10 * SCALE, interval=0.2, what="unmount")
+    u = fusermount_u(m.path, busy_for=timeout + 10 * SCALE)
+    assert u.returncode == 0, u.stderr
     assert time.monotonic() - t0 <= timeout + 5 * SCALE
     assert m.proc.wait(30) == 0
 
